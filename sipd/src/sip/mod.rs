@@ -1,0 +1,7 @@
+//! SIP (RFC 3261) message parsing: zero-copy views borrowing the datagram.
+//!
+//! - [`error`]: the small `Copy` error kind plus offset every parser returns.
+
+pub mod error;
+
+pub use error::{Error, ErrorKind};

@@ -1,0 +1,92 @@
+//! `cargo xtask <command>`: the project's automation. It orchestrates (installs prerequisites, runs
+//! cargo, builds test topologies); the eBPF object itself is built by `sipd/build.rs`.
+
+mod setup;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "sipd project automation")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building and testing needs (apt packages, rust-src, bpf-linker); idempotent.
+    Setup,
+    /// The whole test suite: setup, rustfmt, clippy (-D warnings), every test.
+    Test {
+        /// Skip the formatting and lint checks (only run the tests).
+        #[arg(long)]
+        no_lint: bool,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let root = workspace_root();
+    std::env::set_current_dir(&root).context("cd to the workspace root")?;
+    match cli.command {
+        Cmd::Setup => setup::ensure_all(),
+        Cmd::Test { no_lint } => test(no_lint),
+    }
+}
+
+fn test(no_lint: bool) -> Result<()> {
+    setup::ensure_all()?;
+    if !no_lint {
+        cargo(&["fmt", "--all", "--check"])?;
+        cargo(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])?;
+    }
+    cargo(&["test", "--workspace", "--all-targets"])?;
+    // Doc tests are not part of --all-targets.
+    cargo(&["test", "--workspace", "--doc"])?;
+    Ok(())
+}
+
+/// Runs `cargo <args>` from the workspace root, echoing the command line.
+pub(crate) fn cargo(args: &[&str]) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(Command::new(cargo).args(args))
+}
+
+/// Runs a command to completion, echoing it, failing on a non-zero exit.
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: $ {}", display(cmd));
+    let status = cmd
+        .status()
+        .with_context(|| format!("starting {}", display(cmd)))?;
+    if !status.success() {
+        bail!("{} failed with {status}", display(cmd));
+    }
+    Ok(())
+}
+
+fn display(cmd: &Command) -> String {
+    let mut s = cmd.get_program().to_string_lossy().into_owned();
+    for a in cmd.get_args() {
+        s.push(' ');
+        s.push_str(&a.to_string_lossy());
+    }
+    s
+}
+
+fn workspace_root() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    here.parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
