@@ -3,5 +3,6 @@
 //! - [`error`]: the small `Copy` error kind plus offset every parser returns.
 
 pub mod error;
+pub mod scan;
 
 pub use error::{Error, ErrorKind};

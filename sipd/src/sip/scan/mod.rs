@@ -1,0 +1,587 @@
+//! SIMD byte-class scanner: the length of the leading run of bytes in one RFC 3261 class.
+//!
+//! Three classes, each answered by a function returning how many leading bytes belong to it (so
+//! `bytes.len()` means "all of them"):
+//!
+//! | function      | class                                                                    |
+//! |---------------|--------------------------------------------------------------------------|
+//! | [`token_len`] | RFC 3261 `token`: `ALPHA / DIGIT / - . ! % * _ + \` ' ~`                  |
+//! | [`value_len`] | header value: HTAB, `0x20..=0x7E`, `0x80..=0xFF` (stops at CR, LF, NUL, DEL…) |
+//! | [`uri_len`]   | Request-URI: visible ASCII `0x21..=0x7E`                                 |
+//!
+//! # Layout (httparse `src/simd/`, memchr `src/arch/`)
+//!
+//! - `mod.rs` (this file): the API, the run-time dispatch, and the scalar reference (the
+//!   [`is_token`], [`is_value`], [`is_uri`] predicates and the 256-entry class table built from them).
+//! - `swar.rs`: the portable backend, 8 bytes at a time in a `u64` plus a table-driven scalar tail.
+//! - `sse2.rs`: 16 bytes at a time, range compares (SSE2 is baseline on `x86_64`; it has no `pshufb`).
+//! - `avx2.rs`: 32 bytes at a time; `token` via the nibble-shuffle (`vpshufb`) trick.
+//!
+//! Every backend has the signature `fn(&[u8]) -> usize` and returns exactly what the scalar
+//! reference returns (tested on all 256 byte values at every offset, and with property tests).
+//! Vector backends hand inputs shorter than their vector to the next narrower one and finish a
+//! slice with one overlapping load ending at the slice's end, so they only ever load in bounds.
+//!
+//! # Dispatch
+//!
+//! The backend is chosen once, at first use, and cached in an atomic: the best the CPU supports
+//! (AVX2 > SSE2 > Portable), unless the environment variable `SIPD_SCAN=portable|sse2|avx2` names a
+//! supported one. [`set_backend`] overrides it process-wide. The cargo feature `portable-scan` and
+//! `cfg(miri)` compile the vector backends out, so only [`Backend::Portable`] exists. The top-level
+//! functions cost one relaxed atomic load and a match on top of the backend's own work.
+//!
+//! # Safety
+//!
+//! `unsafe` here is limited to (a) unaligned vector loads whose whole extent lies inside the input
+//! slice and (b) calling an `#[target_feature(enable = "avx2")]` function, which happens only after
+//! the CPU was seen to support AVX2 (the cached backend is [`Backend::Avx2`] only then, and
+//! [`scanner`] hands out the AVX2 functions only then).
+#![allow(unsafe_code)]
+
+use core::fmt;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+mod swar;
+
+#[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
+mod avx2;
+#[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
+mod sse2;
+
+// ---------------------------------------------------------------------------------------------
+// Scalar reference
+// ---------------------------------------------------------------------------------------------
+
+/// Is `b` an RFC 3261 `token` byte: `ALPHA / DIGIT / "-" / "." / "!" / "%" / "*" / "_" / "+" /
+/// "`" / "'" / "~"`?
+#[inline]
+pub const fn is_token(b: u8) -> bool {
+    matches!(b,
+        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9'
+        | b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~')
+}
+
+/// Is `b` a header-value byte: HTAB, `0x20..=0x7E` or `0x80..=0xFF` (UTF-8 is passed through)?
+#[inline]
+pub const fn is_value(b: u8) -> bool {
+    matches!(b, b'\t' | 0x20..=0x7E | 0x80..=0xFF)
+}
+
+/// Is `b` a Request-URI byte: visible ASCII `0x21..=0x7E`?
+#[inline]
+pub const fn is_uri(b: u8) -> bool {
+    matches!(b, 0x21..=0x7E)
+}
+
+/// Bit in [`CLASS`] for [`is_token`].
+const TOKEN: u8 = 1 << 0;
+/// Bit in [`CLASS`] for [`is_value`].
+const VALUE: u8 = 1 << 1;
+/// Bit in [`CLASS`] for [`is_uri`].
+const URI: u8 = 1 << 2;
+
+/// One entry per byte value: which classes ([`TOKEN`], [`VALUE`], [`URI`]) it belongs to. Built at
+/// compile time from the predicates, so the two cannot disagree. Used by the scalar tails.
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = (is_token(b) as u8 * TOKEN) | (is_value(b) as u8 * VALUE) | (is_uri(b) as u8 * URI);
+        i += 1;
+    }
+    t
+};
+
+/// Nibble-shuffle tables for `token` (used by the AVX2 backend): a byte `b` is a token byte iff
+/// `TOKEN_NIBBLE_LO[b & 15] & TOKEN_NIBBLE_HI[b >> 4] != 0`. Every token byte has a high nibble in
+/// `2..=7`, so each high nibble gets its own bit and the low table records, per low nibble, the
+/// high nibbles that make a token byte: exact for any set spread over at most 8 high nibbles.
+#[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
+const TOKEN_NIBBLE_LO: [u8; 16] = {
+    let mut t = [0u8; 16];
+    let mut lo = 0;
+    while lo < 16 {
+        let mut hi = 2;
+        while hi <= 7 {
+            if is_token((hi << 4 | lo) as u8) {
+                t[lo] |= 1 << (hi - 2);
+            }
+            hi += 1;
+        }
+        lo += 1;
+    }
+    t
+};
+
+/// See [`TOKEN_NIBBLE_LO`].
+#[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
+const TOKEN_NIBBLE_HI: [u8; 16] = {
+    let mut t = [0u8; 16];
+    let mut hi = 2;
+    while hi <= 7 {
+        t[hi] = 1 << (hi - 2);
+        hi += 1;
+    }
+    t
+};
+
+/// Scalar scan with the class table, from `start` on: the index of the first byte of `bytes` at or
+/// after `start` that is not in `class`, or `bytes.len()`.
+#[inline]
+fn table_len(bytes: &[u8], start: usize, class: u8) -> usize {
+    let mut i = start;
+    while i < bytes.len() {
+        if CLASS[bytes[i] as usize] & class == 0 {
+            return i;
+        }
+        i += 1;
+    }
+    bytes.len()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backends and dispatch
+// ---------------------------------------------------------------------------------------------
+
+/// One implementation of the scanner.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// SWAR (8 bytes in a `u64`) plus a table-driven tail; available everywhere.
+    Portable,
+    /// SSE2, 16 bytes at a time (`x86_64` only).
+    Sse2,
+    /// AVX2, 32 bytes at a time (`x86_64` with AVX2 only).
+    Avx2,
+}
+
+impl Backend {
+    /// Every backend, narrowest first.
+    pub const ALL: [Backend; 3] = [Backend::Portable, Backend::Sse2, Backend::Avx2];
+
+    /// The lowercase name used by `SIPD_SCAN` and `--scan` flags: `portable`, `sse2`, `avx2`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Portable => "portable",
+            Backend::Sse2 => "sse2",
+            Backend::Avx2 => "avx2",
+        }
+    }
+
+    /// The backend called `name` (as [`Backend::name`] spells it, ASCII case ignored).
+    pub fn from_name(name: &str) -> Option<Backend> {
+        Backend::ALL
+            .into_iter()
+            .find(|b| b.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Whether this build and this CPU can run the backend. Always true for
+    /// [`Backend::Portable`]; false for the others when built with `portable-scan`, under miri,
+    /// or off `x86_64`.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Backend::Portable => true,
+            #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
+            Backend::Sse2 => std::arch::is_x86_feature_detected!("sse2"),
+            #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
+            Backend::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    fn to_u8(self) -> u8 {
+        match self {
+            Backend::Portable => PORTABLE,
+            Backend::Sse2 => SSE2,
+            Backend::Avx2 => AVX2,
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// [`set_backend`] was asked for a backend this build or CPU cannot run.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("scan backend `{0}` is not supported by this CPU or build")]
+pub struct Unsupported(pub Backend);
+
+/// Values of [`CURRENT`]; `UNSET` until the first use.
+const UNSET: u8 = 0;
+const PORTABLE: u8 = 1;
+const SSE2: u8 = 2;
+const AVX2: u8 = 3;
+
+/// The cached backend ([`PORTABLE`], [`SSE2`] or [`AVX2`]), or [`UNSET`]. Holds [`SSE2`] or
+/// [`AVX2`] only if that backend [`Backend::is_supported`]: the dispatch relies on it.
+static CURRENT: AtomicU8 = AtomicU8::new(UNSET);
+
+/// The backend to use when nothing was forced: `SIPD_SCAN`'s value (`env`) if it names a supported
+/// backend, else the best supported one.
+fn choose(env: Option<&str>) -> Backend {
+    if let Some(b) = env
+        .and_then(Backend::from_name)
+        .filter(|b| b.is_supported())
+    {
+        return b;
+    }
+    Backend::ALL
+        .into_iter()
+        .rev()
+        .find(|b| b.is_supported())
+        .unwrap_or(Backend::Portable)
+}
+
+/// First use: choose, then publish unless [`set_backend`] got there first.
+#[cold]
+#[inline(never)]
+fn init() -> u8 {
+    let env = std::env::var("SIPD_SCAN").ok();
+    let chosen = choose(env.as_deref()).to_u8();
+    match CURRENT.compare_exchange(UNSET, chosen, Ordering::Relaxed, Ordering::Relaxed) {
+        Ok(_) => chosen,
+        Err(already) => already,
+    }
+}
+
+/// The cached backend as a `u8` (never [`UNSET`]).
+#[inline(always)]
+fn current() -> u8 {
+    match CURRENT.load(Ordering::Relaxed) {
+        UNSET => init(),
+        b => b,
+    }
+}
+
+/// The backend in use: chosen at first use (best supported: AVX2 > SSE2 > Portable, or the one
+/// `SIPD_SCAN=portable|sse2|avx2` names if supported; an unsupported or unknown value is ignored),
+/// then cached. Always [`Backend::Portable`] with the `portable-scan` feature and under miri.
+#[inline]
+pub fn backend() -> Backend {
+    match current() {
+        AVX2 => Backend::Avx2,
+        SSE2 => Backend::Sse2,
+        _ => Backend::Portable,
+    }
+}
+
+/// Force a backend process-wide (benches, tests, `--scan` flags). Fails, changing nothing, if this
+/// CPU or build cannot run it. Calls already running finish on the backend they started with.
+pub fn set_backend(b: Backend) -> Result<(), Unsupported> {
+    if !b.is_supported() {
+        return Err(Unsupported(b));
+    }
+    CURRENT.store(b.to_u8(), Ordering::Relaxed);
+    Ok(())
+}
+
+/// One backend's functions, called directly (tests, per-backend benches).
+#[derive(Copy, Clone)]
+pub struct Scanner {
+    /// See [`token_len`].
+    pub token_len: fn(&[u8]) -> usize,
+    /// See [`value_len`].
+    pub value_len: fn(&[u8]) -> usize,
+    /// See [`uri_len`].
+    pub uri_len: fn(&[u8]) -> usize,
+}
+
+impl fmt::Debug for Scanner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scanner").finish_non_exhaustive()
+    }
+}
+
+/// Backend `b`'s functions, or `None` if this CPU or build cannot run it.
+pub fn scanner(b: Backend) -> Option<Scanner> {
+    match b {
+        Backend::Portable => Some(Scanner {
+            token_len: swar::token_len,
+            value_len: swar::value_len,
+            uri_len: swar::uri_len,
+        }),
+        #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
+        Backend::Sse2 if b.is_supported() => Some(Scanner {
+            token_len: sse2_safe::token_len,
+            value_len: sse2_safe::value_len,
+            uri_len: sse2_safe::uri_len,
+        }),
+        #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
+        Backend::Avx2 if b.is_supported() => Some(Scanner {
+            token_len: avx2_safe::token_len,
+            value_len: avx2_safe::value_len,
+            uri_len: avx2_safe::uri_len,
+        }),
+        _ => None,
+    }
+}
+
+/// Safe-signature wrappers around a vector backend's `#[target_feature]` functions, so they fit
+/// [`Scanner`]'s `fn` pointers. Private: reachable only through [`scanner`], which hands them out
+/// only when [`Backend::is_supported`] said the CPU has the feature.
+macro_rules! safe_wrappers {
+    ($wrap:ident, $backend:ident) => {
+        #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
+        mod $wrap {
+            use super::$backend;
+
+            pub(super) fn token_len(bytes: &[u8]) -> usize {
+                // SAFETY: only reachable through `scanner`, which checked the CPU has the feature.
+                unsafe { $backend::token_len(bytes) }
+            }
+
+            pub(super) fn value_len(bytes: &[u8]) -> usize {
+                // SAFETY: only reachable through `scanner`, which checked the CPU has the feature.
+                unsafe { $backend::value_len(bytes) }
+            }
+
+            pub(super) fn uri_len(bytes: &[u8]) -> usize {
+                // SAFETY: only reachable through `scanner`, which checked the CPU has the feature.
+                unsafe { $backend::uri_len(bytes) }
+            }
+        }
+    };
+}
+
+safe_wrappers!(sse2_safe, sse2);
+safe_wrappers!(avx2_safe, avx2);
+
+/// Defines a top-level function dispatching on the cached backend.
+macro_rules! dispatch {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[inline]
+        pub fn $name(bytes: &[u8]) -> usize {
+            match current() {
+                #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
+                // SAFETY: `CURRENT` holds `AVX2` only if AVX2 is supported (`set_backend` and
+                // `choose` check `is_supported`), so the AVX2 target feature is present.
+                AVX2 => unsafe { avx2::$name(bytes) },
+                #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
+                // SAFETY: `CURRENT` holds `SSE2` only if SSE2 is supported (it always is on
+                // `x86_64`: it is part of the baseline).
+                SSE2 => unsafe { sse2::$name(bytes) },
+                _ => swar::$name(bytes),
+            }
+        }
+    };
+}
+
+dispatch! {
+    /// Length of the leading run of RFC 3261 `token` bytes: `ALPHA / DIGIT / "-" / "." / "!" /
+    /// "%" / "*" / "_" / "+" / "`" / "'" / "~"` (see [`is_token`]).
+    token_len
+}
+
+dispatch! {
+    /// Length of the leading run of header-value bytes: HTAB, `0x20..=0x7E`, `0x80..=0xFF`. Stops
+    /// at any other control byte (CR, LF, NUL, ...) and at DEL `0x7F` (see [`is_value`]).
+    value_len
+}
+
+dispatch! {
+    /// Length of the leading run of Request-URI bytes: visible ASCII `0x21..=0x7E`; stops at SP,
+    /// controls, DEL and bytes `>= 0x80` (see [`is_uri`]).
+    uri_len
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The three classes: name, predicate, and a backend's function for it.
+    type Class = (
+        &'static str,
+        fn(u8) -> bool,
+        fn(&Scanner) -> fn(&[u8]) -> usize,
+    );
+    const CLASSES: [Class; 3] = [
+        ("token", |b| is_token(b), |s| s.token_len),
+        ("value", |b| is_value(b), |s| s.value_len),
+        ("uri", |b| is_uri(b), |s| s.uri_len),
+    ];
+
+    /// The scalar reference: the plain definition, one byte at a time with the predicate.
+    fn reference(pred: fn(u8) -> bool, bytes: &[u8]) -> usize {
+        bytes.iter().position(|&b| !pred(b)).unwrap_or(bytes.len())
+    }
+
+    fn supported() -> Vec<(Backend, Scanner)> {
+        Backend::ALL
+            .into_iter()
+            .filter_map(|b| scanner(b).map(|s| (b, s)))
+            .collect()
+    }
+
+    fn allowed(pred: fn(u8) -> bool) -> Vec<u8> {
+        (0..=255u8).filter(|&b| pred(b)).collect()
+    }
+
+    /// Every byte value at every offset `0..80` of buffers of length `0..=100` that are otherwise
+    /// all allowed bytes (cycling through the whole class, so each allowed byte visits every lane).
+    fn exhaustive(class: usize) {
+        let (name, pred, get) = CLASSES[class];
+        let ok = allowed(pred);
+        for (backend, s) in supported() {
+            let f = get(&s);
+            for len in 0..=100usize {
+                let mut buf: Vec<u8> = (0..len).map(|k| ok[(k * 7 + len) % ok.len()]).collect();
+                assert_eq!(f(&buf), len, "{backend} {name} all-allowed len {len}");
+                for off in 0..len.min(80) {
+                    let keep = buf[off];
+                    for v in 0..=255u8 {
+                        buf[off] = v;
+                        let want = if pred(v) { len } else { off };
+                        let got = f(&buf);
+                        assert_eq!(
+                            got, want,
+                            "{backend} {name} len {len} byte {v:#04x} at {off}"
+                        );
+                    }
+                    buf[off] = keep;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn exhaustive_token() {
+        exhaustive(0);
+    }
+
+    #[test]
+    fn exhaustive_value() {
+        exhaustive(1);
+    }
+
+    #[test]
+    fn exhaustive_uri() {
+        exhaustive(2);
+    }
+
+    #[test]
+    fn table_matches_predicates() {
+        for b in 0..=255u8 {
+            assert_eq!(CLASS[b as usize] & TOKEN != 0, is_token(b), "{b:#04x}");
+            assert_eq!(CLASS[b as usize] & VALUE != 0, is_value(b), "{b:#04x}");
+            assert_eq!(CLASS[b as usize] & URI != 0, is_uri(b), "{b:#04x}");
+        }
+    }
+
+    #[test]
+    fn classes_by_hand() {
+        for b in b"azAZ09-.!%*_+`'~" {
+            assert!(is_token(*b), "{}", *b as char);
+        }
+        for b in b"()<>@,;:\\\"/[]?={} \t\r\n\x7f\x80\xff" {
+            assert!(!is_token(*b), "{b:#04x}");
+        }
+        assert!(is_value(b'\t') && is_value(b' ') && is_value(0x80) && is_value(0xFF));
+        assert!(!is_value(b'\r') && !is_value(b'\n') && !is_value(0) && !is_value(0x7F));
+        assert!(is_uri(b'!') && is_uri(b'~') && !is_uri(b' ') && !is_uri(0x7F) && !is_uri(0x80));
+        assert_eq!(token_len(b"INVITE sip:bob@biloxi.com SIP/2.0"), 6);
+        assert_eq!(uri_len(b"sip:bob@biloxi.com SIP/2.0"), 18);
+        assert_eq!(
+            value_len(b"SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds\r\n"),
+            52
+        );
+        assert_eq!(value_len(b""), 0);
+    }
+
+    #[test]
+    fn backend_selection() {
+        assert!(Backend::Portable.is_supported());
+        for b in Backend::ALL {
+            assert_eq!(scanner(b).is_some(), b.is_supported(), "{b}");
+            assert_eq!(Backend::from_name(b.name()), Some(b));
+            assert_eq!(Backend::from_name(&b.name().to_uppercase()), Some(b));
+        }
+        assert_eq!(Backend::from_name("neon"), None);
+
+        let best = Backend::ALL
+            .into_iter()
+            .rev()
+            .find(|b| b.is_supported())
+            .unwrap();
+        assert_eq!(choose(None), best);
+        assert_eq!(choose(Some("")), best);
+        assert_eq!(choose(Some("nonsense")), best);
+        assert_eq!(choose(Some("portable")), Backend::Portable);
+        for b in Backend::ALL {
+            let want = if b.is_supported() { b } else { best };
+            assert_eq!(choose(Some(b.name())), want, "{b}");
+        }
+        #[cfg(any(feature = "portable-scan", miri, not(target_arch = "x86_64")))]
+        {
+            assert_eq!(best, Backend::Portable);
+            assert_eq!(backend(), Backend::Portable);
+        }
+
+        // The only test that changes the process-wide backend. Others running meanwhile still
+        // get right answers: every backend returns the same thing.
+        let before = backend();
+        for b in Backend::ALL {
+            if b.is_supported() {
+                assert_eq!(set_backend(b), Ok(()));
+                assert_eq!(backend(), b);
+                assert_eq!(token_len(b"REGISTER sip:x SIP/2.0"), 8);
+                assert_eq!(value_len(b"a\tb \x80\x7fc"), 5);
+                assert_eq!(uri_len(b"sip:x SIP/2.0"), 5);
+            } else {
+                assert_eq!(set_backend(b), Err(Unsupported(b)));
+                assert_ne!(backend(), b);
+            }
+        }
+        set_backend(before).unwrap();
+        assert_eq!(backend(), before);
+    }
+
+    /// Byte vectors mostly made of `pred`'s bytes (so runs are long), with a random start so
+    /// the slice's alignment varies too.
+    fn biased(pred: fn(u8) -> bool) -> impl Strategy<Value = (Vec<u8>, usize)> {
+        let ok = allowed(pred);
+        let byte = prop_oneof![40 => proptest::sample::select(ok), 1 => any::<u8>()];
+        (proptest::collection::vec(byte, 0..300), 0..40usize)
+    }
+
+    fn check_all(bytes: &[u8], start: usize) -> Result<(), TestCaseError> {
+        let bytes = &bytes[start.min(bytes.len())..];
+        for (name, pred, get) in CLASSES {
+            let want = reference(pred, bytes);
+            for (backend, s) in supported() {
+                prop_assert_eq!(get(&s)(bytes), want, "{} {}", backend, name);
+            }
+        }
+        prop_assert_eq!(token_len(bytes), reference(is_token, bytes));
+        prop_assert_eq!(value_len(bytes), reference(is_value, bytes));
+        prop_assert_eq!(uri_len(bytes), reference(is_uri, bytes));
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn backends_agree_token_biased((bytes, start) in biased(is_token)) {
+            check_all(&bytes, start)?;
+        }
+
+        #[test]
+        fn backends_agree_value_biased((bytes, start) in biased(is_value)) {
+            check_all(&bytes, start)?;
+        }
+
+        #[test]
+        fn backends_agree_uri_biased((bytes, start) in biased(is_uri)) {
+            check_all(&bytes, start)?;
+        }
+
+        #[test]
+        fn backends_agree_any(bytes in proptest::collection::vec(any::<u8>(), 0..100), start in 0..20usize) {
+            check_all(&bytes, start)?;
+        }
+    }
+}
