@@ -9,10 +9,10 @@
 //! Each classifier returns a 32-bit mask with bit `k` set iff byte `k` is not in the class.
 
 use core::arch::x86_64::{
-    __m256i, _mm256_add_epi8, _mm256_and_si256, _mm256_andnot_si256, _mm256_cmpeq_epi8,
-    _mm256_cmpgt_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256,
-    _mm256_set_epi64x, _mm256_set1_epi8, _mm256_setzero_si256, _mm256_shuffle_epi8,
-    _mm256_srli_epi16,
+    __m128i, __m256i, _mm_loadu_si128, _mm256_add_epi8, _mm256_and_si256, _mm256_andnot_si256,
+    _mm256_cmpeq_epi8, _mm256_cmpgt_epi8, _mm256_loadu_si256, _mm256_movemask_epi8,
+    _mm256_or_si256, _mm256_set_epi64x, _mm256_set_m128i, _mm256_set1_epi8, _mm256_setzero_si256,
+    _mm256_shuffle_epi8, _mm256_srli_epi16,
 };
 
 use super::{TOKEN_NIBBLE_HI, TOKEN_NIBBLE_LO, sse2};
@@ -81,8 +81,19 @@ fn load(bytes: &[u8], at: usize) -> __m256i {
     unsafe { _mm256_loadu_si256(bytes.as_ptr().add(at).cast()) }
 }
 
-/// The scan loop: whole vectors, then one overlapping vector ending at the end of the slice;
-/// inputs shorter than a vector go to the SSE2 backend (which AVX2 implies).
+/// Loads the 16 bytes at `bytes[at..at + 16]`.
+#[target_feature(enable = "avx2")]
+#[inline]
+fn load16(bytes: &[u8], at: usize) -> __m128i {
+    assert!(at + 16 <= bytes.len());
+    // SAFETY: `at + 16 <= bytes.len()` (asserted above), so the 16 bytes read are inside the
+    // slice; `loadu` has no alignment need.
+    unsafe { _mm_loadu_si128(bytes.as_ptr().add(at).cast()) }
+}
+
+/// The scan loop: whole vectors, then one overlapping vector ending at the end of the slice.
+/// 16 to 31 bytes: one vector of the first and the last 16 bytes. Fewer: the SSE2 backend (which
+/// AVX2 implies).
 macro_rules! scan {
     ($(#[$doc:meta])* $name:ident, $bad:ident) => {
         $(#[$doc])*
@@ -90,7 +101,17 @@ macro_rules! scan {
         pub(super) fn $name(bytes: &[u8]) -> usize {
             let n = bytes.len();
             if n < 32 {
-                return sse2::$name(bytes);
+                if n < 16 {
+                    return sse2::$name(bytes);
+                }
+                // One vector of the first and the last 16 bytes.
+                let b = $bad(_mm256_set_m128i(load16(bytes, n - 16), load16(bytes, 0)));
+                if b & 0xFFFF != 0 {
+                    return b.trailing_zeros() as usize;
+                }
+                // Byte k of the high half is bytes[n - 16 + k]; the ones below 16 were checked.
+                let b = b >> 16 >> (32 - n);
+                return if b != 0 { 16 + b.trailing_zeros() as usize } else { n };
             }
             let mut i = 0;
             while i + 32 <= n {

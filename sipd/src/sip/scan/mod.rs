@@ -19,8 +19,11 @@
 //!
 //! Every backend has the signature `fn(&[u8]) -> usize` and returns exactly what the scalar
 //! reference returns (tested on all 256 byte values at every offset, and with property tests).
-//! Vector backends hand inputs shorter than their vector to the next narrower one and finish a
-//! slice with one overlapping load ending at the slice's end, so they only ever load in bounds.
+//! No backend reads outside the slice: each finishes with one overlapping load ending at the
+//! slice's end; an input shorter than a vector but at least half of one is classified as one
+//! vector made of its first and its last half-vector; shorter inputs go to the next narrower
+//! backend (AVX2 -> SSE2 -> SWAR -> table). So a 20-byte header value costs one classification
+//! under AVX2, two 16-byte ones under SSE2.
 //!
 //! # Dispatch
 //!
@@ -33,9 +36,10 @@
 //! # Safety
 //!
 //! `unsafe` here is limited to (a) unaligned vector loads whose whole extent lies inside the input
-//! slice and (b) calling an `#[target_feature(enable = "avx2")]` function, which happens only after
-//! the CPU was seen to support AVX2 (the cached backend is [`Backend::Avx2`] only then, and
-//! [`scanner`] hands out the AVX2 functions only then).
+//! slice (each behind an `assert!` the loop bounds make free) and (b) calling the SSE2 and AVX2
+//! backends, which are `#[target_feature]` functions. (b) happens only once the CPU was seen to
+//! support the feature: the cached backend is [`Backend::Sse2`] or [`Backend::Avx2`] only after
+//! [`Backend::is_supported`] said so, and [`scanner`] hands out their functions only then.
 #![allow(unsafe_code)]
 
 use core::fmt;

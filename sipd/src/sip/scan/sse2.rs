@@ -11,7 +11,7 @@
 
 use core::arch::x86_64::{
     __m128i, _mm_add_epi8, _mm_andnot_si128, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128,
-    _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
+    _mm_movemask_epi8, _mm_or_si128, _mm_set_epi64x, _mm_set1_epi8,
 };
 
 use super::swar;
@@ -86,8 +86,8 @@ fn load(bytes: &[u8], at: usize) -> __m128i {
     unsafe { _mm_loadu_si128(bytes.as_ptr().add(at).cast()) }
 }
 
-/// The scan loop: whole vectors, then one overlapping vector ending at the end of the slice;
-/// inputs shorter than a vector go to the portable backend.
+/// The scan loop: whole vectors, then one overlapping vector ending at the end of the slice.
+/// 8 to 15 bytes: one vector of the first and the last 8 bytes. Fewer: the portable backend.
 macro_rules! scan {
     ($(#[$doc:meta])* $name:ident, $bad:ident) => {
         $(#[$doc])*
@@ -96,7 +96,19 @@ macro_rules! scan {
         pub(super) fn $name(bytes: &[u8]) -> usize {
             let n = bytes.len();
             if n < 16 {
-                return swar::$name(bytes);
+                if n < 8 {
+                    return swar::$name(bytes);
+                }
+                // One vector of the first and the last 8 bytes.
+                let first = swar::load64(bytes, 0) as i64;
+                let last = swar::load64(bytes, n - 8) as i64;
+                let b = $bad(_mm_set_epi64x(last, first));
+                if b & 0xFF != 0 {
+                    return b.trailing_zeros() as usize;
+                }
+                // Byte k of the high half is bytes[n - 8 + k]; the ones below 8 were checked.
+                let b = b >> 8 >> (16 - n);
+                return if b != 0 { 8 + b.trailing_zeros() as usize } else { n };
             }
             let mut i = 0;
             while i + 16 <= n {

@@ -1,5 +1,5 @@
 //! Portable backend: SWAR ("SIMD within a register"), 8 bytes at a time in a `u64`, plus a
-//! table-driven scalar loop for inputs shorter than 8 bytes. No `unsafe`.
+//! table-driven scalar loop for inputs shorter than 4 bytes. No `unsafe`.
 //!
 //! Each classifier returns a word whose bit 7 of byte `k` is set iff byte `k` is *not* in the
 //! class (other bits are zero). Words are loaded little-endian on every target, so byte `k` of the
@@ -70,24 +70,47 @@ const fn uri_bad(x: u64) -> u64 {
     !ok & HI
 }
 
+/// The 8 bytes at `bytes[at..at + 8]`, little-endian (byte `at` is the low byte).
 #[inline(always)]
-fn load(bytes: &[u8], at: usize) -> u64 {
+pub(super) fn load64(bytes: &[u8], at: usize) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&bytes[at..at + 8]);
     u64::from_le_bytes(w)
 }
 
+/// The 4 bytes at `bytes[at..at + 4]`, little-endian.
+#[inline(always)]
+fn load32(bytes: &[u8], at: usize) -> u32 {
+    let mut w = [0u8; 4];
+    w.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(w)
+}
+
 /// The scan loop shared by the three classes: whole words, then one overlapping word ending at
-/// the end of the slice; inputs shorter than a word go to the class table.
+/// the end of the slice. 4 to 7 bytes: one word made of the first and the last 4 bytes. Fewer: the
+/// class table.
 #[inline(always)]
 fn run(bytes: &[u8], bad: impl Fn(u64) -> u64, class: u8) -> usize {
     let n = bytes.len();
     if n < 8 {
-        return super::table_len(bytes, 0, class);
+        if n < 4 {
+            return super::table_len(bytes, 0, class);
+        }
+        let b = bad(u64::from(load32(bytes, 0)) | u64::from(load32(bytes, n - 4)) << 32);
+        let first = b & 0xFFFF_FFFF;
+        if first != 0 {
+            return (first.trailing_zeros() / 8) as usize;
+        }
+        // Byte k of the high half is bytes[n - 4 + k]; the ones below 4 were checked already.
+        let last = b >> 32 >> (8 * (8 - n));
+        if last != 0 {
+            return 4 + (last.trailing_zeros() / 8) as usize;
+        }
+        return n;
     }
     let mut i = 0;
     while i + 8 <= n {
-        let b = bad(load(bytes, i));
+        let b = bad(load64(bytes, i));
         if b != 0 {
             return i + (b.trailing_zeros() / 8) as usize;
         }
@@ -96,7 +119,7 @@ fn run(bytes: &[u8], bad: impl Fn(u64) -> u64, class: u8) -> usize {
     if i < n {
         // The last word overlaps bytes already checked: drop their flags.
         let off = n - 8;
-        let b = bad(load(bytes, off)) >> (8 * (i - off));
+        let b = bad(load64(bytes, off)) >> (8 * (i - off));
         if b != 0 {
             return i + (b.trailing_zeros() / 8) as usize;
         }
