@@ -545,6 +545,64 @@ mod tests {
         assert_eq!(backend(), before);
     }
 
+    /// `SIPD_SCAN` is read at first use: run [`env_override_child`] in fresh processes (the cache
+    /// is process-wide, so this cannot be checked in-process).
+    #[test]
+    fn env_override_is_read_at_first_use() {
+        let exe = std::env::current_exe().unwrap();
+        let best = Backend::ALL
+            .into_iter()
+            .rev()
+            .find(|b| b.is_supported())
+            .unwrap();
+        for (value, want) in [
+            ("portable", Backend::Portable),
+            (
+                "sse2",
+                if Backend::Sse2.is_supported() {
+                    Backend::Sse2
+                } else {
+                    best
+                },
+            ),
+            (
+                "AVX2",
+                if Backend::Avx2.is_supported() {
+                    Backend::Avx2
+                } else {
+                    best
+                },
+            ),
+            ("neon", best),
+        ] {
+            let out = std::process::Command::new(&exe)
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "sip::scan::tests::env_override_child",
+                ])
+                .args(["--test-threads", "1", "--nocapture"])
+                .env("SIPD_SCAN", value)
+                .env("SIPD_SCAN_EXPECT", want.name())
+                .output()
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "SIPD_SCAN={value}: {stdout}");
+            assert!(
+                stdout.contains("1 passed"),
+                "SIPD_SCAN={value}: child did not run: {stdout}"
+            );
+        }
+    }
+
+    #[test]
+    #[ignore = "run in a child process by env_override_is_read_at_first_use"]
+    fn env_override_child() {
+        if let Ok(want) = std::env::var("SIPD_SCAN_EXPECT") {
+            assert_eq!(backend().name(), want);
+        }
+    }
+
     /// Byte vectors mostly made of `pred`'s bytes (so runs are long), with a random start so
     /// the slice's alignment varies too.
     fn biased(pred: fn(u8) -> bool) -> impl Strategy<Value = (Vec<u8>, usize)> {
