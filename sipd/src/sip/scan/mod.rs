@@ -5,7 +5,7 @@
 //!
 //! | function      | class                                                                    |
 //! |---------------|--------------------------------------------------------------------------|
-//! | [`token_len`] | RFC 3261 `token`: `ALPHA / DIGIT / - . ! % * _ + \` ' ~`                  |
+//! | [`token_len`] | RFC 3261 `token`: ``ALPHA / DIGIT / - . ! % * _ + ` ' ~``                  |
 //! | [`value_len`] | header value: HTAB, `0x20..=0x7E`, `0x80..=0xFF` (stops at CR, LF, NUL, DEL…) |
 //! | [`uri_len`]   | Request-URI: visible ASCII `0x21..=0x7E`                                 |
 //!
@@ -13,7 +13,7 @@
 //!
 //! - `mod.rs` (this file): the API, the run-time dispatch, and the scalar reference (the
 //!   [`is_token`], [`is_value`], [`is_uri`] predicates and the 256-entry class table built from them).
-//! - `swar.rs`: the portable backend, 8 bytes at a time in a `u64` plus a table-driven scalar tail.
+//! - `swar.rs`: the portable backend, 8 bytes at a time in a `u64`; the class table below 4 bytes.
 //! - `sse2.rs`: 16 bytes at a time, range compares (SSE2 is baseline on `x86_64`; it has no `pshufb`).
 //! - `avx2.rs`: 32 bytes at a time; `token` via the nibble-shuffle (`vpshufb`) trick.
 //!
@@ -56,8 +56,8 @@ mod sse2;
 // Scalar reference
 // ---------------------------------------------------------------------------------------------
 
-/// Is `b` an RFC 3261 `token` byte: `ALPHA / DIGIT / "-" / "." / "!" / "%" / "*" / "_" / "+" /
-/// "`" / "'" / "~"`?
+/// Is `b` an RFC 3261 `token` byte: ``ALPHA / DIGIT / "-" / "." / "!" / "%" / "*" / "_" / "+" /
+/// "`" / "'" / "~"``?
 #[inline]
 pub const fn is_token(b: u8) -> bool {
     matches!(b,
@@ -376,8 +376,8 @@ macro_rules! dispatch {
 }
 
 dispatch! {
-    /// Length of the leading run of RFC 3261 `token` bytes: `ALPHA / DIGIT / "-" / "." / "!" /
-    /// "%" / "*" / "_" / "+" / "`" / "'" / "~"` (see [`is_token`]).
+    /// Length of the leading run of RFC 3261 `token` bytes: ``ALPHA / DIGIT / "-" / "." / "!" /
+    /// "%" / "*" / "_" / "+" / "`" / "'" / "~"`` (see [`is_token`]).
     token_len
 }
 
