@@ -1,0 +1,355 @@
+//! Header names: canonical form, compact forms (RFC 3261 §7.3.3 and the extensions that define
+//! one), case-insensitive classification.
+
+/// A header name the parser recognises, or [`HeaderName::Other`].
+///
+/// Classification happens once per header line while parsing, so routing code compares enums
+/// instead of strings.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum HeaderName {
+    Accept,
+    AcceptContact,
+    AcceptEncoding,
+    AcceptLanguage,
+    AlertInfo,
+    Allow,
+    AllowEvents,
+    AuthenticationInfo,
+    Authorization,
+    CallId,
+    CallInfo,
+    Contact,
+    ContentDisposition,
+    ContentEncoding,
+    ContentLanguage,
+    ContentLength,
+    ContentType,
+    CSeq,
+    Date,
+    ErrorInfo,
+    Event,
+    Expires,
+    From,
+    Identity,
+    InReplyTo,
+    MaxForwards,
+    MimeVersion,
+    MinExpires,
+    Organization,
+    PAssertedIdentity,
+    Path,
+    Priority,
+    ProxyAuthenticate,
+    ProxyAuthorization,
+    ProxyRequire,
+    RecordRoute,
+    ReferTo,
+    ReferredBy,
+    RejectContact,
+    ReplyTo,
+    RequestDisposition,
+    Require,
+    RetryAfter,
+    Route,
+    Server,
+    SessionExpires,
+    Subject,
+    Supported,
+    Timestamp,
+    To,
+    Unsupported,
+    UserAgent,
+    Via,
+    Warning,
+    WwwAuthenticate,
+    /// Any other (extension) header: the raw name is kept in the parsed header.
+    Other,
+}
+
+/// (canonical name, compact form) for every known header, indexed by the enum's discriminant.
+const NAMES: [(&str, Option<u8>); HeaderName::Other as usize] = [
+    ("Accept", None),
+    ("Accept-Contact", Some(b'a')),
+    ("Accept-Encoding", None),
+    ("Accept-Language", None),
+    ("Alert-Info", None),
+    ("Allow", None),
+    ("Allow-Events", Some(b'u')),
+    ("Authentication-Info", None),
+    ("Authorization", None),
+    ("Call-ID", Some(b'i')),
+    ("Call-Info", None),
+    ("Contact", Some(b'm')),
+    ("Content-Disposition", None),
+    ("Content-Encoding", Some(b'e')),
+    ("Content-Language", None),
+    ("Content-Length", Some(b'l')),
+    ("Content-Type", Some(b'c')),
+    ("CSeq", None),
+    ("Date", None),
+    ("Error-Info", None),
+    ("Event", Some(b'o')),
+    ("Expires", None),
+    ("From", Some(b'f')),
+    ("Identity", Some(b'y')),
+    ("In-Reply-To", None),
+    ("Max-Forwards", None),
+    ("MIME-Version", None),
+    ("Min-Expires", None),
+    ("Organization", None),
+    ("P-Asserted-Identity", None),
+    ("Path", None),
+    ("Priority", None),
+    ("Proxy-Authenticate", None),
+    ("Proxy-Authorization", None),
+    ("Proxy-Require", None),
+    ("Record-Route", None),
+    ("Refer-To", Some(b'r')),
+    ("Referred-By", Some(b'b')),
+    ("Reject-Contact", Some(b'j')),
+    ("Reply-To", None),
+    ("Request-Disposition", Some(b'd')),
+    ("Require", None),
+    ("Retry-After", None),
+    ("Route", None),
+    ("Server", None),
+    ("Session-Expires", Some(b'x')),
+    ("Subject", Some(b's')),
+    ("Supported", Some(b'k')),
+    ("Timestamp", None),
+    ("To", Some(b't')),
+    ("Unsupported", None),
+    ("User-Agent", None),
+    ("Via", Some(b'v')),
+    ("Warning", None),
+    ("WWW-Authenticate", None),
+];
+
+/// Every known name in discriminant order (`ALL[h as usize] == h`).
+const ALL: [HeaderName; HeaderName::Other as usize] = {
+    use HeaderName::*;
+    [
+        Accept,
+        AcceptContact,
+        AcceptEncoding,
+        AcceptLanguage,
+        AlertInfo,
+        Allow,
+        AllowEvents,
+        AuthenticationInfo,
+        Authorization,
+        CallId,
+        CallInfo,
+        Contact,
+        ContentDisposition,
+        ContentEncoding,
+        ContentLanguage,
+        ContentLength,
+        ContentType,
+        CSeq,
+        Date,
+        ErrorInfo,
+        Event,
+        Expires,
+        From,
+        Identity,
+        InReplyTo,
+        MaxForwards,
+        MimeVersion,
+        MinExpires,
+        Organization,
+        PAssertedIdentity,
+        Path,
+        Priority,
+        ProxyAuthenticate,
+        ProxyAuthorization,
+        ProxyRequire,
+        RecordRoute,
+        ReferTo,
+        ReferredBy,
+        RejectContact,
+        ReplyTo,
+        RequestDisposition,
+        Require,
+        RetryAfter,
+        Route,
+        Server,
+        SessionExpires,
+        Subject,
+        Supported,
+        Timestamp,
+        To,
+        Unsupported,
+        UserAgent,
+        Via,
+        Warning,
+        WwwAuthenticate,
+    ]
+};
+
+impl HeaderName {
+    /// Every known header name (not [`HeaderName::Other`]).
+    pub const KNOWN: &'static [HeaderName] = &ALL;
+
+    /// Classifies a header name as it appears on the wire: case-insensitive, compact forms mapped
+    /// to their full names. Anything unknown is [`HeaderName::Other`].
+    #[inline]
+    pub fn classify(name: &[u8]) -> HeaderName {
+        use HeaderName::*;
+        if name.len() == 1 {
+            return match name[0] | 0x20 {
+                b'a' => AcceptContact,
+                b'b' => ReferredBy,
+                b'c' => ContentType,
+                b'd' => RequestDisposition,
+                b'e' => ContentEncoding,
+                b'f' => From,
+                b'i' => CallId,
+                b'j' => RejectContact,
+                b'k' => Supported,
+                b'l' => ContentLength,
+                b'm' => Contact,
+                b'o' => Event,
+                b'r' => ReferTo,
+                b's' => Subject,
+                b't' => To,
+                b'u' => AllowEvents,
+                b'v' => Via,
+                b'x' => SessionExpires,
+                b'y' => Identity,
+                _ => Other,
+            };
+        }
+        // The hot names first (every request has them), then a scan by length of the rest.
+        let candidates: &[HeaderName] = match name.len() {
+            2 => &[To],
+            3 => &[Via],
+            4 => &[From, CSeq, Date, Path],
+            5 => &[Route, Allow, Event],
+            6 => &[Accept, Server],
+            7 => &[Contact, CallId, Require, Subject, Warning, Expires],
+            8 => &[Priority, ReplyTo, ReferTo, Identity],
+            9 => &[Supported, Timestamp, CallInfo],
+            10 => &[UserAgent, AlertInfo, ErrorInfo],
+            11 => &[Unsupported, MinExpires, RetryAfter, ReferredBy, InReplyTo],
+            12 => &[MaxForwards, ContentType, RecordRoute, AllowEvents, MimeVersion, Organization],
+            13 => &[ProxyRequire, Authorization],
+            14 => &[ContentLength, AcceptContact, RejectContact],
+            15 => &[AcceptEncoding, AcceptLanguage, SessionExpires],
+            16 => &[ContentEncoding, ContentLanguage, WwwAuthenticate],
+            18 => &[ProxyAuthenticate],
+            19 => &[
+                ProxyAuthorization,
+                ContentDisposition,
+                AuthenticationInfo,
+                RequestDisposition,
+                PAssertedIdentity,
+            ],
+            _ => &[],
+        };
+        for &candidate in candidates {
+            if candidate.as_str().as_bytes().eq_ignore_ascii_case(name) {
+                return candidate;
+            }
+        }
+        Other
+    }
+
+    /// The canonical spelling (`Call-ID`, `CSeq`, `WWW-Authenticate`, ...). `Other` has none: use
+    /// the raw name kept in the header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeaderName::Other => "",
+            known => NAMES[known as usize].0,
+        }
+    }
+
+    /// The compact form, if the header has one.
+    pub fn compact(self) -> Option<u8> {
+        match self {
+            HeaderName::Other => None,
+            known => NAMES[known as usize].1,
+        }
+    }
+
+    /// Headers whose value is a comma-separated list that may be split over several header lines
+    /// (RFC 3261 §7.3.1). Single-valued headers (Call-ID, CSeq, From, To, Max-Forwards,
+    /// Content-Length, ...) are not.
+    pub fn is_list(self) -> bool {
+        use HeaderName::*;
+        matches!(
+            self,
+            Accept
+                | AcceptContact
+                | AcceptEncoding
+                | AcceptLanguage
+                | AlertInfo
+                | Allow
+                | AllowEvents
+                | CallInfo
+                | Contact
+                | ContentEncoding
+                | ContentLanguage
+                | ErrorInfo
+                | InReplyTo
+                | PAssertedIdentity
+                | Path
+                | ProxyRequire
+                | RecordRoute
+                | RejectContact
+                | Require
+                | Route
+                | Supported
+                | Unsupported
+                | Via
+                | Warning
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_known_name_classifies_to_itself_in_any_case() {
+        for (i, &h) in HeaderName::KNOWN.iter().enumerate() {
+            assert_eq!(h as usize, i, "ALL out of discriminant order at {h:?}");
+            let name = h.as_str();
+            assert_eq!(HeaderName::classify(name.as_bytes()), h, "{name}");
+            assert_eq!(HeaderName::classify(name.to_ascii_lowercase().as_bytes()), h);
+            assert_eq!(HeaderName::classify(name.to_ascii_uppercase().as_bytes()), h);
+            if let Some(c) = h.compact() {
+                assert_eq!(HeaderName::classify(&[c]), h, "compact {}", c as char);
+                assert_eq!(HeaderName::classify(&[c.to_ascii_uppercase()]), h);
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_names_are_other() {
+        for name in [&b""[..], b"Z", b"q", b"V\xEDa", b"Max-Forward", b"Call-IDs", b"X-Custom-Header"] {
+            assert_eq!(HeaderName::classify(name), HeaderName::Other, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn compact_forms_of_rfc3261() {
+        let pairs = [
+            (b'i', "Call-ID"),
+            (b'm', "Contact"),
+            (b'e', "Content-Encoding"),
+            (b'l', "Content-Length"),
+            (b'c', "Content-Type"),
+            (b'f', "From"),
+            (b's', "Subject"),
+            (b'k', "Supported"),
+            (b't', "To"),
+            (b'v', "Via"),
+        ];
+        for (c, full) in pairs {
+            assert_eq!(HeaderName::classify(&[c]).as_str(), full);
+        }
+    }
+}

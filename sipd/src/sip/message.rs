@@ -1,0 +1,883 @@
+//! The message parser: start line, header lines, body framing.
+//!
+//! The contract follows httparse: the parser borrows the input, the caller supplies the storage
+//! for the header index (`&mut [Header]`), nothing is allocated, and the result is
+//! `Result<Status<Message>, Error>` where [`Status::Partial`] only happens with
+//! [`Framing::Stream`] (TCP: wait for more bytes). Typed header values (Via, CSeq, URIs, ...) are
+//! parsed on demand from [`Header::value`] by the typed parsers of this module's siblings.
+//!
+//! What the parser checks is the message's framing and the byte classes of each element: a start
+//! line of the right shape, header names that are tokens followed by a colon, header values
+//! without control bytes (line folding is LWS), and a body bounded by Content-Length. The grammar
+//! of individual header values is left to the typed parsers (see `validate` for a full
+//! check of every header the parser knows).
+
+use memchr::memrchr;
+
+use super::header::HeaderName;
+use super::scan;
+use super::{Error, ErrorKind, Result};
+
+/// Default bound on a whole message (the largest UDP payload).
+pub const DEFAULT_MAX_MESSAGE_LEN: usize = 65_535;
+/// Default bound on one header line including its folded continuation lines.
+pub const DEFAULT_MAX_LINE_LEN: usize = 8_192;
+
+/// How the message boundary is found.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Framing {
+    /// A UDP datagram holds exactly one message (RFC 3261 §18.3): a body shorter than
+    /// Content-Length is an error, bytes after it are ignored, and without Content-Length the body
+    /// is the rest of the datagram.
+    Datagram,
+    /// A byte stream (TCP): Content-Length is mandatory, and an incomplete message is
+    /// [`Status::Partial`].
+    Stream,
+}
+
+/// Explicit limits and leniencies.
+#[derive(Copy, Clone, Debug)]
+pub struct ParseOptions {
+    pub framing: Framing,
+    /// Largest accepted message (datagram: the whole datagram; stream: head plus body).
+    pub max_message_len: usize,
+    /// Largest accepted header line (continuation lines included) or start line.
+    pub max_line_len: usize,
+    /// Accept SP/HTAB at the end of the request line (RFC 4475 §3.1.2.10 `trws` says an element
+    /// may be liberal here). Off by default: the message is answered 400.
+    pub allow_request_line_trailing_ws: bool,
+}
+
+impl ParseOptions {
+    pub const DATAGRAM: ParseOptions = ParseOptions {
+        framing: Framing::Datagram,
+        max_message_len: DEFAULT_MAX_MESSAGE_LEN,
+        max_line_len: DEFAULT_MAX_LINE_LEN,
+        allow_request_line_trailing_ws: false,
+    };
+    pub const STREAM: ParseOptions = ParseOptions { framing: Framing::Stream, ..Self::DATAGRAM };
+}
+
+impl Default for ParseOptions {
+    fn default() -> Self {
+        Self::DATAGRAM
+    }
+}
+
+/// The outcome of a parse that did not fail.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Status<T> {
+    Complete(T),
+    /// Stream framing only: more bytes are needed.
+    Partial,
+}
+
+/// One header line as it sits in the message.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Header<'a> {
+    /// The classified name (compact forms mapped to their full name).
+    pub name: HeaderName,
+    /// The name exactly as written.
+    pub raw_name: &'a [u8],
+    /// The value with leading and trailing LWS removed; it may still contain folded line breaks
+    /// (CRLF + SP/HTAB), which the typed parsers treat as LWS.
+    pub value: &'a [u8],
+    /// Offset of the first byte of the header line in the message.
+    pub start: u32,
+    /// Offset of the first byte of the value (equal to the end of the line's content when the value
+    /// is empty).
+    pub value_start: u32,
+    /// Offset just past the line terminator of the header's last (folded) line.
+    pub end: u32,
+}
+
+impl<'a> Header<'a> {
+    /// Placeholder to initialise header storage with: `[Header::EMPTY; 64]`.
+    pub const EMPTY: Header<'static> = Header {
+        name: HeaderName::Other,
+        raw_name: b"",
+        value: b"",
+        start: 0,
+        value_start: 0,
+        end: 0,
+    };
+
+    /// The name to print: canonical for known headers, as written for others.
+    pub fn display_name(&self) -> &'a [u8] {
+        match self.name {
+            HeaderName::Other => self.raw_name,
+            known => known.as_str().as_bytes(),
+        }
+    }
+}
+
+/// Request methods (RFC 3261 and the common extensions). Methods are case-sensitive.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Method<'a> {
+    Invite,
+    Ack,
+    Bye,
+    Cancel,
+    Register,
+    Options,
+    Info,
+    Update,
+    Prack,
+    Subscribe,
+    Notify,
+    Refer,
+    Message,
+    Publish,
+    /// Any other token.
+    Other(&'a [u8]),
+}
+
+impl<'a> Method<'a> {
+    pub fn from_bytes(token: &'a [u8]) -> Method<'a> {
+        match token {
+            b"INVITE" => Method::Invite,
+            b"ACK" => Method::Ack,
+            b"BYE" => Method::Bye,
+            b"CANCEL" => Method::Cancel,
+            b"REGISTER" => Method::Register,
+            b"OPTIONS" => Method::Options,
+            b"INFO" => Method::Info,
+            b"UPDATE" => Method::Update,
+            b"PRACK" => Method::Prack,
+            b"SUBSCRIBE" => Method::Subscribe,
+            b"NOTIFY" => Method::Notify,
+            b"REFER" => Method::Refer,
+            b"MESSAGE" => Method::Message,
+            b"PUBLISH" => Method::Publish,
+            other => Method::Other(other),
+        }
+    }
+
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match *self {
+            Method::Invite => b"INVITE",
+            Method::Ack => b"ACK",
+            Method::Bye => b"BYE",
+            Method::Cancel => b"CANCEL",
+            Method::Register => b"REGISTER",
+            Method::Options => b"OPTIONS",
+            Method::Info => b"INFO",
+            Method::Update => b"UPDATE",
+            Method::Prack => b"PRACK",
+            Method::Subscribe => b"SUBSCRIBE",
+            Method::Notify => b"NOTIFY",
+            Method::Refer => b"REFER",
+            Method::Message => b"MESSAGE",
+            Method::Publish => b"PUBLISH",
+            Method::Other(token) => token,
+        }
+    }
+}
+
+/// The SIP-Version of the start line (`SIP/<major>.<minor>`, "SIP" case-insensitive). Numbers
+/// saturate at 255: only 2.0 is supported and anything else is answered 505.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Version {
+    pub major: u8,
+    pub minor: u8,
+}
+
+impl Version {
+    pub const SIP_2_0: Version = Version { major: 2, minor: 0 };
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum StartLine<'a> {
+    Request {
+        method: Method<'a>,
+        /// The Request-URI bytes (visible ASCII, no LWS); parse with the URI parser.
+        uri: &'a [u8],
+        /// Offset of the Request-URI in the message.
+        uri_start: u32,
+        version: Version,
+    },
+    Response {
+        version: Version,
+        code: u16,
+        reason: &'a [u8],
+    },
+}
+
+/// A parsed message: views into the input.
+#[derive(Copy, Clone, Debug)]
+pub struct Message<'a, 'h> {
+    buf: &'a [u8],
+    start_line: StartLine<'a>,
+    /// Offset of the start line (after any leading CRLFs, RFC 3261 §7.5).
+    start: u32,
+    headers: &'h [Header<'a>],
+    /// First index in `headers` of each known header name, `u16::MAX` when absent.
+    first: [u16; HeaderName::Other as usize],
+    head_end: u32,
+    body_end: u32,
+    content_length: Option<u32>,
+    conflicting_content_length: bool,
+}
+
+impl<'a, 'h> Message<'a, 'h> {
+    pub fn start_line(&self) -> &StartLine<'a> {
+        &self.start_line
+    }
+
+    pub fn is_request(&self) -> bool {
+        matches!(self.start_line, StartLine::Request { .. })
+    }
+
+    /// The request method, `None` for a response.
+    pub fn method(&self) -> Option<Method<'a>> {
+        match self.start_line {
+            StartLine::Request { method, .. } => Some(method),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The Request-URI bytes, `None` for a response.
+    pub fn request_uri(&self) -> Option<&'a [u8]> {
+        match self.start_line {
+            StartLine::Request { uri, .. } => Some(uri),
+            StartLine::Response { .. } => None,
+        }
+    }
+
+    /// The status code, `None` for a request.
+    pub fn status(&self) -> Option<u16> {
+        match self.start_line {
+            StartLine::Response { code, .. } => Some(code),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    pub fn version(&self) -> Version {
+        match self.start_line {
+            StartLine::Request { version, .. } | StartLine::Response { version, .. } => version,
+        }
+    }
+
+    /// Every header line in message order.
+    pub fn headers(&self) -> &'h [Header<'a>] {
+        self.headers
+    }
+
+    /// The first header with this name (constant time: indexed while parsing).
+    #[inline]
+    pub fn header(&self, name: HeaderName) -> Option<&'h Header<'a>> {
+        if name == HeaderName::Other {
+            return None;
+        }
+        let i = self.first[name as usize];
+        self.headers.get(usize::from(i))
+    }
+
+    /// Index in [`Message::headers`] of the first header with this name.
+    #[inline]
+    pub fn header_index(&self, name: HeaderName) -> Option<usize> {
+        if name == HeaderName::Other {
+            return None;
+        }
+        let i = usize::from(self.first[name as usize]);
+        (i < self.headers.len()).then_some(i)
+    }
+
+    /// Every header line with this name, in order.
+    pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = &'h Header<'a>> + 'h {
+        let start = self.header_index(name).unwrap_or(self.headers.len());
+        self.headers[start..].iter().filter(move |h| h.name == name)
+    }
+
+    /// An extension header by name (case-insensitive), first occurrence.
+    pub fn other_header(&self, raw_name: &[u8]) -> Option<&'h Header<'a>> {
+        self.headers
+            .iter()
+            .find(|h| h.name == HeaderName::Other && h.raw_name.eq_ignore_ascii_case(raw_name))
+    }
+
+    /// The value of the first header with this name.
+    #[inline]
+    pub fn value(&self, name: HeaderName) -> Option<&'a [u8]> {
+        self.header(name).map(|h| h.value)
+    }
+
+    /// The message body (bounded by Content-Length).
+    pub fn body(&self) -> &'a [u8] {
+        &self.buf[self.head_end as usize..self.body_end as usize]
+    }
+
+    /// Content-Length as declared, if present (and not conflicting).
+    pub fn content_length(&self) -> Option<u32> {
+        self.content_length
+    }
+
+    /// Several Content-Length values that disagree (RFC 4475 `mcl01`): in a datagram the message
+    /// still parses (its body is the rest of the datagram) so that a server can answer 400.
+    pub fn has_conflicting_content_length(&self) -> bool {
+        self.conflicting_content_length
+    }
+
+    /// Offset of the start line in the input (leading CRLFs skipped).
+    pub fn start(&self) -> usize {
+        self.start as usize
+    }
+
+    /// Offset just past the empty line that ends the header block.
+    pub fn head_len(&self) -> usize {
+        self.head_end as usize
+    }
+
+    /// Bytes of the input this message occupies (start line to end of body). With stream
+    /// framing, the next message starts here.
+    pub fn len(&self) -> usize {
+        self.body_end as usize
+    }
+
+    /// Never true: a parsed message has at least a start line.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The input the message was parsed from, up to the end of its body.
+    pub fn bytes(&self) -> &'a [u8] {
+        &self.buf[..self.body_end as usize]
+    }
+}
+
+/// Parses a whole UDP datagram (the common case; never [`Status::Partial`]).
+#[inline]
+pub fn parse_datagram<'a, 'h>(
+    buf: &'a [u8],
+    headers: &'h mut [Header<'a>],
+) -> Result<Message<'a, 'h>> {
+    match parse(buf, headers, &ParseOptions::DATAGRAM)? {
+        Status::Complete(m) => Ok(m),
+        // Datagram framing reports truncation as an error instead.
+        Status::Partial => Err(Error::new(ErrorKind::BodyTruncated, buf.len())),
+    }
+}
+
+/// Parses one message from `buf` into views, filling `headers` with the header index.
+pub fn parse<'a, 'h>(
+    buf: &'a [u8],
+    headers: &'h mut [Header<'a>],
+    opts: &ParseOptions,
+) -> Result<Status<Message<'a, 'h>>> {
+    let stream = opts.framing == Framing::Stream;
+    if !stream && buf.len() > opts.max_message_len {
+        return Err(Error::new(ErrorKind::MessageTooLarge, opts.max_message_len));
+    }
+    // RFC 3261 §7.5: ignore CRLFs before the start line (stream keep-alives, stray newlines).
+    let mut pos = 0;
+    while pos < buf.len() && (buf[pos] == b'\r' || buf[pos] == b'\n') {
+        pos += 1;
+    }
+    let start = pos;
+    let Some((line_end, next)) = find_line_end(buf, pos, opts)? else {
+        return incomplete(buf, stream, ErrorKind::HeadersUnterminated);
+    };
+    let start_line = parse_start_line(buf, pos, line_end, opts)?;
+    pos = next;
+
+    let mut count = 0usize;
+    let mut first = [u16::MAX; HeaderName::Other as usize];
+    let mut content_length: Option<u32> = None;
+    let mut conflicting_content_length = false;
+    let head_end = loop {
+        // End of the header block: an empty line (or, in a datagram, the end of the datagram
+        // right after a complete header line: lenient, no body).
+        match buf.get(pos) {
+            None if !stream => break pos,
+            None => return Ok(Status::Partial),
+            Some(b'\n') => break pos + 1,
+            Some(b'\r') => match buf.get(pos + 1) {
+                Some(b'\n') => break pos + 2,
+                None if stream => return Ok(Status::Partial),
+                _ => return Err(Error::new(ErrorKind::HeaderName, pos)),
+            },
+            Some(_) => {}
+        }
+        let Some(header) = parse_header_line(buf, pos, opts)? else {
+            return incomplete(buf, stream, ErrorKind::HeadersUnterminated);
+        };
+        if count == headers.len() {
+            return Err(Error::new(ErrorKind::TooManyHeaders, pos));
+        }
+        if header.name == HeaderName::ContentLength {
+            let declared = parse_content_length(header.value)
+                .ok_or(Error::new(ErrorKind::ContentLength, header.value_start as usize))?;
+            match content_length {
+                Some(previous) if previous != declared => {
+                    if stream {
+                        // Without one length there is no way to find the next message.
+                        return Err(Error::new(ErrorKind::ContentLength, header.start as usize));
+                    }
+                    conflicting_content_length = true;
+                }
+                _ => content_length = Some(declared),
+            }
+        }
+        if header.name != HeaderName::Other {
+            let slot = &mut first[header.name as usize];
+            if *slot == u16::MAX {
+                // `count` < headers.len(); storage beyond u16 indices is never consulted.
+                *slot = u16::try_from(count).unwrap_or(u16::MAX);
+            }
+        }
+        pos = header.end as usize;
+        headers[count] = header;
+        count += 1;
+    };
+
+    if conflicting_content_length {
+        content_length = None;
+    }
+    let body_end = match (content_length, opts.framing) {
+        (Some(len), _) => {
+            let end = head_end.saturating_add(len as usize);
+            if end > buf.len() {
+                if stream {
+                    if end > opts.max_message_len.max(head_end) {
+                        return Err(Error::new(ErrorKind::MessageTooLarge, head_end));
+                    }
+                    return Ok(Status::Partial);
+                }
+                return Err(Error::new(ErrorKind::BodyTruncated, buf.len()));
+            }
+            end
+        }
+        (None, Framing::Datagram) => buf.len(),
+        // RFC 3261 §18.3: Content-Length MUST be used with stream-oriented transports.
+        (None, Framing::Stream) => return Err(Error::new(ErrorKind::ContentLength, head_end)),
+    };
+
+    Ok(Status::Complete(Message {
+        buf,
+        start_line,
+        start: start as u32,
+        headers: &headers[..count],
+        first,
+        head_end: head_end as u32,
+        body_end: body_end as u32,
+        content_length,
+        conflicting_content_length,
+    }))
+}
+
+/// Parses only the header block of a request whose start line is unusable, so that a server
+/// can still answer it (400, 505) with the right Via, From, To, Call-ID and CSeq.
+pub fn parse_headers_after_start_line<'a, 'h>(
+    buf: &'a [u8],
+    headers: &'h mut [Header<'a>],
+) -> Result<&'h [Header<'a>]> {
+    let opts = ParseOptions::DATAGRAM;
+    if buf.len() > opts.max_message_len {
+        return Err(Error::new(ErrorKind::MessageTooLarge, opts.max_message_len));
+    }
+    let mut pos = 0;
+    while pos < buf.len() && (buf[pos] == b'\r' || buf[pos] == b'\n') {
+        pos += 1;
+    }
+    let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) else {
+        return Err(Error::new(ErrorKind::HeadersUnterminated, buf.len()));
+    };
+    pos += nl + 1;
+    let mut count = 0;
+    while pos < buf.len() && buf[pos] != b'\r' && buf[pos] != b'\n' {
+        let Some(header) = parse_header_line(buf, pos, &opts)? else {
+            return Err(Error::new(ErrorKind::HeadersUnterminated, buf.len()));
+        };
+        if count == headers.len() {
+            return Err(Error::new(ErrorKind::TooManyHeaders, pos));
+        }
+        pos = header.end as usize;
+        headers[count] = header;
+        count += 1;
+    }
+    Ok(&headers[..count])
+}
+
+fn incomplete<T>(buf: &[u8], stream: bool, kind: ErrorKind) -> Result<Status<T>> {
+    if stream { Ok(Status::Partial) } else { Err(Error::new(kind, buf.len())) }
+}
+
+/// Finds the end of the line starting at `pos` without header values (the start line): returns
+/// (offset of the CR or LF, offset of the next line), `None` if the input ends first.
+fn find_line_end(buf: &[u8], pos: usize, opts: &ParseOptions) -> Result<Option<(usize, usize)>> {
+    let limit = buf.len().min(pos.saturating_add(opts.max_line_len + 2));
+    match memchr::memchr(b'\n', &buf[pos..limit]) {
+        Some(i) => {
+            let lf = pos + i;
+            let end = if lf > pos && buf[lf - 1] == b'\r' { lf - 1 } else { lf };
+            if end - pos > opts.max_line_len {
+                return Err(Error::new(ErrorKind::LineTooLong, pos));
+            }
+            Ok(Some((end, lf + 1)))
+        }
+        None if limit < buf.len() => Err(Error::new(ErrorKind::LineTooLong, pos)),
+        None => Ok(None),
+    }
+}
+
+fn parse_start_line<'a>(
+    buf: &'a [u8],
+    pos: usize,
+    end: usize,
+    opts: &ParseOptions,
+) -> Result<StartLine<'a>> {
+    let line = &buf[pos..end];
+    if line.is_empty() {
+        return Err(Error::new(ErrorKind::StartLine, pos));
+    }
+    if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
+        return parse_status_line(line, pos);
+    }
+    // Request-Line = Method SP Request-URI SP SIP-Version CRLF
+    let method_len = scan::token_len(line);
+    if method_len == 0 {
+        return Err(Error::new(ErrorKind::Method, pos));
+    }
+    if line.get(method_len) != Some(&b' ') {
+        return Err(Error::new(ErrorKind::Method, pos + method_len));
+    }
+    let mut rest_end = line.len();
+    if matches!(line[rest_end - 1], b' ' | b'\t') {
+        if !opts.allow_request_line_trailing_ws {
+            return Err(Error::new(ErrorKind::StartLine, pos + rest_end - 1));
+        }
+        while matches!(line[rest_end - 1], b' ' | b'\t') {
+            rest_end -= 1;
+        }
+    }
+    let uri_start = method_len + 1;
+    let rest = &line[uri_start..rest_end];
+    // The version is the last element; anything between it and the method is the Request-URI,
+    // which must then be one run of visible characters (no LWS: RFC 4475 lwsruri, lwsstart).
+    let Some(last_sp) = memrchr(b' ', rest) else {
+        return Err(Error::new(ErrorKind::StartLine, pos + uri_start));
+    };
+    let uri = &rest[..last_sp];
+    let good = scan::uri_len(uri);
+    if uri.is_empty() || good != uri.len() {
+        return Err(Error::new(ErrorKind::RequestUri, pos + uri_start + good));
+    }
+    let version = parse_version(&rest[last_sp + 1..])
+        .ok_or(Error::new(ErrorKind::Version, pos + uri_start + last_sp + 1))?;
+    Ok(StartLine::Request {
+        method: Method::from_bytes(&line[..method_len]),
+        uri,
+        uri_start: (pos + uri_start) as u32,
+        version,
+    })
+}
+
+/// Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF
+fn parse_status_line(line: &[u8], pos: usize) -> Result<StartLine<'_>> {
+    let sp = memchr::memchr(b' ', line).ok_or(Error::new(ErrorKind::StartLine, pos))?;
+    let version = parse_version(&line[..sp]).ok_or(Error::new(ErrorKind::Version, pos))?;
+    let code_start = sp + 1;
+    let code = line.get(code_start..code_start + 3).unwrap_or(b"");
+    let after = line.get(code_start + 3).copied();
+    if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) || !matches!(after, None | Some(b' '))
+    {
+        return Err(Error::new(ErrorKind::StatusCode, pos + code_start));
+    }
+    let code = code.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+    if !(100..=699).contains(&code) {
+        return Err(Error::new(ErrorKind::StatusCode, pos + code_start));
+    }
+    let reason = line.get(code_start + 4..).unwrap_or(b"");
+    let good = scan::value_len(reason);
+    if good != reason.len() {
+        return Err(Error::new(ErrorKind::ReasonPhrase, pos + code_start + 4 + good));
+    }
+    Ok(StartLine::Response { version, code, reason })
+}
+
+/// `SIP/<digits>.<digits>`, "SIP" case-insensitive.
+fn parse_version(v: &[u8]) -> Option<Version> {
+    if v.len() < 7 || !v[..4].eq_ignore_ascii_case(b"SIP/") {
+        return None;
+    }
+    let nums = &v[4..];
+    let dot = memchr::memchr(b'.', nums)?;
+    let number = |d: &[u8]| -> Option<u8> {
+        if d.is_empty() || !d.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        Some(d.iter().fold(0u32, |n, c| (n * 10 + u32::from(c - b'0')).min(255)) as u8)
+    };
+    Some(Version { major: number(&nums[..dot])?, minor: number(&nums[dot + 1..])? })
+}
+
+/// Parses the header line starting at `pos` (not an empty line). `None` when the input ends
+/// before the line does (including the byte after the line, needed to rule out a fold).
+fn parse_header_line<'a>(
+    buf: &'a [u8],
+    pos: usize,
+    opts: &ParseOptions,
+) -> Result<Option<Header<'a>>> {
+    let name_len = scan::token_len(&buf[pos..]);
+    if name_len == 0 {
+        return Err(Error::new(ErrorKind::HeaderName, pos));
+    }
+    let raw_name = &buf[pos..pos + name_len];
+    // HCOLON = *( SP / HTAB ) ":" SWS
+    let mut i = pos + name_len;
+    while i < buf.len() && matches!(buf[i], b' ' | b'\t') {
+        i += 1;
+    }
+    match buf.get(i) {
+        Some(b':') => i += 1,
+        None => return Ok(None),
+        Some(_) => return Err(Error::new(ErrorKind::HeaderColon, i)),
+    }
+    let line_limit = pos.saturating_add(opts.max_line_len);
+    let mut value_start = None;
+    let mut value_end = i;
+    // Scan value bytes line by line; a line ending followed by SP/HTAB is a fold (LWS).
+    loop {
+        let run = scan::value_len(&buf[i..]);
+        let content_end = i + run;
+        if content_end > line_limit {
+            return Err(Error::new(ErrorKind::LineTooLong, pos));
+        }
+        // Track the trimmed value: first and last non-LWS byte seen.
+        if let Some(first) = buf[i..content_end].iter().position(|&b| b != b' ' && b != b'\t') {
+            value_start.get_or_insert(i + first);
+            let last = buf[i..content_end].iter().rposition(|&b| b != b' ' && b != b'\t');
+            value_end = i + last.unwrap_or(first) + 1;
+        }
+        let next = match buf.get(content_end) {
+            None => return Ok(None),
+            Some(b'\n') => content_end + 1,
+            Some(b'\r') => match buf.get(content_end + 1) {
+                Some(b'\n') => content_end + 2,
+                None => return Ok(None),
+                Some(_) => return Err(Error::new(ErrorKind::HeaderValue, content_end)),
+            },
+            Some(_) => return Err(Error::new(ErrorKind::HeaderValue, content_end)),
+        };
+        match buf.get(next) {
+            Some(b' ' | b'\t') => i = next,
+            None if opts.framing == Framing::Stream => return Ok(None),
+            _ => {
+                let value_start = value_start.unwrap_or(value_end);
+                return Ok(Some(Header {
+                    name: HeaderName::classify(raw_name),
+                    raw_name,
+                    value: &buf[value_start..value_end],
+                    start: pos as u32,
+                    value_start: value_start as u32,
+                    end: next as u32,
+                }));
+            }
+        }
+    }
+}
+
+/// Content-Length = 1*DIGIT (LWS-trimmed by the caller); `None` if malformed or over u32.
+fn parse_content_length(value: &[u8]) -> Option<u32> {
+    if value.is_empty() || value.len() > 10 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    u32::try_from(n).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INVITE: &[u8] = b"INVITE sip:bob@biloxi.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds\r\n\
+Max-Forwards: 70\r\n\
+To: Bob <sip:bob@biloxi.com>\r\n\
+From: Alice <sip:alice@atlanta.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@pc33.atlanta.com\r\n\
+CSeq: 314159 INVITE\r\n\
+Contact: <sip:alice@pc33.atlanta.com>\r\n\
+Content-Type: application/sdp\r\n\
+Content-Length: 4\r\n\
+\r\n\
+v=0\n";
+
+    fn parse_ok(buf: &[u8]) -> (usize, Vec<(HeaderName, Vec<u8>)>, Vec<u8>) {
+        let mut h = [Header::EMPTY; 32];
+        let m = parse_datagram(buf, &mut h).unwrap();
+        let hs = m.headers().iter().map(|h| (h.name, h.value.to_vec())).collect();
+        (m.len(), hs, m.body().to_vec())
+    }
+
+    fn parse_err(buf: &[u8]) -> Error {
+        let mut h = [Header::EMPTY; 32];
+        parse_datagram(buf, &mut h).unwrap_err()
+    }
+
+    #[test]
+    fn rfc3261_invite() {
+        let mut h = [Header::EMPTY; 32];
+        let m = parse_datagram(INVITE, &mut h).unwrap();
+        assert_eq!(m.method(), Some(Method::Invite));
+        assert_eq!(m.request_uri(), Some(&b"sip:bob@biloxi.com"[..]));
+        assert_eq!(m.version(), Version::SIP_2_0);
+        assert_eq!(m.headers().len(), 9);
+        assert_eq!(m.value(HeaderName::CallId), Some(&b"a84b4c76e66710@pc33.atlanta.com"[..]));
+        assert_eq!(m.value(HeaderName::MaxForwards), Some(&b"70"[..]));
+        assert_eq!(m.content_length(), Some(4));
+        assert_eq!(m.body(), b"v=0\n");
+        assert_eq!(m.len(), INVITE.len());
+        let via = m.header(HeaderName::Via).unwrap();
+        assert_eq!(&INVITE[via.start as usize..via.end as usize], b"Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds\r\n");
+        assert_eq!(&INVITE[via.value_start as usize..][..3], b"SIP");
+    }
+
+    #[test]
+    fn response_line() {
+        let mut h = [Header::EMPTY; 8];
+        let m = parse_datagram(b"SIP/2.0 180 Ringing\r\nVia: a\r\n\r\n", &mut h).unwrap();
+        assert_eq!(m.status(), Some(180));
+        assert!(matches!(m.start_line(), StartLine::Response { reason: b"Ringing", .. }));
+        let m = parse_datagram(b"SIP/2.0 100 \r\n\r\n", &mut h).unwrap();
+        assert!(matches!(m.start_line(), StartLine::Response { code: 100, reason: b"", .. }));
+        let m = parse_datagram(b"SIP/2.0 200\r\n\r\n", &mut h).unwrap();
+        assert_eq!(m.status(), Some(200));
+        assert_eq!(parse_err(b"SIP/2.0 4294967301 x\r\n\r\n").kind, ErrorKind::StatusCode);
+        assert_eq!(parse_err(b"SIP/2.0 099 x\r\n\r\n").kind, ErrorKind::StatusCode);
+        assert_eq!(parse_err(b"SIP/2.0 20 x\r\n\r\n").kind, ErrorKind::StatusCode);
+        assert_eq!(parse_err(b"SIP/2.0 200 O\x01K\r\n\r\n").kind, ErrorKind::ReasonPhrase);
+    }
+
+    #[test]
+    fn folding_compact_forms_and_case() {
+        let msg = b"OPTIONS sip:x SIP/2.0\r\nv : SIP/2.0/UDP\r\n  h;branch=z\r\nI:id\r\nsubject:\r\n\r\n";
+        let (_, hs, body) = parse_ok(msg);
+        assert_eq!(hs[0], (HeaderName::Via, b"SIP/2.0/UDP\r\n  h;branch=z".to_vec()));
+        assert_eq!(hs[1], (HeaderName::CallId, b"id".to_vec()));
+        assert_eq!(hs[2], (HeaderName::Subject, b"".to_vec()));
+        assert!(body.is_empty());
+    }
+
+    #[test]
+    fn value_starting_on_a_folded_line() {
+        let (_, hs, _) = parse_ok(b"BYE sip:x SIP/2.0\r\nTo :\r\n sip:a@b ;tag=1\r\n\r\n");
+        assert_eq!(hs[0], (HeaderName::To, b"sip:a@b ;tag=1".to_vec()));
+    }
+
+    #[test]
+    fn bare_lf_line_ends_are_accepted() {
+        let (_, hs, body) = parse_ok(b"BYE sip:x SIP/2.0\nCall-ID: 1\n\nbody");
+        assert_eq!(hs.len(), 1);
+        assert_eq!(body, b"body");
+    }
+
+    #[test]
+    fn content_length_bounds_the_body() {
+        let (len, _, body) = parse_ok(b"MESSAGE sip:x SIP/2.0\r\nl: 2\r\n\r\nhiEXTRA");
+        assert_eq!(body, b"hi");
+        assert_eq!(len, b"MESSAGE sip:x SIP/2.0\r\nl: 2\r\n\r\nhi".len());
+        assert_eq!(parse_err(b"MESSAGE sip:x SIP/2.0\r\nl: 20\r\n\r\nhi").kind, ErrorKind::BodyTruncated);
+        assert_eq!(parse_err(b"MESSAGE sip:x SIP/2.0\r\nl: -1\r\n\r\n").kind, ErrorKind::ContentLength);
+        assert_eq!(parse_err(b"MESSAGE sip:x SIP/2.0\r\nl: 99999999999\r\n\r\n").kind, ErrorKind::ContentLength);
+        let conflicting = b"MESSAGE sip:x SIP/2.0\r\nl: 2\r\nContent-Length: 3\r\n\r\nhey!";
+        let mut h = [Header::EMPTY; 4];
+        let m = parse_datagram(conflicting, &mut h).unwrap();
+        assert!(m.has_conflicting_content_length());
+        assert_eq!((m.content_length(), m.body()), (None, &b"hey!"[..]));
+        let mut h = [Header::EMPTY; 4];
+        let e = parse(conflicting, &mut h, &ParseOptions::STREAM).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ContentLength);
+        let repeated = b"MESSAGE sip:x SIP/2.0\r\nl: 2\r\nContent-Length: 2\r\n\r\nhi";
+        assert_eq!(parse_ok(repeated).2, b"hi");
+    }
+
+    #[test]
+    fn request_line_errors() {
+        // `<sip:x>` is visible ASCII: framing accepts it, the URI parser rejects it (ltgtruri).
+        assert_eq!(parse_ok(b"INVITE <sip:x> SIP/2.0\r\n\r\n").0, 26);
+        assert_eq!(parse_err(b"INVITE  sip:x SIP/2.0\r\n\r\n").kind, ErrorKind::RequestUri);
+        assert_eq!(parse_err(b"INVITE sip:x; lr SIP/2.0\r\n\r\n").kind, ErrorKind::RequestUri);
+        assert_eq!(parse_err(b"INVITE sip:x SIP/2.0 \r\n\r\n").kind, ErrorKind::StartLine);
+        assert_eq!(parse_err(b"INVITE sip:x HTTP/1.1\r\n\r\n").kind, ErrorKind::Version);
+        assert_eq!(parse_err(b"INV\x01TE sip:x SIP/2.0\r\n\r\n").kind, ErrorKind::Method);
+        assert_eq!(parse_err(b"\r\n\r\n").kind, ErrorKind::HeadersUnterminated);
+        assert_eq!(parse_err(b" INVITE sip:x SIP/2.0\r\n\r\n").kind, ErrorKind::Method);
+        let mut h = [Header::EMPTY; 4];
+        let lenient = ParseOptions { allow_request_line_trailing_ws: true, ..ParseOptions::DATAGRAM };
+        let Status::Complete(m) = parse(b"INVITE sip:x SIP/2.0 \t\r\n\r\n", &mut h, &lenient).unwrap() else {
+            panic!("complete expected")
+        };
+        assert_eq!(m.request_uri(), Some(&b"sip:x"[..]));
+    }
+
+    #[test]
+    fn unsupported_version_still_parses() {
+        let mut h = [Header::EMPTY; 4];
+        let m = parse_datagram(b"OPTIONS sip:x SIP/7.0\r\n\r\n", &mut h).unwrap();
+        assert_eq!(m.version(), Version { major: 7, minor: 0 });
+    }
+
+    #[test]
+    fn header_errors() {
+        assert_eq!(parse_err(b"BYE sip:x SIP/2.0\r\nNo colon\r\n\r\n").kind, ErrorKind::HeaderColon);
+        assert_eq!(parse_err(b"BYE sip:x SIP/2.0\r\n: v\r\n\r\n").kind, ErrorKind::HeaderName);
+        assert_eq!(parse_err(b"BYE sip:x SIP/2.0\r\nA: v\x00x\r\n\r\n").kind, ErrorKind::HeaderValue);
+        assert_eq!(parse_err(b"BYE sip:x SIP/2.0\r\nA: v\rx\r\n\r\n").kind, ErrorKind::HeaderValue);
+        let mut h = [Header::EMPTY; 1];
+        let e = parse_datagram(b"BYE sip:x SIP/2.0\r\nA: 1\r\nB: 2\r\n\r\n", &mut h).unwrap_err();
+        assert_eq!(e, Error::new(ErrorKind::TooManyHeaders, 25));
+    }
+
+    #[test]
+    fn limits_are_named_errors() {
+        let mut h = [Header::EMPTY; 4];
+        let opts = ParseOptions { max_line_len: 16, ..ParseOptions::DATAGRAM };
+        let long = b"BYE sip:x SIP/2.0\r\nSubject: 0123456789abcdef\r\n\r\n";
+        assert_eq!(parse(long, &mut h, &opts).unwrap_err().kind, ErrorKind::LineTooLong);
+        let opts = ParseOptions { max_message_len: 10, ..ParseOptions::DATAGRAM };
+        assert_eq!(parse(long, &mut h, &opts).unwrap_err().kind, ErrorKind::MessageTooLarge);
+    }
+
+    #[test]
+    fn datagram_without_final_empty_line_is_accepted() {
+        let (_, hs, body) = parse_ok(b"BYE sip:x SIP/2.0\r\nCall-ID: 1\r\n");
+        assert_eq!(hs.len(), 1);
+        assert!(body.is_empty());
+    }
+
+    #[test]
+    fn stream_framing() {
+        let two = [INVITE, INVITE].concat();
+        let mut h = [Header::EMPTY; 32];
+        let Status::Complete(m) = parse(&two, &mut h, &ParseOptions::STREAM).unwrap() else {
+            panic!("complete expected")
+        };
+        assert_eq!(m.len(), INVITE.len());
+        // Every strict prefix of a message is Partial in stream mode.
+        for cut in 0..INVITE.len() {
+            let mut h = [Header::EMPTY; 32];
+            let r = parse(&INVITE[..cut], &mut h, &ParseOptions::STREAM);
+            assert_eq!(r.map(|s| matches!(s, Status::Partial)), Ok(true), "cut at {cut}");
+        }
+        let mut h = [Header::EMPTY; 4];
+        let no_cl = parse(b"BYE sip:x SIP/2.0\r\nA: 1\r\n\r\n", &mut h, &ParseOptions::STREAM);
+        assert_eq!(no_cl.unwrap_err().kind, ErrorKind::ContentLength);
+    }
+
+    #[test]
+    fn leading_crlf_is_skipped() {
+        let mut h = [Header::EMPTY; 4];
+        let m = parse_datagram(b"\r\n\r\nBYE sip:x SIP/2.0\r\n\r\n", &mut h).unwrap();
+        assert_eq!(m.start(), 4);
+        assert_eq!(m.method(), Some(Method::Bye));
+    }
+
+    #[test]
+    fn headers_after_a_broken_start_line() {
+        let mut h = [Header::EMPTY; 4];
+        let hs = parse_headers_after_start_line(b"INVITE sip:x; lr SIP/2.0\r\nVia: a\r\nCall-ID: b\r\n\r\n", &mut h).unwrap();
+        assert_eq!(hs.len(), 2);
+        assert_eq!(hs[1].value, b"b");
+    }
+}
