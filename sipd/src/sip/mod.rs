@@ -1,7 +1,15 @@
 //! SIP (RFC 3261) message parsing: zero-copy views borrowing the datagram.
 //!
 //! - [`error`]: the small `Copy` error kind plus offset every parser returns.
+//! - Typed header values, parsed on demand from a raw header value (the bytes after the colon up
+//!   to the end of the header line, folds included): [`values`] (LWS, quoted strings, lists,
+//!   numbers, token lists), [`params`] (`;name=value` lists), [`uri`] (SIP/SIPS/tel/other URIs
+//!   and hosts), [`name_addr`] (From, To, Contact, Route, Record-Route, Reply-To), [`via`],
+//!   [`cseq`], [`auth`] (Authorization / WWW-Authenticate and their Proxy- forms).
 
 pub mod error;
+pub mod params;
+pub mod uri;
+pub mod values;
 
 pub use error::{Error, ErrorKind};
