@@ -8,6 +8,7 @@
 //!   [`cseq`], [`auth`] (Authorization / WWW-Authenticate and their Proxy- forms).
 
 pub mod error;
+pub mod name_addr;
 pub mod params;
 pub mod uri;
 pub mod values;

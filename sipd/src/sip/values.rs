@@ -36,8 +36,6 @@ const fn class(extra: &[u8], alnum: bool) -> [bool; 256] {
 pub(crate) static TOKEN: [bool; 256] = class(b"-.!%*_+`'~", true);
 /// A generic-param value that is not quoted: `token / host` (host adds `[`, `]`, `:`).
 pub(crate) static GEN_VALUE: [bool; 256] = class(b"-.!%*_+`'~[]:", true);
-/// `unreserved` = alphanum / mark.
-pub(crate) static UNRESERVED: [bool; 256] = class(b"-_.!~*'()", true);
 /// SIP URI `user` characters other than escapes: unreserved / user-unreserved.
 pub(crate) static USER: [bool; 256] = class(b"-_.!~*'()&=+$,;?/", true);
 /// SIP URI `password` characters other than escapes.
