@@ -12,5 +12,6 @@ pub mod name_addr;
 pub mod params;
 pub mod uri;
 pub mod values;
+pub mod via;
 
 pub use error::{Error, ErrorKind};
