@@ -7,11 +7,16 @@
 //!   and hosts), [`name_addr`] (From, To, Contact, Route, Record-Route, Reply-To), [`via`],
 //!   [`cseq`], [`auth`] (Authorization / WWW-Authenticate and their Proxy- forms).
 
+pub mod auth;
+pub mod cseq;
 pub mod error;
 pub mod name_addr;
 pub mod params;
 pub mod uri;
 pub mod values;
 pub mod via;
+
+#[cfg(test)]
+mod typed_corpus_tests;
 
 pub use error::{Error, ErrorKind};

@@ -14,7 +14,10 @@
 use super::error::{Error, ErrorKind, Result};
 use super::params::Params;
 use super::uri::Uri;
-use super::values::{SplitComma, TOKEN, is_wsp, parse_u32, scan_quoted, skip_lws, split_comma, trim_lws_range, unquote};
+use super::values::{
+    SplitComma, TOKEN, is_wsp, parse_u32, scan_quoted, skip_lws, split_comma, trim_lws_range,
+    unquote,
+};
 
 /// One name-addr or addr-spec with its header parameters.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -92,7 +95,8 @@ impl<'a> NameAddr<'a> {
             }
         }
         let us = laquot + 1;
-        let Some(raquot) = memchr::memchr(b'>', s.get(us..).unwrap_or_default()).map(|p| us + p) else {
+        let Some(raquot) = memchr::memchr(b'>', s.get(us..).unwrap_or_default()).map(|p| us + p)
+        else {
             return Err(err(laquot));
         };
         let uri_raw = s.get(us..raquot).unwrap_or_default();
@@ -169,7 +173,10 @@ impl<'a> NameAddr<'a> {
         let v = self.params.get(b"expires")?;
         let base = self.params_offset;
         Some(match v {
-            None => Err(Error::new(ErrorKind::Number, base + self.params.raw().len())),
+            None => Err(Error::new(
+                ErrorKind::Number,
+                base + self.params.raw().len(),
+            )),
             Some(v) => parse_u32(v).map_err(|e| e.shifted(base + self.params.offset_of(v))),
         })
     }
@@ -181,8 +188,14 @@ impl<'a> NameAddr<'a> {
         let v = self.params.get(b"q")?;
         let base = self.params_offset;
         Some(match v {
-            None => Err(Error::new(ErrorKind::Number, base + self.params.raw().len())),
-            Some(v) => parse_qvalue(v).ok_or(Error::new(ErrorKind::Number, base + self.params.offset_of(v))),
+            None => Err(Error::new(
+                ErrorKind::Number,
+                base + self.params.raw().len(),
+            )),
+            Some(v) => parse_qvalue(v).ok_or(Error::new(
+                ErrorKind::Number,
+                base + self.params.offset_of(v),
+            )),
         })
     }
 }
@@ -202,7 +215,9 @@ pub fn parse_qvalue(v: &[u8]) -> Option<u16> {
     if !frac.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let thousandths = (0..3).fold(0u16, |n, k| n * 10 + frac.get(k).map_or(0, |&c| u16::from(c - b'0')));
+    let thousandths = (0..3).fold(0u16, |n, k| {
+        n * 10 + frac.get(k).map_or(0, |&c| u16::from(c - b'0'))
+    });
     match int {
         b'0' => Some(thousandths),
         b'1' if thousandths == 0 => Some(1000),
@@ -211,6 +226,9 @@ pub fn parse_qvalue(v: &[u8]) -> Option<u16> {
 }
 
 /// A Contact value element: `*` (only in REGISTER, alone) or a name-addr / addr-spec.
+// Boxing the big variant would cost a heap allocation per Contact; `Star` is rare and the enum
+// lives on the stack only while a route looks at it.
+#[allow(clippy::large_enum_variant)]
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum ContactValue<'a> {
     Star,
@@ -290,7 +308,9 @@ impl<'a> Iterator for NameAddrValues<'a> {
     type Item = Result<NameAddr<'a>>;
     fn next(&mut self) -> Option<Self::Item> {
         Some(self.inner.next()?.and_then(|(off, e)| {
-            NameAddr::parse(e).map(|a| a.shifted(off)).map_err(|x| x.shifted(off))
+            NameAddr::parse(e)
+                .map(|a| a.shifted(off))
+                .map_err(|x| x.shifted(off))
         }))
     }
 }
@@ -352,7 +372,10 @@ mod tests {
         assert_eq!(a.uri.user(), Some(&b"+12125551212"[..]));
         assert_eq!(a.tag(), Some(&b"887s"[..]));
         assert!(!a.angle_brackets);
-        assert!(a.uri.params().is_empty(), "addr-spec: ;tag is a header parameter");
+        assert!(
+            a.uri.params().is_empty(),
+            "addr-spec: ;tag is a header parameter"
+        );
         let a = na(b" Anonymous <sip:c8oqz84zk7z@privacy.org>;tag=hyh8");
         assert_eq!(a.display_name(), Some(&b"Anonymous"[..]));
         let a = na(b" The Operator <sip:operator@cs.columbia.edu>;tag=287447");
@@ -363,7 +386,9 @@ mod tests {
         assert!(a.uri.has_lr());
         assert!(a.params.is_empty());
         // §20.10 Contact.
-        let a = na(b"\"Mr. Watson\" <sip:watson@worcester.bell-telephone.com>\r\n ;q=0.7; expires=3600");
+        let a = na(
+            b"\"Mr. Watson\" <sip:watson@worcester.bell-telephone.com>\r\n ;q=0.7; expires=3600",
+        );
         assert_eq!(a.q(), Some(Ok(700)));
         assert_eq!(a.expires(), Some(Ok(3600)));
         let a = na(b"\"Mr. Watson\" <mailto:watson@bell-telephone.com> ;q=0.1");
@@ -384,7 +409,8 @@ mod tests {
         let a = na(b"   \"J Rosenberg \\\\\\\"\"       <sip:jdrosen@example.com>\r\n  ;\r\n  tag = 98asjd8");
         assert_eq!(a.display_name(), Some(&b"J Rosenberg \\\\\\\""[..]));
         let mut buf = [0u8; 32];
-        let n = crate::sip::values::unescape_quoted_into(a.display_name().unwrap(), &mut buf).unwrap();
+        let n =
+            crate::sip::values::unescape_quoted_into(a.display_name().unwrap(), &mut buf).unwrap();
         assert_eq!(&buf[..n], b"J Rosenberg \\\"");
         assert_eq!(a.tag(), Some(&b"98asjd8"[..]));
         let a = na(b"\"Quoted string \\\"\\\"\" <sip:jdrosen@example.com> ; newparam =\r\n      newvalue ;\r\n  secondparam ; q = 0.33");
@@ -393,17 +419,29 @@ mod tests {
         assert!(a.params.contains(b"secondparam"));
         // intmeth.
         let a = na(b" \"BEL:\\\x07 NUL:\\\x00 DEL:\\\x7f\" <sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*@example.com>");
-        assert_eq!(a.uri.user(), Some(&b"1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"[..]));
+        assert_eq!(
+            a.uri.user(),
+            Some(&b"1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"[..])
+        );
         let a = na(b" token1~` token2'+_ token3*%!.- <sip:mundane@example.com>;fromParam''~+*_!.-%=\"\xd1\x80\xd0\xb0\";tag=_token~1'+`*%!-.");
-        assert_eq!(a.display_name(), Some(&b"token1~` token2'+_ token3*%!.-"[..]));
+        assert_eq!(
+            a.display_name(),
+            Some(&b"token1~` token2'+_ token3*%!.-"[..])
+        );
         assert_eq!(a.tag(), Some(&b"_token~1'+`*%!-."[..]));
         // esc01, escnull, esc02.
         let a = na(b" sip:%75se%72@example.com");
         assert_eq!(a.uri.user(), Some(&b"%75se%72"[..]));
         let a = na(b"\r\n  <sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31>");
         assert_eq!(a.uri.params().iter().count(), 2);
-        assert_eq!(na(b" sip:null-%00-null@example.com;tag=839923423").tag(), Some(&b"839923423"[..]));
-        assert_eq!(na(b" \"%Z%45\" <sip:resource@example.com>").display_name(), Some(&b"%Z%45"[..]));
+        assert_eq!(
+            na(b" sip:null-%00-null@example.com;tag=839923423").tag(),
+            Some(&b"839923423"[..])
+        );
+        assert_eq!(
+            na(b" \"%Z%45\" <sip:resource@example.com>").display_name(),
+            Some(&b"%Z%45"[..])
+        );
         // lwsdisp: no LWS between display name and `<`.
         let a = na(b" caller<sip:caller@example.com>;tag=323");
         assert_eq!(a.display_name(), Some(&b"caller"[..]));
@@ -418,7 +456,10 @@ mod tests {
         assert!(a.uri.params().contains(b"unknownparam"));
         // regescrt: escaped header inside brackets is fine.
         let a = na(b" <sip:user@example.com?Route=%3Csip:sip.example.com%3E>");
-        assert_eq!(a.uri.headers_raw(), Some(&b"Route=%3Csip:sip.example.com%3E"[..]));
+        assert_eq!(
+            a.uri.headers_raw(),
+            Some(&b"Route=%3Csip:sip.example.com%3E"[..])
+        );
         // unksm2: other schemes, bracketed and not.
         assert_eq!(na(b" isbn:2983792873").uri.scheme(), Scheme::Other(b"isbn"));
         let a = na(b" <http://www.example.com>;tag=3234233");
@@ -440,18 +481,42 @@ mod tests {
     #[test]
     fn rfc4475_invalid() {
         // quotbal: unterminated quoted display name.
-        assert_eq!(bad(b" \"Mr. J. User <sip:j.user@example.com>"), Error::new(ErrorKind::QuotedString, 1));
+        assert_eq!(
+            bad(b" \"Mr. J. User <sip:j.user@example.com>"),
+            Error::new(ErrorKind::QuotedString, 1)
+        );
         // badaspec: spaces within the addr-spec.
-        assert_eq!(bad(b" \"Watson, Thomas\" < sip:t.watson@example.org >"), Error::new(ErrorKind::NameAddr, 19));
-        assert_eq!(bad(b"<sip:t.watson@example.org >"), Error::new(ErrorKind::NameAddr, 25));
+        assert_eq!(
+            bad(b" \"Watson, Thomas\" < sip:t.watson@example.org >"),
+            Error::new(ErrorKind::NameAddr, 19)
+        );
+        assert_eq!(
+            bad(b"<sip:t.watson@example.org >"),
+            Error::new(ErrorKind::NameAddr, 25)
+        );
         // baddn: non-token characters in an unquoted display name.
-        assert_eq!(bad(b"    Bell, Alexander <sip:a.g.bell@example.com>;tag=43"), Error::new(ErrorKind::NameAddr, 8));
-        assert_eq!(bad(b"      Watson, Thomas <sip:t.watson@example.org>"), Error::new(ErrorKind::NameAddr, 12));
+        assert_eq!(
+            bad(b"    Bell, Alexander <sip:a.g.bell@example.com>;tag=43"),
+            Error::new(ErrorKind::NameAddr, 8)
+        );
+        assert_eq!(
+            bad(b"      Watson, Thomas <sip:t.watson@example.org>"),
+            Error::new(ErrorKind::NameAddr, 12)
+        );
         // regbadct: URI with `?` not enclosed in <>.
-        assert_eq!(bad(b" sip:user@example.com?Route=%3Csip:sip.example.com%3E"), Error::new(ErrorKind::NameAddr, 21));
-        assert_eq!(bad(b"sip:a,b@example.com"), Error::new(ErrorKind::NameAddr, 5));
+        assert_eq!(
+            bad(b" sip:user@example.com?Route=%3Csip:sip.example.com%3E"),
+            Error::new(ErrorKind::NameAddr, 21)
+        );
+        assert_eq!(
+            bad(b"sip:a,b@example.com"),
+            Error::new(ErrorKind::NameAddr, 5)
+        );
         // badinv01: `;;;;` after the Contact.
-        assert_eq!(bad(b" \"Joe\" <sip:joe@example.org>;;;;"), Error::new(ErrorKind::Param, 29));
+        assert_eq!(
+            bad(b" \"Joe\" <sip:joe@example.org>;;;;"),
+            Error::new(ErrorKind::Param, 29)
+        );
         // scalar02: overlarge Contact expires is an accessor error.
         let a = na(b" <sip:user@host129.example.com>\r\n  ;expires=280297596632815");
         assert_eq!(a.expires(), Some(Err(Error::new(ErrorKind::Number, 54))));
@@ -462,10 +527,17 @@ mod tests {
         assert_eq!(bad(b"<>"), Error::new(ErrorKind::NameAddr, 1));
         assert_eq!(bad(b"<sip:a@b.c> x"), Error::new(ErrorKind::NameAddr, 12));
         assert_eq!(bad(b"\"x\" sip:a@b.c"), Error::new(ErrorKind::NameAddr, 4));
-        assert_eq!(bad(b"Joe \"x\" <sip:a@b.c>"), Error::new(ErrorKind::NameAddr, 4));
+        assert_eq!(
+            bad(b"Joe \"x\" <sip:a@b.c>"),
+            Error::new(ErrorKind::NameAddr, 4)
+        );
         assert_eq!(bad(b"Joe sip:a@b.c"), Error::new(ErrorKind::NameAddr, 7));
         assert_eq!(bad(b"Joe"), Error::new(ErrorKind::NameAddr, 3));
-        assert_eq!(na(b"<sip:a@b.c>;tag").tag(), None, "a valueless tag is no tag");
+        assert_eq!(
+            na(b"<sip:a@b.c>;tag").tag(),
+            None,
+            "a valueless tag is no tag"
+        );
         assert_eq!(bad(b"<sip:a@-b.c>"), Error::new(ErrorKind::Host, 7));
         assert_eq!(bad(b"sip:a@b.c x"), Error::new(ErrorKind::NameAddr, 10));
         let a = na(b"<sip:a@b.c>;q=1.5;expires=x");
@@ -475,7 +547,16 @@ mod tests {
 
     #[test]
     fn qvalues() {
-        for (s, q) in [("0", 0), ("1", 1000), ("0.5", 500), ("0.05", 50), ("0.001", 1), ("1.0", 1000), ("1.000", 1000), ("0.", 0)] {
+        for (s, q) in [
+            ("0", 0),
+            ("1", 1000),
+            ("0.5", 500),
+            ("0.05", 50),
+            ("0.001", 1),
+            ("1.0", 1000),
+            ("1.000", 1000),
+            ("0.", 0),
+        ] {
             assert_eq!(parse_qvalue(s.as_bytes()), Some(q), "{s}");
         }
         for s in ["", "2", "1.1", "0.0001", "01", ".5", "0.a", "1.0001", "-0"] {
@@ -494,10 +575,19 @@ mod tests {
         assert_eq!(all[2].uri.host(), Some(Host::Name(b"d.e")));
         let e: Vec<_> = name_addr_values(b"<sip:a@b.c>, <sip:a@-b.c>").collect();
         assert_eq!(e[1], Err(Error::new(ErrorKind::Host, 20)));
-        assert_eq!(name_addr_values(b" ").collect::<Vec<_>>(), vec![Err(Error::new(ErrorKind::NameAddr, 1))]);
-        assert_eq!(name_addr_values(b"<sip:a@b.c>,").nth(1), Some(Err(Error::new(ErrorKind::NameAddr, 12))));
+        assert_eq!(
+            name_addr_values(b" ").collect::<Vec<_>>(),
+            vec![Err(Error::new(ErrorKind::NameAddr, 1))]
+        );
+        assert_eq!(
+            name_addr_values(b"<sip:a@b.c>,").nth(1),
+            Some(Err(Error::new(ErrorKind::NameAddr, 12)))
+        );
         // Offsets of parameter errors are relative to the whole header value.
-        let a = name_addr_values(b"<sip:a@b.c>, <sip:d@e.f>;expires=x").nth(1).unwrap().unwrap();
+        let a = name_addr_values(b"<sip:a@b.c>, <sip:d@e.f>;expires=x")
+            .nth(1)
+            .unwrap()
+            .unwrap();
         assert_eq!(a.expires(), Some(Err(Error::new(ErrorKind::Number, 33))));
 
         let c: Vec<_> = contact_values(b" * ").collect();
@@ -507,10 +597,15 @@ mod tests {
         let c: Vec<_> = contact_values(b"<sip:a@b.c>, *").collect();
         assert!(matches!(c[0], Ok(ContactValue::Addr(_))));
         assert_eq!(c[1], Err(Error::new(ErrorKind::NameAddr, 13)));
-        let c: Vec<_> = contact_values(b"<sip:a@b.c>;expires=0, sip:d@e.f;q=0.5").collect::<Result<_>>().unwrap();
+        let c: Vec<_> = contact_values(b"<sip:a@b.c>;expires=0, sip:d@e.f;q=0.5")
+            .collect::<Result<_>>()
+            .unwrap();
         assert_eq!(c.len(), 2);
         assert_eq!(ContactValue::parse(b"*"), Ok(ContactValue::Star));
-        assert_eq!(ContactValue::parse(b"*;x").unwrap_err().kind, ErrorKind::NameAddr);
+        assert_eq!(
+            ContactValue::parse(b"*;x").unwrap_err().kind,
+            ErrorKind::NameAddr
+        );
     }
 
     proptest! {

@@ -5,7 +5,9 @@
 //! after that, iteration and look-ups cannot fail and allocate nothing.
 
 use super::error::{Error, ErrorKind, Result};
-use super::values::{GEN_VALUE, PARAMCHAR, TOKEN, offset_in, run, run_escaped, scan_quoted, skip_lws, unquote};
+use super::values::{
+    GEN_VALUE, PARAMCHAR, TOKEN, offset_in, run, run_escaped, scan_quoted, skip_lws, unquote,
+};
 
 /// A validated parameter list, borrowing its raw bytes (empty, or starting with `;` possibly
 /// preceded by LWS). Names compare case-insensitively; values are returned raw: a quoted-string
@@ -96,13 +98,18 @@ impl<'a> Params<'a> {
     /// The parameters in order, as `(name, value)`; `value` is `None` for `;name` and raw
     /// otherwise (quoted strings keep their quotes).
     pub fn iter(&self) -> ParamIter<'a> {
-        ParamIter { raw: self.raw, pos: 0 }
+        ParamIter {
+            raw: self.raw,
+            pos: 0,
+        }
     }
 
     /// The first parameter named `name` (ASCII case-insensitive): `None` if absent,
     /// `Some(None)` for `;name`, `Some(Some(value))` for `;name=value` (raw).
     pub fn get(&self, name: &[u8]) -> Option<Option<&'a [u8]>> {
-        self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
 
     /// The value of the first parameter named `name`, with the quotes of a quoted-string
@@ -199,7 +206,8 @@ mod tests {
         // RFC 4475 wsinv From / To / m.
         let p = Params::parse(b"\r\n  ;\r\n  tag = 98asjd8").unwrap();
         assert_eq!(list(p), vec![(&b"tag"[..], Some(&b"98asjd8"[..]))]);
-        let p = Params::parse(b" ; newparam =\r\n      newvalue ;\r\n  secondparam ; q = 0.33").unwrap();
+        let p = Params::parse(b" ; newparam =\r\n      newvalue ;\r\n  secondparam ; q = 0.33")
+            .unwrap();
         assert_eq!(
             list(p),
             vec![
@@ -255,17 +263,45 @@ mod tests {
         let p = Params::parse_uri(b";lr;unknownwith=value;unknown-no-value").unwrap();
         assert_eq!(
             list(p),
-            vec![(&b"lr"[..], None), (&b"unknownwith"[..], Some(&b"value"[..])), (&b"unknown-no-value"[..], None)]
+            vec![
+                (&b"lr"[..], None),
+                (&b"unknownwith"[..], Some(&b"value"[..])),
+                (&b"unknown-no-value"[..], None)
+            ]
         );
         // RFC 4475 esc01: escaped names and values stay raw.
         let p = Params::parse_uri(b";%6C%72;n%61me=v%61lue%25%34%31").unwrap();
-        assert_eq!(list(p), vec![(&b"%6C%72"[..], None), (&b"n%61me"[..], Some(&b"v%61lue%25%34%31"[..]))]);
-        assert_eq!(Params::parse_uri(b";maddr=[::1]").unwrap().value(b"maddr"), Some(&b"[::1]"[..]));
-        assert_eq!(Params::parse_uri(b";a=%4").unwrap_err(), Error::new(ErrorKind::Uri, 3));
-        assert_eq!(Params::parse_uri(b";a=").unwrap_err(), Error::new(ErrorKind::Param, 3));
-        assert_eq!(Params::parse_uri(b";;").unwrap_err(), Error::new(ErrorKind::Param, 1));
-        assert_eq!(Params::parse_uri(b"; a").unwrap_err(), Error::new(ErrorKind::Param, 1));
-        assert_eq!(Params::parse_uri(b";a=\"b\"").unwrap_err(), Error::new(ErrorKind::Param, 3));
+        assert_eq!(
+            list(p),
+            vec![
+                (&b"%6C%72"[..], None),
+                (&b"n%61me"[..], Some(&b"v%61lue%25%34%31"[..]))
+            ]
+        );
+        assert_eq!(
+            Params::parse_uri(b";maddr=[::1]").unwrap().value(b"maddr"),
+            Some(&b"[::1]"[..])
+        );
+        assert_eq!(
+            Params::parse_uri(b";a=%4").unwrap_err(),
+            Error::new(ErrorKind::Uri, 3)
+        );
+        assert_eq!(
+            Params::parse_uri(b";a=").unwrap_err(),
+            Error::new(ErrorKind::Param, 3)
+        );
+        assert_eq!(
+            Params::parse_uri(b";;").unwrap_err(),
+            Error::new(ErrorKind::Param, 1)
+        );
+        assert_eq!(
+            Params::parse_uri(b"; a").unwrap_err(),
+            Error::new(ErrorKind::Param, 1)
+        );
+        assert_eq!(
+            Params::parse_uri(b";a=\"b\"").unwrap_err(),
+            Error::new(ErrorKind::Param, 3)
+        );
     }
 
     proptest! {

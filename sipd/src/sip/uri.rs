@@ -57,12 +57,16 @@ impl<'a> Host<'a> {
         match s.first() {
             None => Err(Error::new(ErrorKind::Host, 0)),
             Some(b'[') => match s {
-                [b'[', inner @ .., b']'] => parse_ipv6(inner).map(Host::Ipv6).ok_or(Error::new(ErrorKind::Host, 1)),
+                [b'[', inner @ .., b']'] => parse_ipv6(inner)
+                    .map(Host::Ipv6)
+                    .ok_or(Error::new(ErrorKind::Host, 1)),
                 _ => Err(Error::new(ErrorKind::Host, s.len())),
             },
             Some(_) => {
                 if s.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
-                    return parse_ipv4(s).map(Host::Ipv4).ok_or(Error::new(ErrorKind::Host, 0));
+                    return parse_ipv4(s)
+                        .map(Host::Ipv4)
+                        .ok_or(Error::new(ErrorKind::Host, 0));
                 }
                 check_hostname(s).map(|()| Host::Name(s))
             }
@@ -137,7 +141,10 @@ fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
 
 /// RFC 3261 `IPv6address` (hex groups, `::`, optional trailing dotted IPv4).
 fn parse_ipv6(s: &[u8]) -> Option<Ipv6Addr> {
-    if !s.iter().all(|&c| c.is_ascii_hexdigit() || c == b':' || c == b'.') {
+    if !s
+        .iter()
+        .all(|&c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
+    {
         return None;
     }
     core::str::from_utf8(s).ok()?.parse().ok()
@@ -156,7 +163,10 @@ fn check_hostname(s: &[u8]) -> Result<()> {
         let (Some(&first), Some(&last)) = (label.first(), label.last()) else {
             return Err(Error::new(ErrorKind::Host, off));
         };
-        if let Some(p) = label.iter().position(|&c| !(c.is_ascii_alphanumeric() || c == b'-')) {
+        if let Some(p) = label
+            .iter()
+            .position(|&c| !(c.is_ascii_alphanumeric() || c == b'-'))
+        {
             return Err(Error::new(ErrorKind::Host, off + p));
         }
         if first == b'-' {
@@ -300,7 +310,10 @@ impl<'a> Uri<'a> {
             }
         } else {
             let mut j = hp;
-            while s.get(j).is_some_and(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.') {
+            while s
+                .get(j)
+                .is_some_and(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
+            {
                 j += 1;
             }
             j
@@ -310,18 +323,25 @@ impl<'a> Uri<'a> {
         let mut i = he;
         if s.get(i) == Some(&b':') {
             let pe = run(s, i + 1, &DIGIT);
-            self.port = Some(parse_port(s.get(i + 1..pe).unwrap_or_default()).map_err(|e| e.shifted(i + 1))?);
+            self.port = Some(
+                parse_port(s.get(i + 1..pe).unwrap_or_default()).map_err(|e| e.shifted(i + 1))?,
+            );
             i = pe;
         }
         match s.get(i) {
             None | Some(b';' | b'?') => {}
             Some(_) => {
-                let kind = if self.port.is_some() { ErrorKind::Port } else { ErrorKind::Host };
+                let kind = if self.port.is_some() {
+                    ErrorKind::Port
+                } else {
+                    ErrorKind::Host
+                };
                 return Err(Error::new(kind, i));
             }
         }
         let pe = memchr::memchr(b'?', s.get(i..).unwrap_or_default()).map_or(end, |p| i + p);
-        self.params = Params::parse_uri(s.get(i..pe).unwrap_or_default()).map_err(|e| e.shifted(i))?;
+        self.params =
+            Params::parse_uri(s.get(i..pe).unwrap_or_default()).map_err(|e| e.shifted(i))?;
         if pe < end {
             let h = pe + 1;
             self.headers = s.get(h..);
@@ -336,7 +356,11 @@ impl<'a> Uri<'a> {
         let ne = memchr::memchr(b';', s.get(rs..).unwrap_or_default()).map_or(s.len(), |p| rs + p);
         let num = s.get(rs..ne).unwrap_or_default();
         let global = num.first() == Some(&b'+');
-        let digits = if global { num.get(1..).unwrap_or_default() } else { num };
+        let digits = if global {
+            num.get(1..).unwrap_or_default()
+        } else {
+            num
+        };
         let base = if global { rs + 1 } else { rs };
         let is_sep = |c: u8| matches!(c, b'-' | b'.' | b'(' | b')');
         let is_digit = |c: u8| {
@@ -353,7 +377,8 @@ impl<'a> Uri<'a> {
             return Err(Error::new(ErrorKind::Uri, base));
         }
         self.number = Some(num);
-        self.params = Params::parse_uri(s.get(ne..).unwrap_or_default()).map_err(|e| e.shifted(ne))?;
+        self.params =
+            Params::parse_uri(s.get(ne..).unwrap_or_default()).map_err(|e| e.shifted(ne))?;
         if !global && !self.params.contains(b"phone-context") {
             return Err(Error::new(ErrorKind::Uri, ne));
         }
@@ -499,7 +524,10 @@ mod tests {
         assert_eq!(u.transport(), Some(&b"tcp"[..]));
         let u = uri(b"sips:alice@atlanta.com?subject=project%20x&priority=urgent");
         assert_eq!(u.scheme(), Scheme::Sips);
-        assert_eq!(u.headers_raw(), Some(&b"subject=project%20x&priority=urgent"[..]));
+        assert_eq!(
+            u.headers_raw(),
+            Some(&b"subject=project%20x&priority=urgent"[..])
+        );
         assert!(u.params().is_empty());
         let u = uri(b"sip:+1-212-555-1212:1234@gateway.com;user=phone");
         assert_eq!(u.user(), Some(&b"+1-212-555-1212"[..]));
@@ -537,8 +565,14 @@ mod tests {
         assert!(u.params().is_empty());
         // intmeth: user with `?`, `,`, `;` and a password.
         let u = uri(b"sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com");
-        assert_eq!(u.user(), Some(&b"1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"[..]));
-        assert_eq!(u.password(), Some(&b"&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"[..]));
+        assert_eq!(
+            u.user(),
+            Some(&b"1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"[..])
+        );
+        assert_eq!(
+            u.password(),
+            Some(&b"&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"[..])
+        );
         assert_eq!(u.headers_raw(), None);
         // esc01 / escnull.
         let u = uri(b"sip:sips%3Auser%40example.com@example.net");
@@ -553,7 +587,10 @@ mod tests {
         assert!(!u.has_lr(), "escaped names are not unescaped for look-ups");
         // regescrt / escruri: escaped header.
         let u = uri(b"sip:user@example.com?Route=%3Csip:sip.example.com%3E");
-        assert_eq!(u.headers_raw(), Some(&b"Route=%3Csip:sip.example.com%3E"[..]));
+        assert_eq!(
+            u.headers_raw(),
+            Some(&b"Route=%3Csip:sip.example.com%3E"[..])
+        );
         // wsinv Route and longreq To.
         let u = uri(b"sip:services.example.com;lr;unknownwith=value;unknown-no-value");
         assert!(u.has_lr());
@@ -566,8 +603,16 @@ mod tests {
         assert_eq!(u.user(), Some(&b"+13035551111"[..]));
         // unkscm / novelsc / unksm2: other schemes.
         for (s, sch, rest) in [
-            (&b"nobodyKnowsThisScheme:totallyopaquecontent"[..], &b"nobodyKnowsThisScheme"[..], &b"totallyopaquecontent"[..]),
-            (b"soap.beep://192.0.2.103:3002", b"soap.beep", b"//192.0.2.103:3002"),
+            (
+                &b"nobodyKnowsThisScheme:totallyopaquecontent"[..],
+                &b"nobodyKnowsThisScheme"[..],
+                &b"totallyopaquecontent"[..],
+            ),
+            (
+                b"soap.beep://192.0.2.103:3002",
+                b"soap.beep",
+                b"//192.0.2.103:3002",
+            ),
             (b"isbn:2983792873", b"isbn", b"2983792873"),
             (b"http://www.example.com", b"http", b"//www.example.com"),
             (b"name:John_Smith", b"name", b"John_Smith"),
@@ -586,15 +631,35 @@ mod tests {
         assert_eq!(u.host_raw(), b"[2001:db8::10]");
         assert_eq!(u.port(), Some(5070));
         let u = uri(b"sip:alice@[::ffff:192.0.2.1]");
-        assert_eq!(u.host(), Some(Host::Ipv6("::ffff:192.0.2.1".parse().unwrap())));
-        assert_eq!(uri(b"sip:010.000.002.001").host(), Some(Host::Ipv4(Ipv4Addr::new(10, 0, 2, 1))));
-        assert_eq!(uri(b"sip:a.b.example.com.").host(), name("a.b.example.com."));
+        assert_eq!(
+            u.host(),
+            Some(Host::Ipv6("::ffff:192.0.2.1".parse().unwrap()))
+        );
+        assert_eq!(
+            uri(b"sip:010.000.002.001").host(),
+            Some(Host::Ipv4(Ipv4Addr::new(10, 0, 2, 1)))
+        );
+        assert_eq!(
+            uri(b"sip:a.b.example.com.").host(),
+            name("a.b.example.com.")
+        );
         assert_eq!(uri(b"sip:123.example.com").host(), name("123.example.com"));
         assert_eq!(uri(b"sip:x-1.y").host(), name("x-1.y"));
         assert_eq!(Host::parse(b"[::1]").unwrap().to_string(), "[::1]");
-        assert_eq!(Host::parse(b"Example.COM").unwrap().to_string(), "Example.COM");
-        assert!(Host::parse(b"A.com").unwrap().matches(&Host::parse(b"a.COM.").unwrap()));
-        assert!(!Host::parse(b"192.0.2.1").unwrap().matches(&Host::parse(b"a.com").unwrap()));
+        assert_eq!(
+            Host::parse(b"Example.COM").unwrap().to_string(),
+            "Example.COM"
+        );
+        assert!(
+            Host::parse(b"A.com")
+                .unwrap()
+                .matches(&Host::parse(b"a.COM.").unwrap())
+        );
+        assert!(
+            !Host::parse(b"192.0.2.1")
+                .unwrap()
+                .matches(&Host::parse(b"a.com").unwrap())
+        );
         for (bad, off) in [
             (&b"sip:256.1.1.1"[..], 4),
             (b"sip:1.2.3", 4),
@@ -609,7 +674,12 @@ mod tests {
             (b"sip:", 4),
             (b"sip:a_b.com", 5),
         ] {
-            assert_eq!(err(bad), Error::new(ErrorKind::Host, off), "{}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                err(bad),
+                Error::new(ErrorKind::Host, off),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -620,7 +690,10 @@ mod tests {
         assert_eq!(err(b"sip:a.com:65536"), Error::new(ErrorKind::Port, 10));
         assert_eq!(err(b"sip:a.com:"), Error::new(ErrorKind::Port, 10));
         assert_eq!(err(b"sip:a.com:5x"), Error::new(ErrorKind::Port, 11));
-        assert_eq!(err(b"sip:a.com:0000000001"), Error::new(ErrorKind::Port, 10));
+        assert_eq!(
+            err(b"sip:a.com:0000000001"),
+            Error::new(ErrorKind::Port, 10)
+        );
         assert_eq!(parse_port(b"5060"), Ok(5060));
     }
 
@@ -636,7 +709,10 @@ mod tests {
         assert_eq!(err(b"sip:a:b:c@d.com"), Error::new(ErrorKind::Uri, 7));
         assert_eq!(err(b"sip:a@b@c.com"), Error::new(ErrorKind::Host, 7));
         // lwsruri: embedded LWS.
-        assert_eq!(err(b"sip:user@example.com t"), Error::new(ErrorKind::Host, 20));
+        assert_eq!(
+            err(b"sip:user@example.com t"),
+            Error::new(ErrorKind::Host, 20)
+        );
         assert_eq!(err(b"sip:a.com;lr?"), Error::new(ErrorKind::Uri, 13));
         assert_eq!(err(b"sip:a.com?x"), Error::new(ErrorKind::Uri, 11));
         assert_eq!(err(b"sip:a.com?x=1&"), Error::new(ErrorKind::Uri, 14));
@@ -657,16 +733,29 @@ mod tests {
         assert_eq!(u.host(), None);
         let u = uri(b"tel:7042;phone-context=example.com");
         assert_eq!(u.number(), Some(&b"7042"[..]));
-        assert_eq!(u.params().value(b"phone-context"), Some(&b"example.com"[..]));
+        assert_eq!(
+            u.params().value(b"phone-context"),
+            Some(&b"example.com"[..])
+        );
         let u = uri(b"tel:863-1234;phone-context=+1-914-555");
         assert_eq!(u.number(), Some(&b"863-1234"[..]));
         let u = uri(b"TEL:+1(800)555.1212;ext=22;isub=1411");
         assert_eq!(u.params().value(b"ext"), Some(&b"22"[..]));
-        assert_eq!(uri(b"tel:*67#;phone-context=x.com").number(), Some(&b"*67#"[..]));
+        assert_eq!(
+            uri(b"tel:*67#;phone-context=x.com").number(),
+            Some(&b"*67#"[..])
+        );
         assert_eq!(err(b"tel:+"), Error::new(ErrorKind::Uri, 5));
         assert_eq!(err(b"tel:+1a"), Error::new(ErrorKind::Uri, 6));
-        assert_eq!(err(b"tel:7042"), Error::new(ErrorKind::Uri, 8), "local number needs phone-context");
-        assert_eq!(err(b"tel:--;phone-context=x"), Error::new(ErrorKind::Uri, 4));
+        assert_eq!(
+            err(b"tel:7042"),
+            Error::new(ErrorKind::Uri, 8),
+            "local number needs phone-context"
+        );
+        assert_eq!(
+            err(b"tel:--;phone-context=x"),
+            Error::new(ErrorKind::Uri, 4)
+        );
         assert_eq!(err(b"tel:+1?x=y").kind, ErrorKind::Uri);
     }
 
@@ -675,9 +764,18 @@ mod tests {
         let mut b = [0u8; 8];
         assert_eq!(unescape_into(b"a%41%2f", &mut b), Ok(3));
         assert_eq!(&b[..3], b"aA/");
-        assert_eq!(unescape_into(b"%4", &mut b), Err(Error::new(ErrorKind::Uri, 0)));
-        assert_eq!(unescape_into(b"%g0", &mut b), Err(Error::new(ErrorKind::Uri, 0)));
-        assert_eq!(unescape_into(b"abc", &mut b[..2]), Err(Error::new(ErrorKind::Uri, 2)));
+        assert_eq!(
+            unescape_into(b"%4", &mut b),
+            Err(Error::new(ErrorKind::Uri, 0))
+        );
+        assert_eq!(
+            unescape_into(b"%g0", &mut b),
+            Err(Error::new(ErrorKind::Uri, 0))
+        );
+        assert_eq!(
+            unescape_into(b"abc", &mut b[..2]),
+            Err(Error::new(ErrorKind::Uri, 2))
+        );
     }
 
     fn arb_bytes() -> impl Strategy<Value = Vec<u8>> {

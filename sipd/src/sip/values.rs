@@ -76,7 +76,9 @@ pub fn skip_lws(s: &[u8], mut i: usize) -> usize {
     loop {
         match s.get(i) {
             Some(b' ' | b'\t') => i += 1,
-            Some(b'\r') if s.get(i + 1) == Some(&b'\n') && s.get(i + 2).is_some_and(|&c| is_wsp(c)) => {
+            Some(b'\r')
+                if s.get(i + 1) == Some(&b'\n') && s.get(i + 2).is_some_and(|&c| is_wsp(c)) =>
+            {
                 i += 3
             }
             Some(b'\n') if s.get(i + 1).is_some_and(|&c| is_wsp(c)) => i += 2,
@@ -89,7 +91,10 @@ pub fn skip_lws(s: &[u8], mut i: usize) -> usize {
 #[inline]
 pub fn trim_lws_range(s: &[u8]) -> (usize, usize) {
     let start = s.iter().position(|&c| !is_lws_byte(c)).unwrap_or(s.len());
-    let end = s.iter().rposition(|&c| !is_lws_byte(c)).map_or(start, |p| p + 1);
+    let end = s
+        .iter()
+        .rposition(|&c| !is_lws_byte(c))
+        .map_or(start, |p| p + 1);
     (start, end.max(start))
 }
 
@@ -123,7 +128,12 @@ pub(crate) fn run(s: &[u8], mut i: usize, class: &[bool; 256]) -> usize {
 
 /// End of the run of bytes in `class` or `%` HEXDIG HEXDIG escapes starting at `i`. A `%` not
 /// followed by two hex digits is an error of `kind` at the `%`.
-pub(crate) fn run_escaped(s: &[u8], mut i: usize, class: &[bool; 256], kind: ErrorKind) -> Result<usize> {
+pub(crate) fn run_escaped(
+    s: &[u8],
+    mut i: usize,
+    class: &[bool; 256],
+    kind: ErrorKind,
+) -> Result<usize> {
     loop {
         match s.get(i) {
             Some(&c) if class[c as usize] => i += 1,
@@ -194,7 +204,8 @@ pub fn unescape_quoted_into(inner: &[u8], out: &mut [u8]) -> Result<usize> {
         } else {
             c
         };
-        *out.get_mut(n).ok_or(Error::new(ErrorKind::QuotedString, i))? = b;
+        *out.get_mut(n)
+            .ok_or(Error::new(ErrorKind::QuotedString, i))? = b;
         n += 1;
         i += 1;
     }
@@ -332,7 +343,11 @@ mod tests {
     fn lws_and_trim() {
         assert_eq!(skip_lws(b"  \r\n\tx", 0), 5);
         assert_eq!(skip_lws(b" \n x", 0), 3);
-        assert_eq!(skip_lws(b" \r\nx", 0), 1, "a line break without WSP is not LWS");
+        assert_eq!(
+            skip_lws(b" \r\nx", 0),
+            1,
+            "a line break without WSP is not LWS"
+        );
         assert_eq!(skip_lws(b" \rx", 0), 1);
         assert_eq!(skip_lws(b"", 5), 0);
         assert_eq!(trim_lws(b" \r\n  abc \t"), b"abc");
@@ -345,8 +360,15 @@ mod tests {
         assert_eq!(scan_quoted(b"\"abc\" x", 0), Ok(5));
         assert_eq!(scan_quoted(br#""a \"q\" \\" x"#, 0), Ok(12));
         // RFC 4475 intmeth: quoted-pairs with control characters.
-        assert_eq!(scan_quoted(b"\"BEL:\\\x07 NUL:\\\x00 DEL:\\\x7f\"", 0), Ok(22));
-        assert_eq!(scan_quoted(b"\"a\r\n b\"", 0), Ok(7), "fold inside a quoted string");
+        assert_eq!(
+            scan_quoted(b"\"BEL:\\\x07 NUL:\\\x00 DEL:\\\x7f\"", 0),
+            Ok(22)
+        );
+        assert_eq!(
+            scan_quoted(b"\"a\r\n b\"", 0),
+            Ok(7),
+            "fold inside a quoted string"
+        );
         assert_eq!(scan_quoted(b"\"\xd0\x80\"", 0), Ok(4), "UTF-8");
         let e = scan_quoted(b"\"Mr. J. User <sip:j@example.com>", 0).unwrap_err();
         assert_eq!(e, Error::new(ErrorKind::QuotedString, 0));
@@ -360,7 +382,10 @@ mod tests {
         let mut out = [0u8; 16];
         let n = unescape_quoted_into(br#"a \"q\" \\"#, &mut out).unwrap();
         assert_eq!(&out[..n], br#"a "q" \"#);
-        assert_eq!(unescape_quoted_into(b"a\\", &mut out).unwrap_err().offset, 1);
+        assert_eq!(
+            unescape_quoted_into(b"a\\", &mut out).unwrap_err().offset,
+            1
+        );
         assert!(unescape_quoted_into(b"abc", &mut out[..2]).is_err());
     }
 
@@ -376,7 +401,10 @@ mod tests {
         assert_eq!(e[2].1, b"e");
         assert!(elems(b"").is_empty());
         assert!(elems(b" \r\n ").is_empty());
-        assert_eq!(elems(b"a,,b,"), vec![(0, &b"a"[..]), (2, &b""[..]), (3, &b"b"[..]), (5, &b""[..])]);
+        assert_eq!(
+            elems(b"a,,b,"),
+            vec![(0, &b"a"[..]), (2, &b""[..]), (3, &b"b"[..]), (5, &b""[..])]
+        );
         let mut it = split_comma(b"a, \"b, c");
         assert_eq!(it.next(), Some(Ok((0, &b"a"[..]))));
         assert_eq!(it.next(), Some(Err(Error::new(ErrorKind::QuotedString, 3))));
@@ -391,20 +419,35 @@ mod tests {
         assert_eq!(parse_u32(b" 0068 "), Ok(68));
         assert_eq!(parse_u32(b"0"), Ok(0));
         assert_eq!(parse_u32(b"4294967295"), Ok(u32::MAX));
-        assert_eq!(parse_u32(b"4294967296").unwrap_err().kind, ErrorKind::Number);
+        assert_eq!(
+            parse_u32(b"4294967296").unwrap_err().kind,
+            ErrorKind::Number
+        );
         // RFC 4475 scalar02 Expires.
         let big = b" 10000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000";
-        assert_eq!(parse_u32(big).unwrap_err(), Error::new(ErrorKind::Number, 11));
+        assert_eq!(
+            parse_u32(big).unwrap_err(),
+            Error::new(ErrorKind::Number, 11)
+        );
         assert_eq!(parse_u32(b"").unwrap_err().kind, ErrorKind::Number);
-        assert_eq!(parse_u32(b" -1").unwrap_err(), Error::new(ErrorKind::Number, 1));
-        assert_eq!(parse_u32(b"1 2").unwrap_err(), Error::new(ErrorKind::Number, 1));
+        assert_eq!(
+            parse_u32(b" -1").unwrap_err(),
+            Error::new(ErrorKind::Number, 1)
+        );
+        assert_eq!(
+            parse_u32(b"1 2").unwrap_err(),
+            Error::new(ErrorKind::Number, 1)
+        );
         assert_eq!(parse_u32(b"+1").unwrap_err().kind, ErrorKind::Number);
     }
 
     #[test]
     fn token_lists() {
         let v: Vec<_> = token_list(b" 100rel, timer ,\r\n replaces").collect();
-        assert_eq!(v, vec![Ok(&b"100rel"[..]), Ok(&b"timer"[..]), Ok(&b"replaces"[..])]);
+        assert_eq!(
+            v,
+            vec![Ok(&b"100rel"[..]), Ok(&b"timer"[..]), Ok(&b"replaces"[..])]
+        );
         assert_eq!(token_list(b"").count(), 0);
         // RFC 4475 bext01.
         let v: Vec<_> = token_list(b" noProxiesSupportThis").collect();
@@ -413,7 +456,9 @@ mod tests {
         assert_eq!(v[1], Err(Error::new(ErrorKind::Token, 4)));
         let v: Vec<_> = token_list(b"a,,b").collect();
         assert_eq!(v[1], Err(Error::new(ErrorKind::Token, 2)));
-        let v: Vec<_> = token_list(b"INVITE, ACK,OPTIONS").collect::<Result<_>>().unwrap();
+        let v: Vec<_> = token_list(b"INVITE, ACK,OPTIONS")
+            .collect::<Result<_>>()
+            .unwrap();
         assert_eq!(v, vec![&b"INVITE"[..], b"ACK", b"OPTIONS"]);
     }
 

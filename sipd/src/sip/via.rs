@@ -72,7 +72,10 @@ impl<'a> Via<'a> {
             memchr::memchr(b']', s.get(hs..).unwrap_or_default()).map_or(end, |p| hs + p + 1)
         } else {
             let mut j = hs;
-            while s.get(j).is_some_and(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.') {
+            while s
+                .get(j)
+                .is_some_and(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
+            {
                 j += 1;
             }
             j
@@ -146,7 +149,10 @@ impl<'a> Via<'a> {
     /// The `received` parameter as an address (validated at parse; IPv6 with or without
     /// brackets).
     pub fn received(&self) -> Option<IpAddr> {
-        self.params.get(b"received").flatten().and_then(Host::parse_ip)
+        self.params
+            .get(b"received")
+            .flatten()
+            .and_then(Host::parse_ip)
     }
 
     /// The RFC 3581 `rport` parameter.
@@ -159,7 +165,10 @@ impl<'a> Via<'a> {
     }
 
     pub fn maddr(&self) -> Option<Host<'a>> {
-        self.params.get(b"maddr").flatten().and_then(|v| Host::parse(v).ok())
+        self.params
+            .get(b"maddr")
+            .flatten()
+            .and_then(|v| Host::parse(v).ok())
     }
 
     pub fn ttl(&self) -> Option<u8> {
@@ -261,23 +270,37 @@ mod tests {
         assert!(v.has_rfc3261_branch());
         let v = via(b"SIP/2.0/UDP 192.0.2.1:5060 ;received=192.0.2.207\r\n ;branch=z9hG4bK77asjd");
         assert_eq!(v.host, Host::Ipv4(Ipv4Addr::new(192, 0, 2, 1)));
-        assert_eq!(v.received(), Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 207))));
+        assert_eq!(
+            v.received(),
+            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 207)))
+        );
         assert_eq!(v.branch(), Some(&b"z9hG4bK77asjd"[..]));
         let v = via(b"SIP / 2.0 / UDP first.example.com: 4000;ttl=16\r\n  ;maddr=224.2.0.1 ;branch=z9hG4bKa7c6a8dlze.1");
         assert_eq!(v.port, Some(4000));
         assert_eq!(v.ttl(), Some(16));
         assert_eq!(v.maddr(), Some(Host::Ipv4(Ipv4Addr::new(224, 2, 0, 1))));
         // §24 call flow: rport (RFC 3581 §4 example).
-        let v = via(b"SIP/2.0/UDP 10.1.1.1:4540;received=192.0.2.1;rport=9988;branch=z9hG4bKkjshdyff");
+        let v =
+            via(b"SIP/2.0/UDP 10.1.1.1:4540;received=192.0.2.1;rport=9988;branch=z9hG4bKkjshdyff");
         assert_eq!(v.rport(), Rport::Value(9988));
-        assert_eq!(via(b"SIP/2.0/UDP 10.1.1.1:4540;rport;branch=z9hG4bKx").rport(), Rport::Empty);
+        assert_eq!(
+            via(b"SIP/2.0/UDP 10.1.1.1:4540;rport;branch=z9hG4bKx").rport(),
+            Rport::Empty
+        );
         assert_eq!(via(b"SIP/2.0/UDP 10.1.1.1").rport(), Rport::Absent);
         // IPv6 sent-by and received (RFC 5118 style).
-        let v = via(b"SIP/2.0/TCP [2001:db8::9:1]:5061;branch=z9hG4bKas3-111;received=2001:db8::9:255");
-        assert_eq!(v.host, Host::Ipv6("2001:db8::9:1".parse::<Ipv6Addr>().unwrap()));
+        let v =
+            via(b"SIP/2.0/TCP [2001:db8::9:1]:5061;branch=z9hG4bKas3-111;received=2001:db8::9:255");
+        assert_eq!(
+            v.host,
+            Host::Ipv6("2001:db8::9:1".parse::<Ipv6Addr>().unwrap())
+        );
         assert_eq!(v.host_raw, b"[2001:db8::9:1]");
         assert_eq!(v.port, Some(5061));
-        assert_eq!(v.received(), Some("2001:db8::9:255".parse::<IpAddr>().unwrap()));
+        assert_eq!(
+            v.received(),
+            Some("2001:db8::9:255".parse::<IpAddr>().unwrap())
+        );
         let v = via(b"SIP/2.0/UDP [::1];received=[::2]");
         assert_eq!(v.received(), Some("::2".parse::<IpAddr>().unwrap()));
         assert!(via(b"sip/2.0/udp a.b").transport_is(b"UDP"));
@@ -287,7 +310,10 @@ mod tests {
     fn rfc4475() {
         // wsinv: LWS and folds around the slashes, before the host and around `;`/`=`.
         let v = via(b"  SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw");
-        assert_eq!((v.protocol_name, v.protocol_version, v.transport), (&b"SIP"[..], &b"2.0"[..], &b"UDP"[..]));
+        assert_eq!(
+            (v.protocol_name, v.protocol_version, v.transport),
+            (&b"SIP"[..], &b"2.0"[..], &b"UDP"[..])
+        );
         assert_eq!(v.host, Host::Ipv4(Ipv4Addr::new(192, 0, 2, 2)));
         assert_eq!(v.branch(), Some(&b"390skdjuw"[..]));
         assert!(!v.has_rfc3261_branch());
@@ -305,16 +331,27 @@ mod tests {
             assert_eq!(Via::parse(s.as_bytes()).unwrap().transport, t.as_bytes());
         }
         // intmeth / esc02: branch full of token characters.
-        assert_eq!(via(b" SIP/2.0/TCP host1.example.com;branch=z9hG4bK-.!%66*_+`'~").branch(), Some(&b"z9hG4bK-.!%66*_+`'~"[..]));
-        assert_eq!(via(b"SIP/2.0/TCP host.example.com;branch=z9hG4bK209%fzsnel234").branch(), Some(&b"z9hG4bK209%fzsnel234"[..]));
+        assert_eq!(
+            via(b" SIP/2.0/TCP host1.example.com;branch=z9hG4bK-.!%66*_+`'~").branch(),
+            Some(&b"z9hG4bK-.!%66*_+`'~"[..])
+        );
+        assert_eq!(
+            via(b"SIP/2.0/TCP host.example.com;branch=z9hG4bK209%fzsnel234").branch(),
+            Some(&b"z9hG4bK209%fzsnel234"[..])
+        );
         // badbranch: a bare cookie is syntactically fine.
         assert!(via(b" SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK").has_rfc3261_branch());
         // bcast: the broadcast address parses; the proxy decides.
-        assert_eq!(via(b" SIP/2.0/UDP 255.255.255.255;branch=z9hG4bK1saber23").host, Host::Ipv4(Ipv4Addr::BROADCAST));
+        assert_eq!(
+            via(b" SIP/2.0/UDP 255.255.255.255;branch=z9hG4bK1saber23").host,
+            Host::Ipv4(Ipv4Addr::BROADCAST)
+        );
         // inv2543: no branch at all.
         assert_eq!(via(b" SIP/2.0/UDP iftgw.example.com").branch(), None);
         // scalarlg / longreq.
-        let v = via(b" SIP/2.0/TCP host.example.com;received=192.0.2.5;branch=verylonglonglongbranchvalue");
+        let v = via(
+            b" SIP/2.0/TCP host.example.com;received=192.0.2.5;branch=verylonglonglongbranchvalue",
+        );
         assert_eq!(v.received(), Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 5))));
         // badinv01: extraneous separators.
         let r: Vec<_> = via_values(b" SIP/2.0/UDP 192.0.2.15;;,;,,").collect();
@@ -333,17 +370,41 @@ mod tests {
         assert_eq!(bad(b"SIP/2.0/UDPa.com"), Error::new(ErrorKind::Via, 16));
         assert_eq!(bad(b"SIP 2.0/UDP a.com"), Error::new(ErrorKind::Via, 4));
         assert_eq!(bad(b"SIP/2.0/UDP a.com:"), Error::new(ErrorKind::Port, 18));
-        assert_eq!(bad(b"SIP/2.0/UDP a.com:99999"), Error::new(ErrorKind::Port, 18));
+        assert_eq!(
+            bad(b"SIP/2.0/UDP a.com:99999"),
+            Error::new(ErrorKind::Port, 18)
+        );
         assert_eq!(bad(b"SIP/2.0/UDP a.com x"), Error::new(ErrorKind::Via, 18));
         assert_eq!(bad(b"SIP/2.0/UDP a_b.com"), Error::new(ErrorKind::Via, 13));
         assert_eq!(bad(b"SIP/2.0/UDP [::1"), Error::new(ErrorKind::Host, 16));
-        assert_eq!(bad(b"SIP/2.0/UDP a.com;branch"), Error::new(ErrorKind::Via, 18));
-        assert_eq!(bad(b"SIP/2.0/UDP a.com;branch=\"x\""), Error::new(ErrorKind::Via, 25));
-        assert_eq!(bad(b"SIP/2.0/UDP a.com;received=a.com"), Error::new(ErrorKind::Via, 27));
-        assert_eq!(bad(b"SIP/2.0/UDP a.com;ttl=256"), Error::new(ErrorKind::Via, 22));
-        assert_eq!(bad(b"SIP/2.0/UDP a.com;rport=x"), Error::new(ErrorKind::Via, 24));
-        assert_eq!(bad(b"SIP/2.0/UDP a.com;maddr=-x"), Error::new(ErrorKind::Via, 24));
-        assert_eq!(via_values(b"  ").next(), Some(Err(Error::new(ErrorKind::Via, 2))));
+        assert_eq!(
+            bad(b"SIP/2.0/UDP a.com;branch"),
+            Error::new(ErrorKind::Via, 18)
+        );
+        assert_eq!(
+            bad(b"SIP/2.0/UDP a.com;branch=\"x\""),
+            Error::new(ErrorKind::Via, 25)
+        );
+        assert_eq!(
+            bad(b"SIP/2.0/UDP a.com;received=a.com"),
+            Error::new(ErrorKind::Via, 27)
+        );
+        assert_eq!(
+            bad(b"SIP/2.0/UDP a.com;ttl=256"),
+            Error::new(ErrorKind::Via, 22)
+        );
+        assert_eq!(
+            bad(b"SIP/2.0/UDP a.com;rport=x"),
+            Error::new(ErrorKind::Via, 24)
+        );
+        assert_eq!(
+            bad(b"SIP/2.0/UDP a.com;maddr=-x"),
+            Error::new(ErrorKind::Via, 24)
+        );
+        assert_eq!(
+            via_values(b"  ").next(),
+            Some(Err(Error::new(ErrorKind::Via, 2)))
+        );
     }
 
     proptest! {
