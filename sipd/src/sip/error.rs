@@ -61,6 +61,8 @@ pub enum ErrorKind {
     Auth,
     /// A header that must appear once appears more than once with different values.
     DuplicateHeader,
+    /// An element of a token list (Require, Supported, Allow, ...) that is not a token.
+    Token,
 }
 
 impl ErrorKind {
@@ -94,6 +96,7 @@ impl ErrorKind {
             ErrorKind::Number => "malformed or overlarge number",
             ErrorKind::Auth => "malformed authentication header",
             ErrorKind::DuplicateHeader => "single-valued header field repeated",
+            ErrorKind::Token => "list element is not a token",
         }
     }
 
@@ -127,6 +130,7 @@ impl ErrorKind {
             ErrorKind::Number => "number",
             ErrorKind::Auth => "auth",
             ErrorKind::DuplicateHeader => "duplicate_header",
+            ErrorKind::Token => "token",
         }
     }
 }

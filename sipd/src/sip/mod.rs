@@ -4,11 +4,28 @@
 //! - [`header`]: header-name classification (compact forms, case-insensitive).
 //! - [`scan`]: SIMD byte-class scanning (AVX2, SSE2, portable SWAR), chosen at run time.
 //! - [`error`]: the small `Copy` error kind plus offset every parser returns.
+//! - Typed header values, parsed on demand from a raw header value (the bytes after the colon up
+//!   to the end of the header line, folds included): [`values`] (LWS, quoted strings, lists,
+//!   numbers, token lists), [`params`] (`;name=value` lists), [`uri`] (SIP/SIPS/tel/other URIs
+//!   and hosts), [`name_addr`] (From, To, Contact, Route, Record-Route, Reply-To), [`via`],
+//!   [`cseq`], [`auth`] (Authorization / WWW-Authenticate and their Proxy- forms).
+//! - [`validate`]: the full syntax check of a parsed message with every typed parser.
 
+pub mod auth;
+pub mod cseq;
 pub mod error;
 pub mod header;
 pub mod message;
+pub mod name_addr;
+pub mod params;
 pub mod scan;
+pub mod uri;
+pub mod validate;
+pub mod values;
+pub mod via;
+
+#[cfg(test)]
+mod typed_corpus_tests;
 
 pub use error::{Error, ErrorKind, Result};
 pub use header::HeaderName;

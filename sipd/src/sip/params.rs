@@ -1,0 +1,342 @@
+//! `;name[=value]` parameter lists: URI parameters (RFC 3261 `uri-parameters`, RFC 3966 `par`)
+//! and header parameters (`generic-param`, `via-params`, `contact-params`, ...).
+//!
+//! A [`Params`] is validated once when it is built ([`Params::parse`], [`Params::parse_uri`]);
+//! after that, iteration and look-ups cannot fail and allocate nothing.
+
+use super::error::{Error, ErrorKind, Result};
+use super::values::{
+    GEN_VALUE, PARAMCHAR, TOKEN, offset_in, run, run_escaped, scan_quoted, skip_lws, unquote,
+};
+
+/// A validated parameter list, borrowing its raw bytes (empty, or starting with `;` possibly
+/// preceded by LWS). Names compare case-insensitively; values are returned raw: a quoted-string
+/// value keeps its quotes (see [`unquote`](super::values::unquote)) and URI parameters keep their
+/// `%` escapes.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Params<'a> {
+    raw: &'a [u8],
+}
+
+impl<'a> Params<'a> {
+    /// No parameters.
+    pub const fn empty() -> Self {
+        Params { raw: b"" }
+    }
+
+    /// Header parameters: `*( SEMI generic-param )` with `generic-param = token [ EQUAL
+    /// gen-value ]`, `gen-value = token / host / quoted-string`, LWS allowed around `;` and `=`
+    /// and at the end. Errors (offset into `raw`): `Param` for an empty name or value or a byte
+    /// that does not belong, `QuotedString` for a bad quoted value.
+    pub fn parse(raw: &'a [u8]) -> Result<Self> {
+        let mut i = 0;
+        loop {
+            i = skip_lws(raw, i);
+            let Some(&c) = raw.get(i) else { break };
+            if c != b';' {
+                return Err(Error::new(ErrorKind::Param, i));
+            }
+            i = skip_lws(raw, i + 1);
+            let name_end = run(raw, i, &TOKEN);
+            if name_end == i {
+                return Err(Error::new(ErrorKind::Param, i));
+            }
+            i = skip_lws(raw, name_end);
+            if raw.get(i) == Some(&b'=') {
+                i = skip_lws(raw, i + 1);
+                if raw.get(i) == Some(&b'"') {
+                    i = scan_quoted(raw, i)?;
+                } else {
+                    let end = run(raw, i, &GEN_VALUE);
+                    if end == i {
+                        return Err(Error::new(ErrorKind::Param, i));
+                    }
+                    i = end;
+                }
+            }
+        }
+        Ok(Params { raw })
+    }
+
+    /// URI parameters: `*( ";" pname [ "=" pvalue ] )` with `pname`/`pvalue` = `1*paramchar`
+    /// (`%` escapes validated, kept raw), no LWS. Errors (offset into `raw`): `Param` for an
+    /// empty name or value or a byte that does not belong, `Uri` for a bad `%` escape.
+    pub fn parse_uri(raw: &'a [u8]) -> Result<Self> {
+        let mut i = 0;
+        while let Some(&c) = raw.get(i) {
+            if c != b';' {
+                return Err(Error::new(ErrorKind::Param, i));
+            }
+            i += 1;
+            let end = run_escaped(raw, i, &PARAMCHAR, ErrorKind::Uri)?;
+            if end == i {
+                return Err(Error::new(ErrorKind::Param, i));
+            }
+            i = end;
+            if raw.get(i) == Some(&b'=') {
+                i += 1;
+                let end = run_escaped(raw, i, &PARAMCHAR, ErrorKind::Uri)?;
+                if end == i {
+                    return Err(Error::new(ErrorKind::Param, i));
+                }
+                i = end;
+            }
+        }
+        Ok(Params { raw })
+    }
+
+    /// The raw bytes, as given to `parse`.
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
+    }
+
+    /// True when there is no parameter.
+    pub fn is_empty(&self) -> bool {
+        self.iter().next().is_none()
+    }
+
+    /// The parameters in order, as `(name, value)`; `value` is `None` for `;name` and raw
+    /// otherwise (quoted strings keep their quotes).
+    pub fn iter(&self) -> ParamIter<'a> {
+        ParamIter {
+            raw: self.raw,
+            pos: 0,
+        }
+    }
+
+    /// The first parameter named `name` (ASCII case-insensitive): `None` if absent,
+    /// `Some(None)` for `;name`, `Some(Some(value))` for `;name=value` (raw).
+    pub fn get(&self, name: &[u8]) -> Option<Option<&'a [u8]>> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The value of the first parameter named `name`, with the quotes of a quoted-string
+    /// removed (backslash escapes kept raw); `None` if absent or without a value.
+    pub fn value(&self, name: &[u8]) -> Option<&'a [u8]> {
+        self.get(name).flatten().map(unquote)
+    }
+
+    /// Is there a parameter named `name` (with or without a value)?
+    pub fn contains(&self, name: &[u8]) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Offset of `value` (a slice returned by this list) inside `raw`.
+    pub(crate) fn offset_of(&self, value: &[u8]) -> usize {
+        offset_in(self.raw, value)
+    }
+}
+
+impl<'a> IntoIterator for Params<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+    type IntoIter = ParamIter<'a>;
+    fn into_iter(self) -> ParamIter<'a> {
+        self.iter()
+    }
+}
+
+/// Iterator over a [`Params`].
+#[derive(Clone, Debug)]
+pub struct ParamIter<'a> {
+    raw: &'a [u8],
+    pos: usize,
+}
+
+#[inline]
+fn is_delim(c: u8) -> bool {
+    matches!(c, b';' | b'=' | b' ' | b'\t' | b'\r' | b'\n')
+}
+
+impl<'a> Iterator for ParamIter<'a> {
+    type Item = (&'a [u8], Option<&'a [u8]>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // The list was validated when built; this only finds the boundaries again and stops at
+        // anything unexpected instead of failing.
+        let s = self.raw;
+        let mut i = skip_lws(s, self.pos);
+        if s.get(i) != Some(&b';') {
+            self.pos = s.len();
+            return None;
+        }
+        i = skip_lws(s, i + 1);
+        let name_start = i;
+        while s.get(i).is_some_and(|&c| !is_delim(c)) {
+            i += 1;
+        }
+        let name = s.get(name_start..i).unwrap_or_default();
+        let after_name = skip_lws(s, i);
+        let mut value = None;
+        if s.get(after_name) == Some(&b'=') {
+            let vs = skip_lws(s, after_name + 1);
+            let ve = if s.get(vs) == Some(&b'"') {
+                scan_quoted(s, vs).unwrap_or(s.len())
+            } else {
+                let mut j = vs;
+                while s.get(j).is_some_and(|&c| !is_delim(c)) {
+                    j += 1;
+                }
+                j
+            };
+            value = Some(s.get(vs..ve).unwrap_or_default());
+            i = ve;
+        }
+        self.pos = i;
+        if name.is_empty() {
+            self.pos = s.len();
+            return None;
+        }
+        Some((name, value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn list(p: Params<'_>) -> Vec<(&[u8], Option<&[u8]>)> {
+        p.iter().collect()
+    }
+
+    #[test]
+    fn header_params_with_lws() {
+        // RFC 4475 wsinv From / To / m.
+        let p = Params::parse(b"\r\n  ;\r\n  tag = 98asjd8").unwrap();
+        assert_eq!(list(p), vec![(&b"tag"[..], Some(&b"98asjd8"[..]))]);
+        let p = Params::parse(b" ; newparam =\r\n      newvalue ;\r\n  secondparam ; q = 0.33")
+            .unwrap();
+        assert_eq!(
+            list(p),
+            vec![
+                (&b"newparam"[..], Some(&b"newvalue"[..])),
+                (b"secondparam", None),
+                (b"q", Some(b"0.33")),
+            ]
+        );
+        assert_eq!(p.get(b"SECONDPARAM"), Some(None));
+        assert_eq!(p.get(b"Q"), Some(Some(&b"0.33"[..])));
+        assert_eq!(p.get(b"x"), None);
+        assert!(p.contains(b"NewParam"));
+        assert!(!p.is_empty());
+        assert!(Params::parse(b"").unwrap().is_empty());
+        assert!(Params::parse(b"  ").unwrap().is_empty());
+    }
+
+    #[test]
+    fn header_params_values() {
+        // RFC 4475 intmeth From: quoted UTF-8 value and a tag full of token characters.
+        let raw = b";fromParam''~+*_!.-%=\"\xd1\x80\xd0\xb0\xd0\xb1\xd0\xbe\xd1\x82\xd0\xb0\xd1\x8e\xd1\x89\xd0\xb8\xd0\xb9\";tag=_token~1'+`*%!-.";
+        let p = Params::parse(raw).unwrap();
+        let v = list(p);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].0, b"fromParam''~+*_!.-%");
+        assert!(v[0].1.unwrap().starts_with(b"\""));
+        assert_eq!(p.value(b"fromparam''~+*_!.-%").unwrap().len(), 20);
+        assert_eq!(p.value(b"tag"), Some(&b"_token~1'+`*%!-."[..]));
+        // Quoted values with escaped quotes and separators inside.
+        let p = Params::parse(br#";a="x;y=\"z\"";b=[2001:db8::1];c=192.0.2.1"#).unwrap();
+        assert_eq!(p.get(b"a"), Some(Some(&br#""x;y=\"z\"""#[..])));
+        assert_eq!(p.value(b"a"), Some(&br#"x;y=\"z\""#[..]));
+        assert_eq!(p.value(b"b"), Some(&b"[2001:db8::1]"[..]));
+        assert_eq!(p.value(b"c"), Some(&b"192.0.2.1"[..]));
+    }
+
+    #[test]
+    fn header_params_errors() {
+        let e = |r: &[u8]| Params::parse(r).unwrap_err();
+        // RFC 4475 badinv01: `;;;;` after a Contact.
+        assert_eq!(e(b";;;;"), Error::new(ErrorKind::Param, 1));
+        assert_eq!(e(b";a=1;"), Error::new(ErrorKind::Param, 5));
+        assert_eq!(e(b";a="), Error::new(ErrorKind::Param, 3));
+        assert_eq!(e(b";a=b c"), Error::new(ErrorKind::Param, 5));
+        assert_eq!(e(b"x"), Error::new(ErrorKind::Param, 0));
+        assert_eq!(e(b";a=\"x"), Error::new(ErrorKind::QuotedString, 3));
+        assert_eq!(e(b";a b"), Error::new(ErrorKind::Param, 3));
+        assert_eq!(e(b";a=<x>"), Error::new(ErrorKind::Param, 3));
+    }
+
+    #[test]
+    fn uri_params() {
+        let p = Params::parse_uri(b";lr;unknownwith=value;unknown-no-value").unwrap();
+        assert_eq!(
+            list(p),
+            vec![
+                (&b"lr"[..], None),
+                (&b"unknownwith"[..], Some(&b"value"[..])),
+                (&b"unknown-no-value"[..], None)
+            ]
+        );
+        // RFC 4475 esc01: escaped names and values stay raw.
+        let p = Params::parse_uri(b";%6C%72;n%61me=v%61lue%25%34%31").unwrap();
+        assert_eq!(
+            list(p),
+            vec![
+                (&b"%6C%72"[..], None),
+                (&b"n%61me"[..], Some(&b"v%61lue%25%34%31"[..]))
+            ]
+        );
+        assert_eq!(
+            Params::parse_uri(b";maddr=[::1]").unwrap().value(b"maddr"),
+            Some(&b"[::1]"[..])
+        );
+        assert_eq!(
+            Params::parse_uri(b";a=%4").unwrap_err(),
+            Error::new(ErrorKind::Uri, 3)
+        );
+        assert_eq!(
+            Params::parse_uri(b";a=").unwrap_err(),
+            Error::new(ErrorKind::Param, 3)
+        );
+        assert_eq!(
+            Params::parse_uri(b";;").unwrap_err(),
+            Error::new(ErrorKind::Param, 1)
+        );
+        assert_eq!(
+            Params::parse_uri(b"; a").unwrap_err(),
+            Error::new(ErrorKind::Param, 1)
+        );
+        assert_eq!(
+            Params::parse_uri(b";a=\"b\"").unwrap_err(),
+            Error::new(ErrorKind::Param, 3)
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn params_never_panic(v in proptest::collection::vec(
+            prop_oneof![any::<u8>(), proptest::sample::select(b";=\" \t\r\n\\%ab1[]:".to_vec())], 0..96)) {
+            for p in [Params::parse(&v), Params::parse_uri(&v)] {
+                match p {
+                    Ok(p) => {
+                        for (n, val) in p.iter() {
+                            prop_assert!(!n.is_empty());
+                            let _ = val;
+                        }
+                        let _ = p.get(b"tag");
+                    }
+                    Err(e) => prop_assert!(e.offset <= v.len()),
+                }
+            }
+            // Iterating unvalidated bytes must not panic either.
+            for _ in (Params { raw: &v }).iter() {}
+        }
+
+        #[test]
+        fn params_print_reparse(ps in proptest::collection::vec(
+            ("[a-zA-Z][a-zA-Z0-9.!%*_+`'~-]{0,8}", proptest::option::of("[a-zA-Z0-9.-]{1,8}|\"[a-z ;,=]{0,8}\"")), 0..5),
+            ws in "[ \t]{0,2}(\r\n )?") {
+            let mut s = String::new();
+            for (n, v) in &ps {
+                s.push_str(&ws); s.push(';'); s.push_str(&ws); s.push_str(n);
+                if let Some(v) = v { s.push_str(&ws); s.push('='); s.push_str(&ws); s.push_str(v); }
+            }
+            let p = Params::parse(s.as_bytes()).unwrap();
+            let got: Vec<_> = p.iter().map(|(n, v)| (n.to_vec(), v.map(<[u8]>::to_vec))).collect();
+            let want: Vec<_> = ps.iter().map(|(n, v)| (n.as_bytes().to_vec(), v.as_ref().map(|v| v.as_bytes().to_vec()))).collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}

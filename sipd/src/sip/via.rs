@@ -1,0 +1,465 @@
+//! Via (RFC 3261 §20.42, §25; `rport` from RFC 3581).
+//!
+//! ```text
+//! via-parm      = sent-protocol LWS sent-by *( SEMI via-params )
+//! sent-protocol = protocol-name SLASH protocol-version SLASH transport   ; SLASH = SWS "/" SWS
+//! sent-by       = host [ COLON port ]                                    ; COLON = SWS ":" SWS
+//! ```
+//!
+//! The transport is any token (RFC 4475 `transports`). The parameters the proxy core relies on
+//! are validated when the Via is parsed (`branch` a token, `received` an IP address, `maddr` a
+//! host, `ttl` 0..=255, `rport` empty or a port), so their accessors cannot fail.
+
+use std::net::IpAddr;
+
+use super::error::{Error, ErrorKind, Result};
+use super::params::Params;
+use super::uri::{Host, parse_port};
+use super::values::{SplitComma, TOKEN, is_token, run, skip_lws, split_comma, trim_lws_range};
+
+/// The RFC 3261 branch magic cookie.
+pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
+
+/// One Via value (one `via-parm`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Via<'a> {
+    /// `SIP` (compare case-insensitively).
+    pub protocol_name: &'a [u8],
+    /// `2.0`.
+    pub protocol_version: &'a [u8],
+    /// `UDP`, `TCP`, `TLS`, `SCTP`, `WS`, ... any token (compare case-insensitively).
+    pub transport: &'a [u8],
+    pub host: Host<'a>,
+    /// The host as written (IPv6 references with their brackets).
+    pub host_raw: &'a [u8],
+    pub port: Option<u16>,
+    pub params: Params<'a>,
+}
+
+/// The RFC 3581 `rport` parameter.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Rport {
+    Absent,
+    /// `;rport` (the client asks for it).
+    Empty,
+    /// `;rport=5060` (filled in by the server).
+    Value(u16),
+}
+
+fn err(offset: usize) -> Error {
+    Error::new(ErrorKind::Via, offset)
+}
+
+impl<'a> Via<'a> {
+    /// Parses one via-parm (LWS around it ignored). Errors (offset into `value`): `Via` for the
+    /// sent-protocol, a missing LWS before sent-by, junk after sent-by, or a bad `branch`,
+    /// `received`, `maddr`, `ttl` or `rport`; `Host`, `Port`; `Param`/`QuotedString` for the
+    /// parameter list.
+    pub fn parse(value: &'a [u8]) -> Result<Via<'a>> {
+        let (start, end) = trim_lws_range(value);
+        let s = value.get(..end).unwrap_or_default();
+        let (protocol_name, i) = token(s, start)?;
+        let i = slash(s, i)?;
+        let (protocol_version, i) = token(s, i)?;
+        let i = slash(s, i)?;
+        let (transport, k) = token(s, i)?;
+        let hs = skip_lws(s, k);
+        if hs == k {
+            return Err(err(k));
+        }
+        // sent-by
+        let he = if s.get(hs) == Some(&b'[') {
+            memchr::memchr(b']', s.get(hs..).unwrap_or_default()).map_or(end, |p| hs + p + 1)
+        } else {
+            let mut j = hs;
+            while s
+                .get(j)
+                .is_some_and(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
+            {
+                j += 1;
+            }
+            j
+        };
+        let host_raw = s.get(hs..he).unwrap_or_default();
+        let host = Host::parse(host_raw).map_err(|e| e.shifted(hs))?;
+        let mut i = skip_lws(s, he);
+        let mut port = None;
+        let mut after = he;
+        if s.get(i) == Some(&b':') {
+            let ps = skip_lws(s, i + 1);
+            let pe = run(s, ps, &DIGIT);
+            port = Some(parse_port(s.get(ps..pe).unwrap_or_default()).map_err(|e| e.shifted(ps))?);
+            after = pe;
+            i = skip_lws(s, pe);
+        }
+        match s.get(i) {
+            None | Some(b';') => {}
+            Some(_) => return Err(err(i)),
+        }
+        let raw = s.get(after..).unwrap_or_default();
+        let params = Params::parse(raw).map_err(|e| e.shifted(after))?;
+        let via = Via {
+            protocol_name,
+            protocol_version,
+            transport,
+            host,
+            host_raw,
+            port,
+            params,
+        };
+        via.check_params(after)?;
+        Ok(via)
+    }
+
+    fn check_params(&self, base: usize) -> Result<()> {
+        let p = &self.params;
+        for (name, value) in p.iter() {
+            let at = |v: Option<&[u8]>| err(base + v.map_or(p.offset_of(name), |v| p.offset_of(v)));
+            let ok = if name.eq_ignore_ascii_case(b"branch") {
+                value.is_some_and(is_token)
+            } else if name.eq_ignore_ascii_case(b"received") {
+                value.and_then(Host::parse_ip).is_some()
+            } else if name.eq_ignore_ascii_case(b"maddr") {
+                value.is_some_and(|v| Host::parse(v).is_ok())
+            } else if name.eq_ignore_ascii_case(b"ttl") {
+                value.is_some_and(|v| parse_ttl(v).is_some())
+            } else if name.eq_ignore_ascii_case(b"rport") {
+                value.is_none_or(|v| parse_port(v).is_ok())
+            } else {
+                true
+            };
+            if !ok {
+                return Err(at(value));
+            }
+        }
+        Ok(())
+    }
+
+    /// The `branch` parameter (transaction id), compared as bytes.
+    pub fn branch(&self) -> Option<&'a [u8]> {
+        self.params.get(b"branch").flatten()
+    }
+
+    /// True when the branch starts with the RFC 3261 magic cookie `z9hG4bK` (RFC 4475
+    /// badbranch: a bare cookie counts).
+    pub fn has_rfc3261_branch(&self) -> bool {
+        self.branch().is_some_and(|b| b.starts_with(MAGIC_COOKIE))
+    }
+
+    /// The `received` parameter as an address (validated at parse; IPv6 with or without
+    /// brackets).
+    pub fn received(&self) -> Option<IpAddr> {
+        self.params
+            .get(b"received")
+            .flatten()
+            .and_then(Host::parse_ip)
+    }
+
+    /// The RFC 3581 `rport` parameter.
+    pub fn rport(&self) -> Rport {
+        match self.params.get(b"rport") {
+            None => Rport::Absent,
+            Some(None) => Rport::Empty,
+            Some(Some(v)) => parse_port(v).map_or(Rport::Empty, Rport::Value),
+        }
+    }
+
+    pub fn maddr(&self) -> Option<Host<'a>> {
+        self.params
+            .get(b"maddr")
+            .flatten()
+            .and_then(|v| Host::parse(v).ok())
+    }
+
+    pub fn ttl(&self) -> Option<u8> {
+        self.params.get(b"ttl").flatten().and_then(parse_ttl)
+    }
+
+    /// Case-insensitive transport comparison (`via.transport_is(b"udp")`).
+    pub fn transport_is(&self, t: &[u8]) -> bool {
+        self.transport.eq_ignore_ascii_case(t)
+    }
+}
+
+static DIGIT: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = b'0';
+    while c <= b'9' {
+        t[c as usize] = true;
+        c += 1;
+    }
+    t
+};
+
+fn parse_ttl(v: &[u8]) -> Option<u8> {
+    if v.is_empty() || v.len() > 3 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    u8::try_from(v.iter().fold(0u16, |a, &c| a * 10 + u16::from(c - b'0'))).ok()
+}
+
+fn token(s: &[u8], i: usize) -> Result<(&[u8], usize)> {
+    let e = run(s, i, &TOKEN);
+    if e == i {
+        return Err(err(i.min(s.len())));
+    }
+    Ok((s.get(i..e).unwrap_or_default(), e))
+}
+
+fn slash(s: &[u8], i: usize) -> Result<usize> {
+    let j = skip_lws(s, i);
+    if s.get(j) != Some(&b'/') {
+        return Err(err(j));
+    }
+    Ok(skip_lws(s, j + 1))
+}
+
+/// Iterates the comma-separated Vias of one Via header value (errors with offsets into `value`;
+/// an empty value yields one `Via` error).
+pub fn via_values(value: &[u8]) -> ViaValues<'_> {
+    let (start, end) = trim_lws_range(value);
+    ViaValues {
+        split: split_comma(value),
+        empty_at: (start == end).then_some(start),
+    }
+}
+
+/// Iterator returned by [`via_values`].
+#[derive(Clone, Debug)]
+pub struct ViaValues<'a> {
+    split: SplitComma<'a>,
+    empty_at: Option<usize>,
+}
+
+impl<'a> Iterator for ViaValues<'a> {
+    type Item = Result<Via<'a>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(at) = self.empty_at.take() {
+            return Some(Err(err(at)));
+        }
+        Some(
+            self.split
+                .next()?
+                .and_then(|(off, e)| Via::parse(e).map_err(|x| x.shifted(off))),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    fn via(s: &[u8]) -> Via<'_> {
+        Via::parse(s).unwrap_or_else(|e| panic!("{:?}: {e}", String::from_utf8_lossy(s)))
+    }
+    fn bad(s: &[u8]) -> Error {
+        Via::parse(s).unwrap_err()
+    }
+
+    #[test]
+    fn rfc3261_examples() {
+        let v = via(b" SIP/2.0/UDP erlang.bell-telephone.com:5060;branch=z9hG4bK87asdks7");
+        assert_eq!(v.protocol_name, b"SIP");
+        assert_eq!(v.protocol_version, b"2.0");
+        assert_eq!(v.transport, b"UDP");
+        assert_eq!(v.host, Host::Name(b"erlang.bell-telephone.com"));
+        assert_eq!(v.port, Some(5060));
+        assert_eq!(v.branch(), Some(&b"z9hG4bK87asdks7"[..]));
+        assert!(v.has_rfc3261_branch());
+        let v = via(b"SIP/2.0/UDP 192.0.2.1:5060 ;received=192.0.2.207\r\n ;branch=z9hG4bK77asjd");
+        assert_eq!(v.host, Host::Ipv4(Ipv4Addr::new(192, 0, 2, 1)));
+        assert_eq!(
+            v.received(),
+            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 207)))
+        );
+        assert_eq!(v.branch(), Some(&b"z9hG4bK77asjd"[..]));
+        let v = via(b"SIP / 2.0 / UDP first.example.com: 4000;ttl=16\r\n  ;maddr=224.2.0.1 ;branch=z9hG4bKa7c6a8dlze.1");
+        assert_eq!(v.port, Some(4000));
+        assert_eq!(v.ttl(), Some(16));
+        assert_eq!(v.maddr(), Some(Host::Ipv4(Ipv4Addr::new(224, 2, 0, 1))));
+        // §24 call flow: rport (RFC 3581 §4 example).
+        let v =
+            via(b"SIP/2.0/UDP 10.1.1.1:4540;received=192.0.2.1;rport=9988;branch=z9hG4bKkjshdyff");
+        assert_eq!(v.rport(), Rport::Value(9988));
+        assert_eq!(
+            via(b"SIP/2.0/UDP 10.1.1.1:4540;rport;branch=z9hG4bKx").rport(),
+            Rport::Empty
+        );
+        assert_eq!(via(b"SIP/2.0/UDP 10.1.1.1").rport(), Rport::Absent);
+        // IPv6 sent-by and received (RFC 5118 style).
+        let v =
+            via(b"SIP/2.0/TCP [2001:db8::9:1]:5061;branch=z9hG4bKas3-111;received=2001:db8::9:255");
+        assert_eq!(
+            v.host,
+            Host::Ipv6("2001:db8::9:1".parse::<Ipv6Addr>().unwrap())
+        );
+        assert_eq!(v.host_raw, b"[2001:db8::9:1]");
+        assert_eq!(v.port, Some(5061));
+        assert_eq!(
+            v.received(),
+            Some("2001:db8::9:255".parse::<IpAddr>().unwrap())
+        );
+        let v = via(b"SIP/2.0/UDP [::1];received=[::2]");
+        assert_eq!(v.received(), Some("::2".parse::<IpAddr>().unwrap()));
+        assert!(via(b"sip/2.0/udp a.b").transport_is(b"UDP"));
+    }
+
+    #[test]
+    fn rfc4475() {
+        // wsinv: LWS and folds around the slashes, before the host and around `;`/`=`.
+        let v = via(b"  SIP  /   2.0\r\n /UDP\r\n    192.0.2.2;branch=390skdjuw");
+        assert_eq!(
+            (v.protocol_name, v.protocol_version, v.transport),
+            (&b"SIP"[..], &b"2.0"[..], &b"UDP"[..])
+        );
+        assert_eq!(v.host, Host::Ipv4(Ipv4Addr::new(192, 0, 2, 2)));
+        assert_eq!(v.branch(), Some(&b"390skdjuw"[..]));
+        assert!(!v.has_rfc3261_branch());
+        let value = b"  SIP  / 2.0  / TCP     spindle.example.com   ;\r\n  branch  =   z9hG4bK9ikj8  ,\r\n SIP  /    2.0   / UDP  192.168.255.111   ; branch=\r\n z9hG4bK30239";
+        let vs: Vec<_> = via_values(value).collect::<Result<_>>().unwrap();
+        assert_eq!(vs.len(), 2);
+        assert_eq!(vs[0].transport, b"TCP");
+        assert_eq!(vs[0].host, Host::Name(b"spindle.example.com"));
+        assert_eq!(vs[0].branch(), Some(&b"z9hG4bK9ikj8"[..]));
+        assert_eq!(vs[1].host, Host::Ipv4(Ipv4Addr::new(192, 168, 255, 111)));
+        assert_eq!(vs[1].branch(), Some(&b"z9hG4bK30239"[..]));
+        // transports: unknown transports are tokens.
+        for t in ["UDP", "SCTP", "TLS", "UNKNOWN", "TCP"] {
+            let s = format!("SIP/2.0/{t} t1.example.com;branch=z9hG4bKkdjuw");
+            assert_eq!(Via::parse(s.as_bytes()).unwrap().transport, t.as_bytes());
+        }
+        // intmeth / esc02: branch full of token characters.
+        assert_eq!(
+            via(b" SIP/2.0/TCP host1.example.com;branch=z9hG4bK-.!%66*_+`'~").branch(),
+            Some(&b"z9hG4bK-.!%66*_+`'~"[..])
+        );
+        assert_eq!(
+            via(b"SIP/2.0/TCP host.example.com;branch=z9hG4bK209%fzsnel234").branch(),
+            Some(&b"z9hG4bK209%fzsnel234"[..])
+        );
+        // badbranch: a bare cookie is syntactically fine.
+        assert!(via(b" SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK").has_rfc3261_branch());
+        // bcast: the broadcast address parses; the proxy decides.
+        assert_eq!(
+            via(b" SIP/2.0/UDP 255.255.255.255;branch=z9hG4bK1saber23").host,
+            Host::Ipv4(Ipv4Addr::BROADCAST)
+        );
+        // inv2543: no branch at all.
+        assert_eq!(via(b" SIP/2.0/UDP iftgw.example.com").branch(), None);
+        // scalarlg / longreq.
+        let v = via(
+            b" SIP/2.0/TCP host.example.com;received=192.0.2.5;branch=verylonglonglongbranchvalue",
+        );
+        assert_eq!(v.received(), Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 5))));
+        // badinv01: extraneous separators.
+        let r: Vec<_> = via_values(b" SIP/2.0/UDP 192.0.2.15;;,;,,").collect();
+        assert_eq!(r[0], Err(Error::new(ErrorKind::Param, 24)));
+        assert_eq!(r[1], Err(Error::new(ErrorKind::Via, 26)));
+        assert_eq!(r[2], Err(Error::new(ErrorKind::Via, 28)));
+    }
+
+    #[test]
+    fn errors() {
+        assert_eq!(bad(b""), Error::new(ErrorKind::Via, 0));
+        assert_eq!(bad(b"SIP/2.0"), Error::new(ErrorKind::Via, 7));
+        assert_eq!(bad(b"SIP/2.0/"), Error::new(ErrorKind::Via, 8));
+        assert_eq!(bad(b"SIP/2.0/UDP"), Error::new(ErrorKind::Via, 11));
+        assert_eq!(bad(b"SIP/2.0/UDP "), Error::new(ErrorKind::Via, 11));
+        assert_eq!(bad(b"SIP/2.0/UDPa.com"), Error::new(ErrorKind::Via, 16));
+        assert_eq!(bad(b"SIP 2.0/UDP a.com"), Error::new(ErrorKind::Via, 4));
+        assert_eq!(bad(b"SIP/2.0/UDP a.com:"), Error::new(ErrorKind::Port, 18));
+        assert_eq!(
+            bad(b"SIP/2.0/UDP a.com:99999"),
+            Error::new(ErrorKind::Port, 18)
+        );
+        assert_eq!(bad(b"SIP/2.0/UDP a.com x"), Error::new(ErrorKind::Via, 18));
+        assert_eq!(bad(b"SIP/2.0/UDP a_b.com"), Error::new(ErrorKind::Via, 13));
+        assert_eq!(bad(b"SIP/2.0/UDP [::1"), Error::new(ErrorKind::Host, 16));
+        assert_eq!(
+            bad(b"SIP/2.0/UDP a.com;branch"),
+            Error::new(ErrorKind::Via, 18)
+        );
+        assert_eq!(
+            bad(b"SIP/2.0/UDP a.com;branch=\"x\""),
+            Error::new(ErrorKind::Via, 25)
+        );
+        assert_eq!(
+            bad(b"SIP/2.0/UDP a.com;received=a.com"),
+            Error::new(ErrorKind::Via, 27)
+        );
+        assert_eq!(
+            bad(b"SIP/2.0/UDP a.com;ttl=256"),
+            Error::new(ErrorKind::Via, 22)
+        );
+        assert_eq!(
+            bad(b"SIP/2.0/UDP a.com;rport=x"),
+            Error::new(ErrorKind::Via, 24)
+        );
+        assert_eq!(
+            bad(b"SIP/2.0/UDP a.com;maddr=-x"),
+            Error::new(ErrorKind::Via, 24)
+        );
+        assert_eq!(
+            via_values(b"  ").next(),
+            Some(Err(Error::new(ErrorKind::Via, 2)))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn via_never_panics(v in proptest::collection::vec(
+            prop_oneof![any::<u8>(), proptest::sample::select(b"SIP/2.0UDP []:;=,\" \t\r\nbranchz9.1".to_vec())], 0..96)) {
+            for r in via_values(&v) {
+                match r {
+                    Ok(x) => { let _ = (x.branch(), x.received(), x.rport(), x.maddr(), x.ttl()); }
+                    Err(e) => prop_assert!(e.offset <= v.len()),
+                }
+            }
+            if let Err(e) = Via::parse(&v) { prop_assert!(e.offset <= v.len()); }
+        }
+
+        #[test]
+        fn via_print_reparse(
+            transport in "UDP|TCP|TLS|SCTP|WS|[A-Z]{1,5}",
+            host in prop_oneof![
+                "[a-z]{1,6}(\\.[a-z]{1,4}){0,2}",
+                any::<[u8; 4]>().prop_map(|o| Ipv4Addr::from(o).to_string()),
+                any::<[u16; 8]>().prop_map(|g| format!("[{}]", Ipv6Addr::from(g))),
+            ],
+            port in proptest::option::of(any::<u16>()),
+            branch in proptest::option::of("z9hG4bK[a-zA-Z0-9.!%*_+`'~-]{0,10}"),
+            rport in prop_oneof![Just(Rport::Absent), Just(Rport::Empty), any::<u16>().prop_map(Rport::Value)],
+            received in proptest::option::of(any::<[u8; 4]>().prop_map(Ipv4Addr::from)),
+            ws in "[ \t]{0,2}(\r\n )?",
+        ) {
+            let mut s = format!("SIP{ws}/{ws}2.0{ws}/{ws}{transport} {ws}{host}");
+            if let Some(p) = port { s.push_str(&format!("{ws}:{ws}{p}")); }
+            if let Some(b) = &branch { s.push_str(&format!("{ws};{ws}branch{ws}={ws}{b}")); }
+            match rport {
+                Rport::Absent => {}
+                Rport::Empty => s.push_str(";rport"),
+                Rport::Value(p) => s.push_str(&format!(";rport={p}")),
+            }
+            if let Some(r) = received { s.push_str(&format!(";received={r}")); }
+            let v = Via::parse(s.as_bytes()).unwrap();
+            prop_assert_eq!(v.transport, transport.as_bytes());
+            prop_assert_eq!(v.host_raw, host.as_bytes());
+            prop_assert_eq!(v.port, port);
+            prop_assert_eq!(v.branch(), branch.as_deref().map(str::as_bytes));
+            prop_assert_eq!(v.rport(), rport);
+            prop_assert_eq!(v.received(), received.map(IpAddr::V4));
+            // Print canonically and parse again.
+            let mut p = format!("{}/{}/{} {}", "SIP", "2.0", core::str::from_utf8(v.transport).unwrap(), v.host);
+            if let Some(port) = v.port { p.push_str(&format!(":{port}")); }
+            for (n, val) in v.params.iter() {
+                p.push(';'); p.push_str(core::str::from_utf8(n).unwrap());
+                if let Some(val) = val { p.push('='); p.push_str(core::str::from_utf8(val).unwrap()); }
+            }
+            let w = Via::parse(p.as_bytes()).unwrap();
+            prop_assert!(w.host.matches(&v.host));
+            prop_assert_eq!((w.port, w.branch(), w.rport(), w.received()), (v.port, v.branch(), v.rport(), v.received()));
+        }
+    }
+}
