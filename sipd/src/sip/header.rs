@@ -233,7 +233,14 @@ impl HeaderName {
             9 => &[Supported, Timestamp, CallInfo],
             10 => &[UserAgent, AlertInfo, ErrorInfo],
             11 => &[Unsupported, MinExpires, RetryAfter, ReferredBy, InReplyTo],
-            12 => &[MaxForwards, ContentType, RecordRoute, AllowEvents, MimeVersion, Organization],
+            12 => &[
+                MaxForwards,
+                ContentType,
+                RecordRoute,
+                AllowEvents,
+                MimeVersion,
+                Organization,
+            ],
             13 => &[ProxyRequire, Authorization],
             14 => &[ContentLength, AcceptContact, RejectContact],
             15 => &[AcceptEncoding, AcceptLanguage, SessionExpires],
@@ -318,8 +325,14 @@ mod tests {
             assert_eq!(h as usize, i, "ALL out of discriminant order at {h:?}");
             let name = h.as_str();
             assert_eq!(HeaderName::classify(name.as_bytes()), h, "{name}");
-            assert_eq!(HeaderName::classify(name.to_ascii_lowercase().as_bytes()), h);
-            assert_eq!(HeaderName::classify(name.to_ascii_uppercase().as_bytes()), h);
+            assert_eq!(
+                HeaderName::classify(name.to_ascii_lowercase().as_bytes()),
+                h
+            );
+            assert_eq!(
+                HeaderName::classify(name.to_ascii_uppercase().as_bytes()),
+                h
+            );
             if let Some(c) = h.compact() {
                 assert_eq!(HeaderName::classify(&[c]), h, "compact {}", c as char);
                 assert_eq!(HeaderName::classify(&[c.to_ascii_uppercase()]), h);
@@ -329,7 +342,15 @@ mod tests {
 
     #[test]
     fn unknown_names_are_other() {
-        for name in [&b""[..], b"Z", b"q", b"V\xEDa", b"Max-Forward", b"Call-IDs", b"X-Custom-Header"] {
+        for name in [
+            &b""[..],
+            b"Z",
+            b"q",
+            b"V\xEDa",
+            b"Max-Forward",
+            b"Call-IDs",
+            b"X-Custom-Header",
+        ] {
             assert_eq!(HeaderName::classify(name), HeaderName::Other, "{name:?}");
         }
     }

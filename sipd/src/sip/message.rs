@@ -55,7 +55,10 @@ impl ParseOptions {
         max_line_len: DEFAULT_MAX_LINE_LEN,
         allow_request_line_trailing_ws: false,
     };
-    pub const STREAM: ParseOptions = ParseOptions { framing: Framing::Stream, ..Self::DATAGRAM };
+    pub const STREAM: ParseOptions = ParseOptions {
+        framing: Framing::Stream,
+        ..Self::DATAGRAM
+    };
 }
 
 impl Default for ParseOptions {
@@ -405,8 +408,10 @@ pub fn parse<'a, 'h>(
             return Err(Error::new(ErrorKind::TooManyHeaders, pos));
         }
         if header.name == HeaderName::ContentLength {
-            let declared = parse_content_length(header.value)
-                .ok_or(Error::new(ErrorKind::ContentLength, header.value_start as usize))?;
+            let declared = parse_content_length(header.value).ok_or(Error::new(
+                ErrorKind::ContentLength,
+                header.value_start as usize,
+            ))?;
             match content_length {
                 Some(previous) if previous != declared => {
                     if stream {
@@ -499,7 +504,11 @@ pub fn parse_headers_after_start_line<'a, 'h>(
 }
 
 fn incomplete<T>(buf: &[u8], stream: bool, kind: ErrorKind) -> Result<Status<T>> {
-    if stream { Ok(Status::Partial) } else { Err(Error::new(kind, buf.len())) }
+    if stream {
+        Ok(Status::Partial)
+    } else {
+        Err(Error::new(kind, buf.len()))
+    }
 }
 
 /// Finds the end of the line starting at `pos` without header values (the start line): returns
@@ -509,7 +518,11 @@ fn find_line_end(buf: &[u8], pos: usize, opts: &ParseOptions) -> Result<Option<(
     match memchr::memchr(b'\n', &buf[pos..limit]) {
         Some(i) => {
             let lf = pos + i;
-            let end = if lf > pos && buf[lf - 1] == b'\r' { lf - 1 } else { lf };
+            let end = if lf > pos && buf[lf - 1] == b'\r' {
+                lf - 1
+            } else {
+                lf
+            };
             if end - pos > opts.max_line_len {
                 return Err(Error::new(ErrorKind::LineTooLong, pos));
             }
@@ -562,8 +575,10 @@ fn parse_start_line<'a>(
     if uri.is_empty() || good != uri.len() {
         return Err(Error::new(ErrorKind::RequestUri, pos + uri_start + good));
     }
-    let version = parse_version(&rest[last_sp + 1..])
-        .ok_or(Error::new(ErrorKind::Version, pos + uri_start + last_sp + 1))?;
+    let version = parse_version(&rest[last_sp + 1..]).ok_or(Error::new(
+        ErrorKind::Version,
+        pos + uri_start + last_sp + 1,
+    ))?;
     Ok(StartLine::Request {
         method: Method::from_bytes(&line[..method_len]),
         uri,
@@ -579,7 +594,9 @@ fn parse_status_line(line: &[u8], pos: usize) -> Result<StartLine<'_>> {
     let code_start = sp + 1;
     let code = line.get(code_start..code_start + 3).unwrap_or(b"");
     let after = line.get(code_start + 3).copied();
-    if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) || !matches!(after, None | Some(b' '))
+    if code.len() != 3
+        || !code.iter().all(u8::is_ascii_digit)
+        || !matches!(after, None | Some(b' '))
     {
         return Err(Error::new(ErrorKind::StatusCode, pos + code_start));
     }
@@ -590,9 +607,16 @@ fn parse_status_line(line: &[u8], pos: usize) -> Result<StartLine<'_>> {
     let reason = line.get(code_start + 4..).unwrap_or(b"");
     let good = scan::value_len(reason);
     if good != reason.len() {
-        return Err(Error::new(ErrorKind::ReasonPhrase, pos + code_start + 4 + good));
+        return Err(Error::new(
+            ErrorKind::ReasonPhrase,
+            pos + code_start + 4 + good,
+        ));
     }
-    Ok(StartLine::Response { version, code, reason })
+    Ok(StartLine::Response {
+        version,
+        code,
+        reason,
+    })
 }
 
 /// `SIP/<digits>.<digits>`, "SIP" case-insensitive.
@@ -606,9 +630,15 @@ fn parse_version(v: &[u8]) -> Option<Version> {
         if d.is_empty() || !d.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        Some(d.iter().fold(0u32, |n, c| (n * 10 + u32::from(c - b'0')).min(255)) as u8)
+        Some(
+            d.iter()
+                .fold(0u32, |n, c| (n * 10 + u32::from(c - b'0')).min(255)) as u8,
+        )
     };
-    Some(Version { major: number(&nums[..dot])?, minor: number(&nums[dot + 1..])? })
+    Some(Version {
+        major: number(&nums[..dot])?,
+        minor: number(&nums[dot + 1..])?,
+    })
 }
 
 /// Parses the header line starting at `pos` (not an empty line). `None` when the input ends
@@ -638,15 +668,31 @@ fn parse_header_line<'a>(
     let mut value_end = i;
     // Scan value bytes line by line; a line ending followed by SP/HTAB is a fold (LWS).
     loop {
-        let run = scan::value_len(&buf[i..]);
-        let content_end = i + run;
+        let mut content_end = i + scan::value_len(&buf[i..]);
+        // A control byte escaped as a quoted-pair (`\` + %x00-09 / %x0B-0C / %x0E-7F, RFC 3261
+        // §25.1) belongs to the value (RFC 4475 intmeth); quoted-string grammar is checked by the
+        // typed parsers.
+        while content_end > i
+            && buf[content_end - 1] == b'\\'
+            && buf
+                .get(content_end)
+                .is_some_and(|&c| c != b'\r' && c != b'\n')
+        {
+            content_end += 1;
+            content_end += scan::value_len(&buf[content_end..]);
+        }
         if content_end > line_limit {
             return Err(Error::new(ErrorKind::LineTooLong, pos));
         }
         // Track the trimmed value: first and last non-LWS byte seen.
-        if let Some(first) = buf[i..content_end].iter().position(|&b| b != b' ' && b != b'\t') {
+        if let Some(first) = buf[i..content_end]
+            .iter()
+            .position(|&b| b != b' ' && b != b'\t')
+        {
             value_start.get_or_insert(i + first);
-            let last = buf[i..content_end].iter().rposition(|&b| b != b' ' && b != b'\t');
+            let last = buf[i..content_end]
+                .iter()
+                .rposition(|&b| b != b' ' && b != b'\t');
             value_end = i + last.unwrap_or(first) + 1;
         }
         let next = match buf.get(content_end) {
@@ -703,10 +749,16 @@ Content-Length: 4\r\n\
 \r\n\
 v=0\n";
 
-    fn parse_ok(buf: &[u8]) -> (usize, Vec<(HeaderName, Vec<u8>)>, Vec<u8>) {
+    type Parsed = (usize, Vec<(HeaderName, Vec<u8>)>, Vec<u8>);
+
+    fn parse_ok(buf: &[u8]) -> Parsed {
         let mut h = [Header::EMPTY; 32];
         let m = parse_datagram(buf, &mut h).unwrap();
-        let hs = m.headers().iter().map(|h| (h.name, h.value.to_vec())).collect();
+        let hs = m
+            .headers()
+            .iter()
+            .map(|h| (h.name, h.value.to_vec()))
+            .collect();
         (m.len(), hs, m.body().to_vec())
     }
 
@@ -723,13 +775,19 @@ v=0\n";
         assert_eq!(m.request_uri(), Some(&b"sip:bob@biloxi.com"[..]));
         assert_eq!(m.version(), Version::SIP_2_0);
         assert_eq!(m.headers().len(), 9);
-        assert_eq!(m.value(HeaderName::CallId), Some(&b"a84b4c76e66710@pc33.atlanta.com"[..]));
+        assert_eq!(
+            m.value(HeaderName::CallId),
+            Some(&b"a84b4c76e66710@pc33.atlanta.com"[..])
+        );
         assert_eq!(m.value(HeaderName::MaxForwards), Some(&b"70"[..]));
         assert_eq!(m.content_length(), Some(4));
         assert_eq!(m.body(), b"v=0\n");
         assert_eq!(m.len(), INVITE.len());
         let via = m.header(HeaderName::Via).unwrap();
-        assert_eq!(&INVITE[via.start as usize..via.end as usize], b"Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds\r\n");
+        assert_eq!(
+            &INVITE[via.start as usize..via.end as usize],
+            b"Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds\r\n"
+        );
         assert_eq!(&INVITE[via.value_start as usize..][..3], b"SIP");
     }
 
@@ -738,22 +796,51 @@ v=0\n";
         let mut h = [Header::EMPTY; 8];
         let m = parse_datagram(b"SIP/2.0 180 Ringing\r\nVia: a\r\n\r\n", &mut h).unwrap();
         assert_eq!(m.status(), Some(180));
-        assert!(matches!(m.start_line(), StartLine::Response { reason: b"Ringing", .. }));
+        assert!(matches!(
+            m.start_line(),
+            StartLine::Response {
+                reason: b"Ringing",
+                ..
+            }
+        ));
         let m = parse_datagram(b"SIP/2.0 100 \r\n\r\n", &mut h).unwrap();
-        assert!(matches!(m.start_line(), StartLine::Response { code: 100, reason: b"", .. }));
+        assert!(matches!(
+            m.start_line(),
+            StartLine::Response {
+                code: 100,
+                reason: b"",
+                ..
+            }
+        ));
         let m = parse_datagram(b"SIP/2.0 200\r\n\r\n", &mut h).unwrap();
         assert_eq!(m.status(), Some(200));
-        assert_eq!(parse_err(b"SIP/2.0 4294967301 x\r\n\r\n").kind, ErrorKind::StatusCode);
-        assert_eq!(parse_err(b"SIP/2.0 099 x\r\n\r\n").kind, ErrorKind::StatusCode);
-        assert_eq!(parse_err(b"SIP/2.0 20 x\r\n\r\n").kind, ErrorKind::StatusCode);
-        assert_eq!(parse_err(b"SIP/2.0 200 O\x01K\r\n\r\n").kind, ErrorKind::ReasonPhrase);
+        assert_eq!(
+            parse_err(b"SIP/2.0 4294967301 x\r\n\r\n").kind,
+            ErrorKind::StatusCode
+        );
+        assert_eq!(
+            parse_err(b"SIP/2.0 099 x\r\n\r\n").kind,
+            ErrorKind::StatusCode
+        );
+        assert_eq!(
+            parse_err(b"SIP/2.0 20 x\r\n\r\n").kind,
+            ErrorKind::StatusCode
+        );
+        assert_eq!(
+            parse_err(b"SIP/2.0 200 O\x01K\r\n\r\n").kind,
+            ErrorKind::ReasonPhrase
+        );
     }
 
     #[test]
     fn folding_compact_forms_and_case() {
-        let msg = b"OPTIONS sip:x SIP/2.0\r\nv : SIP/2.0/UDP\r\n  h;branch=z\r\nI:id\r\nsubject:\r\n\r\n";
+        let msg =
+            b"OPTIONS sip:x SIP/2.0\r\nv : SIP/2.0/UDP\r\n  h;branch=z\r\nI:id\r\nsubject:\r\n\r\n";
         let (_, hs, body) = parse_ok(msg);
-        assert_eq!(hs[0], (HeaderName::Via, b"SIP/2.0/UDP\r\n  h;branch=z".to_vec()));
+        assert_eq!(
+            hs[0],
+            (HeaderName::Via, b"SIP/2.0/UDP\r\n  h;branch=z".to_vec())
+        );
         assert_eq!(hs[1], (HeaderName::CallId, b"id".to_vec()));
         assert_eq!(hs[2], (HeaderName::Subject, b"".to_vec()));
         assert!(body.is_empty());
@@ -777,9 +864,18 @@ v=0\n";
         let (len, _, body) = parse_ok(b"MESSAGE sip:x SIP/2.0\r\nl: 2\r\n\r\nhiEXTRA");
         assert_eq!(body, b"hi");
         assert_eq!(len, b"MESSAGE sip:x SIP/2.0\r\nl: 2\r\n\r\nhi".len());
-        assert_eq!(parse_err(b"MESSAGE sip:x SIP/2.0\r\nl: 20\r\n\r\nhi").kind, ErrorKind::BodyTruncated);
-        assert_eq!(parse_err(b"MESSAGE sip:x SIP/2.0\r\nl: -1\r\n\r\n").kind, ErrorKind::ContentLength);
-        assert_eq!(parse_err(b"MESSAGE sip:x SIP/2.0\r\nl: 99999999999\r\n\r\n").kind, ErrorKind::ContentLength);
+        assert_eq!(
+            parse_err(b"MESSAGE sip:x SIP/2.0\r\nl: 20\r\n\r\nhi").kind,
+            ErrorKind::BodyTruncated
+        );
+        assert_eq!(
+            parse_err(b"MESSAGE sip:x SIP/2.0\r\nl: -1\r\n\r\n").kind,
+            ErrorKind::ContentLength
+        );
+        assert_eq!(
+            parse_err(b"MESSAGE sip:x SIP/2.0\r\nl: 99999999999\r\n\r\n").kind,
+            ErrorKind::ContentLength
+        );
         let conflicting = b"MESSAGE sip:x SIP/2.0\r\nl: 2\r\nContent-Length: 3\r\n\r\nhey!";
         let mut h = [Header::EMPTY; 4];
         let m = parse_datagram(conflicting, &mut h).unwrap();
@@ -796,16 +892,39 @@ v=0\n";
     fn request_line_errors() {
         // `<sip:x>` is visible ASCII: framing accepts it, the URI parser rejects it (ltgtruri).
         assert_eq!(parse_ok(b"INVITE <sip:x> SIP/2.0\r\n\r\n").0, 26);
-        assert_eq!(parse_err(b"INVITE  sip:x SIP/2.0\r\n\r\n").kind, ErrorKind::RequestUri);
-        assert_eq!(parse_err(b"INVITE sip:x; lr SIP/2.0\r\n\r\n").kind, ErrorKind::RequestUri);
-        assert_eq!(parse_err(b"INVITE sip:x SIP/2.0 \r\n\r\n").kind, ErrorKind::StartLine);
-        assert_eq!(parse_err(b"INVITE sip:x HTTP/1.1\r\n\r\n").kind, ErrorKind::Version);
-        assert_eq!(parse_err(b"INV\x01TE sip:x SIP/2.0\r\n\r\n").kind, ErrorKind::Method);
+        assert_eq!(
+            parse_err(b"INVITE  sip:x SIP/2.0\r\n\r\n").kind,
+            ErrorKind::RequestUri
+        );
+        assert_eq!(
+            parse_err(b"INVITE sip:x; lr SIP/2.0\r\n\r\n").kind,
+            ErrorKind::RequestUri
+        );
+        assert_eq!(
+            parse_err(b"INVITE sip:x SIP/2.0 \r\n\r\n").kind,
+            ErrorKind::StartLine
+        );
+        assert_eq!(
+            parse_err(b"INVITE sip:x HTTP/1.1\r\n\r\n").kind,
+            ErrorKind::Version
+        );
+        assert_eq!(
+            parse_err(b"INV\x01TE sip:x SIP/2.0\r\n\r\n").kind,
+            ErrorKind::Method
+        );
         assert_eq!(parse_err(b"\r\n\r\n").kind, ErrorKind::HeadersUnterminated);
-        assert_eq!(parse_err(b" INVITE sip:x SIP/2.0\r\n\r\n").kind, ErrorKind::Method);
+        assert_eq!(
+            parse_err(b" INVITE sip:x SIP/2.0\r\n\r\n").kind,
+            ErrorKind::Method
+        );
         let mut h = [Header::EMPTY; 4];
-        let lenient = ParseOptions { allow_request_line_trailing_ws: true, ..ParseOptions::DATAGRAM };
-        let Status::Complete(m) = parse(b"INVITE sip:x SIP/2.0 \t\r\n\r\n", &mut h, &lenient).unwrap() else {
+        let lenient = ParseOptions {
+            allow_request_line_trailing_ws: true,
+            ..ParseOptions::DATAGRAM
+        };
+        let Status::Complete(m) =
+            parse(b"INVITE sip:x SIP/2.0 \t\r\n\r\n", &mut h, &lenient).unwrap()
+        else {
             panic!("complete expected")
         };
         assert_eq!(m.request_uri(), Some(&b"sip:x"[..]));
@@ -820,10 +939,25 @@ v=0\n";
 
     #[test]
     fn header_errors() {
-        assert_eq!(parse_err(b"BYE sip:x SIP/2.0\r\nNo colon\r\n\r\n").kind, ErrorKind::HeaderColon);
-        assert_eq!(parse_err(b"BYE sip:x SIP/2.0\r\n: v\r\n\r\n").kind, ErrorKind::HeaderName);
-        assert_eq!(parse_err(b"BYE sip:x SIP/2.0\r\nA: v\x00x\r\n\r\n").kind, ErrorKind::HeaderValue);
-        assert_eq!(parse_err(b"BYE sip:x SIP/2.0\r\nA: v\rx\r\n\r\n").kind, ErrorKind::HeaderValue);
+        assert_eq!(
+            parse_err(b"BYE sip:x SIP/2.0\r\nNo colon\r\n\r\n").kind,
+            ErrorKind::HeaderColon
+        );
+        assert_eq!(
+            parse_err(b"BYE sip:x SIP/2.0\r\n: v\r\n\r\n").kind,
+            ErrorKind::HeaderName
+        );
+        assert_eq!(
+            parse_err(b"BYE sip:x SIP/2.0\r\nA: v\x00x\r\n\r\n").kind,
+            ErrorKind::HeaderValue
+        );
+        assert_eq!(
+            parse_err(b"BYE sip:x SIP/2.0\r\nA: v\rx\r\n\r\n").kind,
+            ErrorKind::HeaderValue
+        );
+        // An escaped control byte is a quoted-pair, part of the value.
+        let (_, hs, _) = parse_ok(b"BYE sip:x SIP/2.0\r\nTo: \"a\\\x07b\\\x00\" <sip:x>\r\n\r\n");
+        assert_eq!(hs[0].1, b"\"a\\\x07b\\\x00\" <sip:x>");
         let mut h = [Header::EMPTY; 1];
         let e = parse_datagram(b"BYE sip:x SIP/2.0\r\nA: 1\r\nB: 2\r\n\r\n", &mut h).unwrap_err();
         assert_eq!(e, Error::new(ErrorKind::TooManyHeaders, 25));
@@ -832,11 +966,23 @@ v=0\n";
     #[test]
     fn limits_are_named_errors() {
         let mut h = [Header::EMPTY; 4];
-        let opts = ParseOptions { max_line_len: 16, ..ParseOptions::DATAGRAM };
+        let opts = ParseOptions {
+            max_line_len: 16,
+            ..ParseOptions::DATAGRAM
+        };
         let long = b"BYE sip:x SIP/2.0\r\nSubject: 0123456789abcdef\r\n\r\n";
-        assert_eq!(parse(long, &mut h, &opts).unwrap_err().kind, ErrorKind::LineTooLong);
-        let opts = ParseOptions { max_message_len: 10, ..ParseOptions::DATAGRAM };
-        assert_eq!(parse(long, &mut h, &opts).unwrap_err().kind, ErrorKind::MessageTooLarge);
+        assert_eq!(
+            parse(long, &mut h, &opts).unwrap_err().kind,
+            ErrorKind::LineTooLong
+        );
+        let opts = ParseOptions {
+            max_message_len: 10,
+            ..ParseOptions::DATAGRAM
+        };
+        assert_eq!(
+            parse(long, &mut h, &opts).unwrap_err().kind,
+            ErrorKind::MessageTooLarge
+        );
     }
 
     #[test]
@@ -858,10 +1004,18 @@ v=0\n";
         for cut in 0..INVITE.len() {
             let mut h = [Header::EMPTY; 32];
             let r = parse(&INVITE[..cut], &mut h, &ParseOptions::STREAM);
-            assert_eq!(r.map(|s| matches!(s, Status::Partial)), Ok(true), "cut at {cut}");
+            assert_eq!(
+                r.map(|s| matches!(s, Status::Partial)),
+                Ok(true),
+                "cut at {cut}"
+            );
         }
         let mut h = [Header::EMPTY; 4];
-        let no_cl = parse(b"BYE sip:x SIP/2.0\r\nA: 1\r\n\r\n", &mut h, &ParseOptions::STREAM);
+        let no_cl = parse(
+            b"BYE sip:x SIP/2.0\r\nA: 1\r\n\r\n",
+            &mut h,
+            &ParseOptions::STREAM,
+        );
         assert_eq!(no_cl.unwrap_err().kind, ErrorKind::ContentLength);
     }
 
@@ -876,7 +1030,11 @@ v=0\n";
     #[test]
     fn headers_after_a_broken_start_line() {
         let mut h = [Header::EMPTY; 4];
-        let hs = parse_headers_after_start_line(b"INVITE sip:x; lr SIP/2.0\r\nVia: a\r\nCall-ID: b\r\n\r\n", &mut h).unwrap();
+        let hs = parse_headers_after_start_line(
+            b"INVITE sip:x; lr SIP/2.0\r\nVia: a\r\nCall-ID: b\r\n\r\n",
+            &mut h,
+        )
+        .unwrap();
         assert_eq!(hs.len(), 2);
         assert_eq!(hs[1].value, b"b");
     }

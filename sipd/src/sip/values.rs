@@ -108,7 +108,7 @@ pub fn trim_lws(s: &[u8]) -> &[u8] {
 /// Offset of `inner` inside `outer`, for slices known to borrow from `outer` (used to make errors
 /// about a sub-slice relative to the whole value). Safe: only compares addresses.
 #[inline]
-pub(crate) fn offset_in(outer: &[u8], inner: &[u8]) -> usize {
+pub fn offset_in(outer: &[u8], inner: &[u8]) -> usize {
     (inner.as_ptr() as usize)
         .wrapping_sub(outer.as_ptr() as usize)
         .min(outer.len())
