@@ -5,4 +5,6 @@
 //! The protocol logic is sans-IO: it takes bytes (and `now`) and returns what to do; the drivers that
 //! own sockets and AF_XDP rings are thin.
 
+pub mod cli;
+pub mod proxy;
 pub mod sip;

@@ -1,0 +1,111 @@
+//! Stateless branch values (RFC 3261 §16.11) and the loop check they make cheap (§16.3 step 4).
+//!
+//! Our branch is `z9hG4bKsd` + 16 hex digits of `h1` + 16 hex digits of `h2`:
+//! - `h1` hashes what stays the same along a loop and across the INVITE, its CANCEL and its
+//!   non-2xx ACK: the Request-URI as received, Call-ID, From tag and the CSeq number (not the
+//!   method), keyed with the proxy's secret;
+//! - `h2` adds the previous hop's transaction identity: its top Via branch and sent-by when the
+//!   branch carries the RFC 3261 magic cookie, else (RFC 2543 peers) the raw top Via value.
+//!
+//! So retransmissions, a CANCEL and a non-2xx ACK get the INVITE's branch, while a 2xx ACK (new
+//! top branch from the UAC) and every other request get new ones. A request that comes back to us
+//! with the same `h1` in one of its Vias, i.e. unchanged Request-URI, is a loop (a spiral changes
+//! the Request-URI, so it does not match); finding it is one substring search over the Via values.
+
+use xxhash_rust::xxh3::Xxh3;
+
+use super::writer::Out;
+
+/// What every branch of ours starts with (the magic cookie plus our mark).
+pub const OUR_BRANCH_PREFIX: &[u8] = b"z9hG4bKsd";
+/// Length of a branch of ours.
+pub const BRANCH_LEN: usize = OUR_BRANCH_PREFIX.len() + 32;
+
+/// The loop-invariant part of a request's identity.
+pub fn invariant_hash(
+    secret: u64,
+    request_uri: &[u8],
+    call_id: &[u8],
+    from_tag: &[u8],
+    cseq: u32,
+) -> u64 {
+    let mut h = Xxh3::with_seed(secret);
+    // Lengths first so that field boundaries cannot be shifted between fields.
+    for field in [request_uri, call_id, from_tag] {
+        h.update(&(field.len() as u32).to_le_bytes());
+        h.update(field);
+    }
+    h.update(&cseq.to_le_bytes());
+    h.digest()
+}
+
+/// The full branch for the outgoing request.
+pub fn branch(h1: u64, previous_hop: &[u8]) -> [u8; BRANCH_LEN] {
+    let mut h = Xxh3::with_seed(h1);
+    h.update(previous_hop);
+    let h2 = h.digest();
+    let mut b = [0u8; BRANCH_LEN];
+    let mut out = Out::new(&mut b);
+    out.put(OUR_BRANCH_PREFIX);
+    out.put_hex64(h1);
+    out.put_hex64(h2);
+    b
+}
+
+/// The `z9hG4bKsd<h1>` prefix searched for in Via values to detect a loop.
+pub fn loop_marker(h1: u64) -> [u8; OUR_BRANCH_PREFIX.len() + 16] {
+    let mut b = [0u8; OUR_BRANCH_PREFIX.len() + 16];
+    let mut out = Out::new(&mut b);
+    out.put(OUR_BRANCH_PREFIX);
+    out.put_hex64(h1);
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn branch_shape_and_determinism() {
+        let h1 = invariant_hash(
+            7,
+            b"sip:bob@biloxi.com",
+            b"a84b4c76e66710",
+            b"1928301774",
+            314159,
+        );
+        let b = branch(h1, b"z9hG4bK776asdhds");
+        assert!(b.starts_with(OUR_BRANCH_PREFIX));
+        assert!(
+            b[OUR_BRANCH_PREFIX.len()..]
+                .iter()
+                .all(u8::is_ascii_hexdigit)
+        );
+        assert_eq!(b, branch(h1, b"z9hG4bK776asdhds"));
+        assert_ne!(b, branch(h1, b"z9hG4bK776asdhdt"));
+        assert!(b.starts_with(&loop_marker(h1)));
+        let other = invariant_hash(
+            7,
+            b"sip:bob@biloxi.com",
+            b"a84b4c76e66710",
+            b"1928301774",
+            314160,
+        );
+        assert_ne!(h1, other);
+        assert_ne!(
+            h1,
+            invariant_hash(
+                8,
+                b"sip:bob@biloxi.com",
+                b"a84b4c76e66710",
+                b"1928301774",
+                314159
+            )
+        );
+        // Field boundaries matter.
+        assert_ne!(
+            invariant_hash(7, b"ab", b"c", b"", 1),
+            invariant_hash(7, b"a", b"bc", b"", 1)
+        );
+    }
+}

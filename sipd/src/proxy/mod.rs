@@ -1,0 +1,1122 @@
+//! The sans-IO stateless proxy core (RFC 3261 §16 with §16.11).
+//!
+//! [`Proxy::handle`] is a function of `(now, source, local address, transport, bytes)`: it
+//! writes the message to send into the caller's transmit buffer and returns an [`Action`]
+//! (forward there, reply there, or drop for a counted reason). It never touches a socket or a
+//! clock and allocates nothing on the forwarding path; drivers (AF_XDP workers, kernel sockets,
+//! the simulated network of the tests) are thin loops around it.
+//!
+//! Requests: validated (§16.3: 400, 416, 483, 482, 420, and 505 for another SIP version), our
+//! own top Route removed (§16.4, with the strict-routing rewrite), a target determined (§16.5:
+//! location service for our domains, then the number-routing table, domain routes, the default
+//! route, else 480/404), and forwarded (§16.6: Max-Forwards decremented or inserted, optional
+//! Record-Route, our Via on top with a stateless branch, `received`/`rport` on the previous hop's
+//! Via). Responses: our top Via removed and the rest sent to the next Via (§16.7, §18.2.2,
+//! RFC 3581), never to a broadcast or multicast address.
+
+pub mod branch;
+pub mod group;
+pub mod location;
+pub mod numbers;
+pub mod stats;
+pub mod writer;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use crate::sip::cseq::CSeq;
+use crate::sip::message::{
+    Header, Message, Method, parse_datagram, parse_headers_after_start_line,
+};
+use crate::sip::name_addr::NameAddr;
+use crate::sip::uri::{Host, Scheme, Uri};
+use crate::sip::values::{offset_in, parse_u32, split_comma};
+use crate::sip::via::{Rport, Via};
+use crate::sip::{ErrorKind, HeaderName, Version};
+
+pub use group::{Group, GroupTarget, Health, HealthConfig, HealthProber};
+pub use location::{ContactTarget, LocationService, Lookup, StaticLocation};
+pub use numbers::PrefixTable;
+pub use stats::{DropReason, ProxyStats};
+
+use stats::bump;
+use writer::Out;
+
+/// Header storage per message: more header lines than this is answered 400 / dropped.
+pub const MAX_HEADERS: usize = 64;
+
+/// Transport of a message (SIP over UDP or TCP; TLS and SCTP are not served).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    /// The token in a Via's sent-protocol.
+    pub fn via_token(self) -> &'static [u8] {
+        match self {
+            Transport::Udp => b"UDP",
+            Transport::Tcp => b"TCP",
+        }
+    }
+
+    /// From a Via transport or a URI `transport` parameter (case-insensitive).
+    pub fn from_token(token: &[u8]) -> Option<Transport> {
+        if token.eq_ignore_ascii_case(b"udp") {
+            Some(Transport::Udp)
+        } else if token.eq_ignore_ascii_case(b"tcp") {
+            Some(Transport::Tcp)
+        } else {
+            None
+        }
+    }
+}
+
+/// One received message.
+#[derive(Copy, Clone, Debug)]
+pub struct Input<'a> {
+    /// Milliseconds on the caller's clock (wall clock: shared by workers and restarts).
+    pub now_ms: u64,
+    pub source: SocketAddr,
+    /// The local address the message arrived on (our sent-by unless `advertise` is configured).
+    pub local: SocketAddr,
+    pub transport: Transport,
+    /// Exactly one message (a datagram, or one framed message of a stream).
+    pub bytes: &'a [u8],
+}
+
+/// What to do with the bytes written into the transmit buffer.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Send `len` bytes (a forwarded request or response) to `to`.
+    Forward {
+        to: SocketAddr,
+        transport: Transport,
+        len: usize,
+    },
+    /// Send `len` bytes (a response we generated) back to `to`.
+    Reply {
+        to: SocketAddr,
+        transport: Transport,
+        code: u16,
+        len: usize,
+    },
+    /// Nothing to send.
+    Drop(DropReason),
+}
+
+/// Where a route sends requests.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RouteTarget {
+    Hop(NextHop),
+    /// Index into [`ProxyConfig::groups`].
+    Group(usize),
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct NextHop {
+    pub addr: SocketAddr,
+    pub transport: Transport,
+}
+
+/// Routing configuration, built (and names resolved) when the configuration is loaded.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// Domains we are responsible for (lower case): their users are looked up in the location
+    /// service, and Route/Request-URIs naming them (or our own addresses) are ours.
+    pub domains: Vec<String>,
+    /// Our sent-by in Via and our Record-Route URI; the receiving local address when `None`.
+    pub advertise: Option<SocketAddr>,
+    pub record_route: bool,
+    /// Keys the stateless branch hash (same on every worker; may change across restarts).
+    pub branch_secret: u64,
+    pub number_routes: PrefixTable<RouteTarget>,
+    /// Lower-case domain -> target, for Request-URIs outside our domains.
+    pub domain_routes: HashMap<String, RouteTarget>,
+    pub default_route: Option<RouteTarget>,
+    pub groups: Vec<Group>,
+    /// Static resolution of host names that appear in Route headers and Vias (no DNS on the
+    /// fast path), lower case.
+    pub hosts: HashMap<String, IpAddr>,
+    /// Retry-After seconds in a 503 when every target of a group is down.
+    pub retry_after_s: u32,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            domains: Vec::new(),
+            advertise: None,
+            record_route: false,
+            branch_secret: 0x5349_5044_2d62_7268,
+            number_routes: PrefixTable::new(),
+            domain_routes: HashMap::new(),
+            default_route: None,
+            groups: Vec::new(),
+            hosts: HashMap::new(),
+            retry_after_s: 30,
+        }
+    }
+}
+
+/// One worker's proxy: shared configuration and state, its own counters.
+pub struct Proxy {
+    config: Arc<ProxyConfig>,
+    location: Arc<dyn LocationService>,
+    health: Arc<Health>,
+    stats: Arc<ProxyStats>,
+}
+
+/// A reply the request path decided on.
+struct Reject {
+    code: u16,
+    reason: &'static str,
+    /// Extra header lines (complete, with CRLF), e.g. Unsupported or Retry-After.
+    extra: ExtraHeader,
+}
+
+#[derive(Copy, Clone)]
+enum ExtraHeader {
+    None,
+    /// `Unsupported:` with the Proxy-Require value copied.
+    Unsupported,
+    RetryAfter(u32),
+    /// Allow/Accept for an OPTIONS answered by the proxy itself.
+    Capabilities,
+}
+
+impl Reject {
+    const fn new(code: u16, reason: &'static str) -> Self {
+        Reject {
+            code,
+            reason,
+            extra: ExtraHeader::None,
+        }
+    }
+}
+
+/// The fields of a request the core needs, parsed once.
+struct RequestView<'a> {
+    method: Method<'a>,
+    uri_raw: &'a [u8],
+    uri: Uri<'a>,
+    call_id: &'a [u8],
+    from_tag: &'a [u8],
+    cseq: CSeq<'a>,
+    max_forwards: Option<u32>,
+    top_via: Via<'a>,
+}
+
+/// The chosen next hop and an optional new Request-URI (location service contact).
+struct Decision<'a> {
+    hop: NextHop,
+    new_uri: Option<UriBytes<'a>>,
+    /// Our Route value to remove (header index, value offset and length in the header value).
+    strip_route: Option<RouteValue>,
+    /// Strict-routing rewrite: the last Route value became the Request-URI; remove it.
+    strip_last_route: Option<RouteValue>,
+}
+
+enum UriBytes<'a> {
+    Borrowed(&'a [u8]),
+    Shared(Arc<[u8]>),
+}
+
+impl UriBytes<'_> {
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            UriBytes::Borrowed(b) => b,
+            UriBytes::Shared(b) => b,
+        }
+    }
+}
+
+/// One value of a Route header: which header line, and where in its value.
+#[derive(Copy, Clone, Debug)]
+struct RouteValue {
+    header: usize,
+    offset: usize,
+    len: usize,
+}
+
+impl Proxy {
+    pub fn new(
+        config: Arc<ProxyConfig>,
+        location: Arc<dyn LocationService>,
+        health: Arc<Health>,
+    ) -> Self {
+        Proxy {
+            config,
+            location,
+            health,
+            stats: Arc::new(ProxyStats::default()),
+        }
+    }
+
+    /// This worker's counters (for the metrics endpoint).
+    pub fn stats(&self) -> &Arc<ProxyStats> {
+        &self.stats
+    }
+
+    pub fn config(&self) -> &Arc<ProxyConfig> {
+        &self.config
+    }
+
+    /// Swaps the routing configuration (live reload); in-flight calls keep working because
+    /// nothing per call is stored in it.
+    pub fn set_config(&mut self, config: Arc<ProxyConfig>) {
+        self.config = config;
+    }
+
+    /// Handles one message: writes what to send into `out` and says where.
+    pub fn handle(&mut self, input: &Input<'_>, out: &mut [u8]) -> Action {
+        let bytes = input.bytes;
+        if bytes.iter().all(|&b| b == b'\r' || b == b'\n') {
+            return self.dropped(DropReason::KeepAlive);
+        }
+        let mut storage = [Header::EMPTY; MAX_HEADERS];
+        match parse_datagram(bytes, &mut storage) {
+            Ok(msg) if msg.is_request() => {
+                let method_index = method_label_index(msg.method());
+                bump(&self.stats.requests_by_method[method_index]);
+                self.handle_request(input, &msg, out)
+            }
+            Ok(msg) => {
+                let class = usize::from(msg.status().unwrap_or(100) / 100).clamp(1, 6) - 1;
+                bump(&self.stats.responses_by_class[class]);
+                self.handle_response(input, &msg, out)
+            }
+            Err(e) => {
+                self.stats.count_parse_error(e.kind);
+                self.reject_unparsable(input, e.kind, out)
+            }
+        }
+    }
+
+    fn dropped(&self, reason: DropReason) -> Action {
+        self.stats.count_drop(reason);
+        Action::Drop(reason)
+    }
+
+    /// A request whose start line (or framing) is broken is still answered 400 (or 505) when its
+    /// header block is readable; anything else is dropped.
+    fn reject_unparsable(&mut self, input: &Input<'_>, kind: ErrorKind, out: &mut [u8]) -> Action {
+        let bytes = input.bytes;
+        let looks_like_request = !bytes.starts_with(b"SIP/")
+            && bytes
+                .iter()
+                .position(|&b| b == b' ')
+                .is_some_and(|sp| sp > 0)
+            && !bytes.starts_with(b"ACK ");
+        if !looks_like_request {
+            return self.dropped(DropReason::Malformed);
+        }
+        let mut storage = [Header::EMPTY; MAX_HEADERS];
+        let Ok(headers) = parse_headers_after_start_line(bytes, &mut storage) else {
+            return self.dropped(DropReason::Malformed);
+        };
+        let reject = match kind {
+            ErrorKind::UnsupportedVersion => Reject::new(505, "Version Not Supported"),
+            _ => Reject::new(400, "Bad Request"),
+        };
+        self.reply(input, headers, &reject, out)
+    }
+
+    fn handle_request(
+        &mut self,
+        input: &Input<'_>,
+        msg: &Message<'_, '_>,
+        out: &mut [u8],
+    ) -> Action {
+        let is_ack = msg.method() == Some(Method::Ack);
+        let view = match self.validate(msg) {
+            Ok(view) => view,
+            Err(reject) if is_ack => {
+                let _ = reject;
+                return self.dropped(DropReason::AckAbsorbed);
+            }
+            Err(reject) => return self.reply(input, msg.headers(), &reject, out),
+        };
+        match self.route(input, msg, &view) {
+            Ok(decision) => self.forward_request(input, msg, &view, &decision, out),
+            // Never answer an ACK (RFC 3261 §17): an unroutable ACK is the ACK of a final
+            // response we generated.
+            Err(_) if is_ack => self.dropped(DropReason::AckAbsorbed),
+            Err(reject) => self.reply(input, msg.headers(), &reject, out),
+        }
+    }
+
+    /// §16.3 request validation plus what the rest of the core needs, parsed once.
+    fn validate<'a>(&self, msg: &Message<'a, '_>) -> Result<RequestView<'a>, Reject> {
+        if msg.version() != Version::SIP_2_0 {
+            return Err(Reject::new(505, "Version Not Supported"));
+        }
+        let method = msg.method().ok_or(Reject::new(400, "Bad Request"))?;
+        // Required headers, each exactly once where the RFC allows only one.
+        for name in [
+            HeaderName::To,
+            HeaderName::From,
+            HeaderName::CallId,
+            HeaderName::CSeq,
+        ] {
+            match msg.headers_named(name).count() {
+                0 => return Err(Reject::new(400, "Missing Required Header")),
+                1 => {}
+                _ => return Err(Reject::new(400, "Duplicate Header")),
+            }
+        }
+        if msg.headers_named(HeaderName::MaxForwards).count() > 1 {
+            return Err(Reject::new(400, "Duplicate Max-Forwards"));
+        }
+        let via_value = msg
+            .value(HeaderName::Via)
+            .ok_or(Reject::new(400, "Missing Via"))?;
+        let top_via = first_via(via_value).ok_or(Reject::new(400, "Bad Via"))?;
+        let from = msg.value(HeaderName::From).unwrap_or_default();
+        let from = NameAddr::parse(from).map_err(|_| Reject::new(400, "Bad From"))?;
+        let to = msg.value(HeaderName::To).unwrap_or_default();
+        NameAddr::parse(to).map_err(|_| Reject::new(400, "Bad To"))?;
+        let call_id = msg.value(HeaderName::CallId).unwrap_or_default();
+        if call_id.is_empty()
+            || call_id
+                .iter()
+                .any(|&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        {
+            return Err(Reject::new(400, "Bad Call-ID"));
+        }
+        let cseq = CSeq::parse(msg.value(HeaderName::CSeq).unwrap_or_default())
+            .map_err(|_| Reject::new(400, "Bad CSeq"))?;
+        if cseq.method != method.as_bytes() {
+            return Err(Reject::new(400, "CSeq Method Mismatch"));
+        }
+        let max_forwards = match msg.value(HeaderName::MaxForwards) {
+            Some(v) => Some(parse_u32(v).map_err(|_| Reject::new(400, "Bad Max-Forwards"))?),
+            None => None,
+        };
+        let uri_raw = msg.request_uri().unwrap_or_default();
+        let uri = Uri::parse(uri_raw).map_err(|_| Reject::new(400, "Bad Request-URI"))?;
+        if !matches!(uri.scheme(), Scheme::Sip | Scheme::Sips | Scheme::Tel) {
+            return Err(Reject::new(416, "Unsupported URI Scheme"));
+        }
+        // RFC 3261 §19.1.5: a Request-URI carries no escaped headers (RFC 4475 escruri).
+        if uri.headers_raw().is_some() {
+            return Err(Reject::new(400, "Headers In Request-URI"));
+        }
+        Ok(RequestView {
+            method,
+            uri_raw,
+            uri,
+            call_id,
+            from_tag: from.tag().unwrap_or_default(),
+            cseq,
+            max_forwards,
+            top_via,
+        })
+    }
+
+    /// §16.3 steps 3-5 and §16.4-16.5: the next hop, or the reply that ends the request here.
+    fn route<'a>(
+        &self,
+        input: &Input<'_>,
+        msg: &Message<'a, '_>,
+        view: &RequestView<'a>,
+    ) -> Result<Decision<'a>, Reject> {
+        let cfg = &*self.config;
+        let for_us = self.uri_is_us(&view.uri, input.local) && view.uri.user().is_none();
+        if view.max_forwards == Some(0) {
+            if view.method == Method::Options && for_us {
+                return Err(capabilities());
+            }
+            return Err(Reject::new(483, "Too Many Hops"));
+        }
+        let h1 = branch::invariant_hash(
+            cfg.branch_secret,
+            view.uri_raw,
+            view.call_id,
+            view.from_tag,
+            view.cseq.seq,
+        );
+        let marker = branch::loop_marker(h1);
+        if msg
+            .headers_named(HeaderName::Via)
+            .any(|h| memchr::memmem::find(h.value, &marker).is_some())
+        {
+            return Err(Reject::new(482, "Loop Detected"));
+        }
+        if msg.header(HeaderName::ProxyRequire).is_some() {
+            // We support no option tags: every Proxy-Require tag is unsupported.
+            return Err(Reject {
+                code: 420,
+                reason: "Bad Extension",
+                extra: ExtraHeader::Unsupported,
+            });
+        }
+
+        // §16.4: a Route naming us is removed; a Request-URI naming us (strict-routing previous
+        // hop) is replaced by the last Route.
+        let routes = route_values(msg);
+        let mut strip_route = None;
+        let mut next_route = routes.first;
+        if let Some(first) = routes.first
+            && let Some(uri) = route_uri(msg, first)
+            && self.uri_is_us(&uri, input.local)
+        {
+            strip_route = Some(first);
+            next_route = routes.second;
+        }
+        if for_us
+            && view.method != Method::Options
+            && strip_route.is_none()
+            && let Some(last) = routes.last
+        {
+            let uri_bytes = route_uri_bytes(msg, last).ok_or(Reject::new(400, "Bad Route"))?;
+            let uri = Uri::parse(uri_bytes).map_err(|_| Reject::new(400, "Bad Route"))?;
+            let hop = self.uri_hop(&uri)?;
+            return Ok(Decision {
+                hop,
+                new_uri: Some(UriBytes::Borrowed(uri_bytes)),
+                strip_route: None,
+                strip_last_route: Some(last),
+            });
+        }
+        if let Some(next) = next_route {
+            let uri = route_uri(msg, next).ok_or(Reject::new(400, "Bad Route"))?;
+            let hop = self.uri_hop(&uri)?;
+            return Ok(Decision {
+                hop,
+                new_uri: None,
+                strip_route,
+                strip_last_route: None,
+            });
+        }
+        if for_us {
+            if view.method == Method::Options {
+                return Err(capabilities());
+            }
+            return Err(Reject::new(404, "Not Found"));
+        }
+
+        // §16.5 target determination.
+        let mut known_user = false;
+        if let Some(host) = view.uri.host()
+            && self.is_our_domain(&host, input.local)
+            && let Some(user) = view.uri.user()
+        {
+            match self
+                .location
+                .lookup(user, view.uri.host_raw(), input.now_ms, view.call_id)
+            {
+                Lookup::Found(contact) => {
+                    let hop = NextHop {
+                        addr: contact.addr,
+                        transport: contact.transport,
+                    };
+                    return Ok(Decision {
+                        hop,
+                        new_uri: Some(UriBytes::Shared(contact.uri)),
+                        strip_route,
+                        strip_last_route: None,
+                    });
+                }
+                Lookup::NoBinding => known_user = true,
+                Lookup::Unknown => {}
+            }
+        }
+        let number = match view.uri.scheme() {
+            Scheme::Tel => view.uri.number(),
+            _ => view.uri.user(),
+        };
+        if let Some(number) = number
+            && let Some((target, _)) = cfg.number_routes.longest_match(number)
+        {
+            return self.target_hop(target, view).map(|hop| Decision {
+                hop,
+                new_uri: None,
+                strip_route,
+                strip_last_route: None,
+            });
+        }
+        let ours = view
+            .uri
+            .host()
+            .is_some_and(|h| self.is_our_domain(&h, input.local));
+        if !ours {
+            let by_domain = view.uri.host().and_then(|h| match h {
+                Host::Name(name) => with_lower(name, |n| cfg.domain_routes.get(n)),
+                _ => None,
+            });
+            if let Some(target) = by_domain.or(cfg.default_route.as_ref()) {
+                return self.target_hop(target, view).map(|hop| Decision {
+                    hop,
+                    new_uri: None,
+                    strip_route,
+                    strip_last_route: None,
+                });
+            }
+        }
+        if known_user {
+            Err(Reject::new(480, "Temporarily Unavailable"))
+        } else {
+            Err(Reject::new(404, "Not Found"))
+        }
+    }
+
+    fn target_hop(&self, target: &RouteTarget, view: &RequestView<'_>) -> Result<NextHop, Reject> {
+        match target {
+            RouteTarget::Hop(hop) => Ok(*hop),
+            RouteTarget::Group(g) => {
+                let group = self
+                    .config
+                    .groups
+                    .get(*g)
+                    .ok_or(Reject::new(500, "Server Internal Error"))?;
+                match group.pick(view.call_id, &self.health) {
+                    Some((_, t)) => Ok(NextHop {
+                        addr: t.addr,
+                        transport: t.transport,
+                    }),
+                    None => Err(Reject {
+                        code: 503,
+                        reason: "Service Unavailable",
+                        extra: ExtraHeader::RetryAfter(self.config.retry_after_s),
+                    }),
+                }
+            }
+        }
+    }
+
+    /// The address a Route URI (or strict-routing URI) sends to: maddr, host, port, transport.
+    fn uri_hop(&self, uri: &Uri<'_>) -> Result<NextHop, Reject> {
+        let transport = uri
+            .transport()
+            .map(|t| Transport::from_token(t).ok_or(Reject::new(503, "Unsupported Transport")))
+            .transpose()?
+            .unwrap_or(Transport::Udp);
+        let host = uri
+            .maddr()
+            .map(Host::parse)
+            .and_then(Result::ok)
+            .or(uri.host());
+        let ip = host
+            .and_then(|h| self.resolve(&h))
+            .ok_or(Reject::new(503, "Unresolvable Route"))?;
+        Ok(NextHop {
+            addr: SocketAddr::new(ip, uri.port().unwrap_or(5060)),
+            transport,
+        })
+    }
+
+    fn resolve(&self, host: &Host<'_>) -> Option<IpAddr> {
+        match *host {
+            Host::Ipv4(a) => Some(IpAddr::V4(a)),
+            Host::Ipv6(a) => Some(IpAddr::V6(a)),
+            Host::Name(name) => with_lower(name, |n| self.config.hosts.get(n).copied()),
+        }
+    }
+
+    fn is_our_domain(&self, host: &Host<'_>, local: SocketAddr) -> bool {
+        match *host {
+            Host::Name(name) => self
+                .config
+                .domains
+                .iter()
+                .any(|d| d.as_bytes().eq_ignore_ascii_case(name)),
+            Host::Ipv4(a) => self.is_our_ip(IpAddr::V4(a), local),
+            Host::Ipv6(a) => self.is_our_ip(IpAddr::V6(a), local),
+        }
+    }
+
+    fn is_our_ip(&self, ip: IpAddr, local: SocketAddr) -> bool {
+        ip == local.ip() || self.config.advertise.is_some_and(|a| a.ip() == ip)
+    }
+
+    /// A URI that names this proxy: one of our domains or addresses, on our port (or none).
+    fn uri_is_us(&self, uri: &Uri<'_>, local: SocketAddr) -> bool {
+        let Some(host) = uri.host() else { return false };
+        if !matches!(uri.scheme(), Scheme::Sip | Scheme::Sips) || !self.is_our_domain(&host, local)
+        {
+            return false;
+        }
+        let our_port = self.config.advertise.map_or(local.port(), |a| a.port());
+        match host {
+            Host::Name(_) => uri.port().is_none_or(|p| p == our_port),
+            _ => uri.port().unwrap_or(5060) == our_port,
+        }
+    }
+
+    /// §16.6: writes the forwarded request.
+    fn forward_request(
+        &mut self,
+        input: &Input<'_>,
+        msg: &Message<'_, '_>,
+        view: &RequestView<'_>,
+        decision: &Decision<'_>,
+        buf: &mut [u8],
+    ) -> Action {
+        let bytes = msg.bytes();
+        let headers = msg.headers();
+        let cfg = &*self.config;
+        let sent_by = cfg.advertise.unwrap_or(input.local);
+        let mut out = Out::new(buf);
+
+        // Start line.
+        match &decision.new_uri {
+            Some(uri) => {
+                out.put(view.method.as_bytes());
+                out.put(b" ");
+                out.put(uri.as_bytes());
+                out.put(b" SIP/2.0\r\n");
+            }
+            None => out.put(&bytes[msg.start()..headers[0].start as usize]),
+        }
+
+        // Our Via, with the stateless branch (§16.11).
+        let h1 = branch::invariant_hash(
+            cfg.branch_secret,
+            view.uri_raw,
+            view.call_id,
+            view.from_tag,
+            view.cseq.seq,
+        );
+        let branch = match view.top_via.branch() {
+            Some(b) if b.starts_with(b"z9hG4bK") => {
+                let mut key = [0u8; 256];
+                let mut k = Out::new(&mut key);
+                k.put(b);
+                k.put(view.top_via.host_raw);
+                if let Some(port) = view.top_via.port {
+                    k.put(b":");
+                    k.put_u64(u64::from(port));
+                }
+                let n = k.len();
+                branch::branch(h1, &key[..n])
+            }
+            _ => branch::branch(h1, msg.value(HeaderName::Via).unwrap_or_default()),
+        };
+        out.put(b"Via: SIP/2.0/");
+        out.put(decision.hop.transport.via_token());
+        out.put(b" ");
+        out.put_hostport(sent_by);
+        out.put(b";branch=");
+        out.put(&branch);
+        out.put(b"\r\n");
+        if cfg.record_route {
+            out.put(b"Record-Route: <sip:");
+            out.put_hostport(sent_by);
+            if decision.hop.transport == Transport::Tcp || input.transport == Transport::Tcp {
+                out.put(b";transport=");
+                out.put(input.transport.via_token());
+            }
+            out.put(b";lr>\r\n");
+        }
+
+        let top_via_index = msg.header_index(HeaderName::Via);
+        let mf_index = msg.header_index(HeaderName::MaxForwards);
+        for (i, h) in headers.iter().enumerate() {
+            let line = &bytes[h.start as usize..h.end as usize];
+            if Some(i) == top_via_index {
+                write_received_via(&mut out, bytes, h, &view.top_via, input.source);
+            } else if Some(i) == mf_index {
+                out.put(b"Max-Forwards: ");
+                out.put_u64(u64::from(view.max_forwards.unwrap_or(70).saturating_sub(1)));
+                out.put(b"\r\n");
+            } else if let Some(rv) = decision.strip_route.filter(|r| r.header == i) {
+                write_without_value(
+                    &mut out,
+                    bytes,
+                    h,
+                    rv,
+                    decision.strip_last_route.filter(|l| l.header == i),
+                );
+            } else if let Some(rv) = decision.strip_last_route.filter(|r| r.header == i) {
+                write_without_value(&mut out, bytes, h, rv, None);
+            } else {
+                out.put(line);
+            }
+        }
+        if mf_index.is_none() {
+            out.put(b"Max-Forwards: 70\r\n");
+        }
+        let last_end = headers.last().map_or(msg.start(), |h| h.end as usize);
+        out.put(&bytes[last_end..msg.len()]);
+
+        match out.finish() {
+            Some(len) => {
+                bump(&self.stats.forwarded_requests);
+                Action::Forward {
+                    to: decision.hop.addr,
+                    transport: decision.hop.transport,
+                    len,
+                }
+            }
+            None => self.dropped(DropReason::Overflow),
+        }
+    }
+
+    /// §16.7 for a stateless proxy: check the top Via is ours, remove it, send to the next one.
+    fn handle_response(
+        &mut self,
+        input: &Input<'_>,
+        msg: &Message<'_, '_>,
+        buf: &mut [u8],
+    ) -> Action {
+        let Some(first_via_header) = msg.header(HeaderName::Via) else {
+            return self.dropped(DropReason::ResponseMalformed);
+        };
+        let mut values = split_comma(first_via_header.value);
+        let Some(Ok((first_offset, first_value))) = values.next() else {
+            return self.dropped(DropReason::ResponseMalformed);
+        };
+        let Ok(top) = Via::parse(first_value) else {
+            return self.dropped(DropReason::ResponseMalformed);
+        };
+        let branch = top.branch().unwrap_or_default();
+        let sent_by_ours = match top.host {
+            Host::Ipv4(a) => self.is_our_ip(IpAddr::V4(a), input.local),
+            Host::Ipv6(a) => self.is_our_ip(IpAddr::V6(a), input.local),
+            Host::Name(n) => self
+                .config
+                .domains
+                .iter()
+                .any(|d| d.as_bytes().eq_ignore_ascii_case(n)),
+        };
+        if !sent_by_ours {
+            return self.dropped(DropReason::ResponseNotOurs);
+        }
+        if let Some((index, seq)) = group::parse_probe_branch(branch) {
+            // Any final answer short of 5xx proves the target alive.
+            if msg.status().is_some_and(|s| (200..500).contains(&s)) {
+                self.health.record_answer(index, seq);
+            }
+            return self.dropped(DropReason::HealthAnswer);
+        }
+        if !branch.starts_with(branch::OUR_BRANCH_PREFIX) {
+            return self.dropped(DropReason::ResponseNotOurs);
+        }
+
+        // The next Via: later in the same header line, or the next Via line.
+        let bytes = msg.bytes();
+        let (next, cut_from, cut_to) = match values.next() {
+            Some(Ok((off, value))) => {
+                let start = first_via_header.value_start as usize;
+                (value, start + first_offset, start + off)
+            }
+            Some(Err(_)) => return self.dropped(DropReason::ResponseMalformed),
+            None => {
+                let Some(second) = msg.headers_named(HeaderName::Via).nth(1) else {
+                    return self.dropped(DropReason::ResponseNoNextHop);
+                };
+                let Some(Ok((_, value))) = split_comma(second.value).next() else {
+                    return self.dropped(DropReason::ResponseMalformed);
+                };
+                (
+                    value,
+                    first_via_header.start as usize,
+                    first_via_header.end as usize,
+                )
+            }
+        };
+        let Ok(next) = Via::parse(next) else {
+            return self.dropped(DropReason::ResponseMalformed);
+        };
+        let ip = match next.received() {
+            Some(ip) => ip,
+            None => match self.resolve(&next.host) {
+                Some(ip) => ip,
+                None => return self.dropped(DropReason::Unresolvable),
+            },
+        };
+        if is_broadcast_or_multicast(ip) {
+            return self.dropped(DropReason::Broadcast);
+        }
+        let port = match next.rport() {
+            Rport::Value(p) => p,
+            _ => next.port.unwrap_or(5060),
+        };
+        let transport = Transport::from_token(next.transport).unwrap_or(Transport::Udp);
+        let mut out = Out::new(buf);
+        out.put(&bytes[..cut_from]);
+        out.put(&bytes[cut_to..]);
+        match out.finish() {
+            Some(len) => {
+                bump(&self.stats.forwarded_responses);
+                Action::Forward {
+                    to: SocketAddr::new(ip, port),
+                    transport,
+                    len,
+                }
+            }
+            None => self.dropped(DropReason::Overflow),
+        }
+    }
+
+    /// Writes a response of our own to the request whose headers are given (§8.2.6): Vias (the
+    /// top one with received/rport), From, To (with our tag), Call-ID, CSeq copied.
+    fn reply(
+        &mut self,
+        input: &Input<'_>,
+        headers: &[Header<'_>],
+        reject: &Reject,
+        buf: &mut [u8],
+    ) -> Action {
+        let bytes = input.bytes;
+        let Some(top_via_header) = headers.iter().find(|h| h.name == HeaderName::Via) else {
+            return self.dropped(DropReason::NoVia);
+        };
+        let top_via = first_via(top_via_header.value);
+        let mut out = Out::new(buf);
+        out.put(b"SIP/2.0 ");
+        out.put_u64(u64::from(reject.code));
+        out.put(b" ");
+        out.put_str(reject.reason);
+        out.put(b"\r\n");
+        let mut tag_key = xxhash_rust::xxh3::Xxh3::with_seed(self.config.branch_secret);
+        for h in headers {
+            let line = &bytes[h.start as usize..h.end as usize];
+            match h.name {
+                HeaderName::Via if std::ptr::eq(h, top_via_header) => match &top_via {
+                    Some(via) => write_received_via(&mut out, bytes, h, via, input.source),
+                    None => out.put(line),
+                },
+                HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
+                    tag_key.update(h.value);
+                    out.put(line);
+                }
+                HeaderName::To => {
+                    out.put(line);
+                    let has_tag = NameAddr::parse(h.value)
+                        .ok()
+                        .is_some_and(|n| n.tag().is_some());
+                    if !has_tag && reject.code > 100 {
+                        // Insert `;tag=` before the line ending (and before folded CRLF).
+                        let value_end = h.value_start as usize + h.value.len();
+                        out.rewind(line.len());
+                        out.put(&bytes[h.start as usize..value_end]);
+                        out.put(b";tag=sd");
+                        tag_key.update(h.value);
+                        out.put_hex64(tag_key.digest());
+                        out.put(&bytes[value_end..h.end as usize]);
+                    }
+                }
+                _ => {}
+            }
+        }
+        match reject.extra {
+            ExtraHeader::None => {}
+            ExtraHeader::Unsupported => {
+                for h in headers
+                    .iter()
+                    .filter(|h| h.name == HeaderName::ProxyRequire)
+                {
+                    out.put(b"Unsupported: ");
+                    out.put(h.value);
+                    out.put(b"\r\n");
+                }
+            }
+            ExtraHeader::RetryAfter(s) => {
+                out.put(b"Retry-After: ");
+                out.put_u64(u64::from(s));
+                out.put(b"\r\n");
+            }
+            ExtraHeader::Capabilities => {
+                out.put(b"Allow: INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, MESSAGE, INFO, UPDATE, PRACK, SUBSCRIBE, NOTIFY, REFER\r\nAccept: application/sdp\r\n");
+            }
+        }
+        out.put(b"Server: sipd\r\nContent-Length: 0\r\n\r\n");
+        let Some(len) = out.finish() else {
+            return self.dropped(DropReason::Overflow);
+        };
+        self.stats.count_reply(reject.code);
+        // §18.2.2 with RFC 3581: over TCP (and with rport) back to the source; else to the source
+        // address and the sent-by port.
+        let to = match (&top_via, input.transport) {
+            (Some(via), Transport::Udp) if via.rport() == Rport::Absent => {
+                SocketAddr::new(input.source.ip(), via.port.unwrap_or(5060))
+            }
+            _ => input.source,
+        };
+        Action::Reply {
+            to,
+            transport: input.transport,
+            code: reject.code,
+            len,
+        }
+    }
+}
+
+fn capabilities() -> Reject {
+    Reject {
+        code: 200,
+        reason: "OK",
+        extra: ExtraHeader::Capabilities,
+    }
+}
+
+fn method_label_index(method: Option<Method<'_>>) -> usize {
+    match method {
+        Some(Method::Invite) => 0,
+        Some(Method::Ack) => 1,
+        Some(Method::Bye) => 2,
+        Some(Method::Cancel) => 3,
+        Some(Method::Register) => 4,
+        Some(Method::Options) => 5,
+        Some(Method::Message) => 6,
+        _ => 7,
+    }
+}
+
+/// The first value of a Via header line.
+fn first_via(value: &[u8]) -> Option<Via<'_>> {
+    let (_, first) = split_comma(value).next()?.ok()?;
+    Via::parse(first).ok()
+}
+
+/// The positions of the first, second and last Route values.
+struct RouteValues {
+    first: Option<RouteValue>,
+    second: Option<RouteValue>,
+    last: Option<RouteValue>,
+}
+
+fn route_values(msg: &Message<'_, '_>) -> RouteValues {
+    let mut rv = RouteValues {
+        first: None,
+        second: None,
+        last: None,
+    };
+    let Some(start) = msg.header_index(HeaderName::Route) else {
+        return rv;
+    };
+    for (i, h) in msg.headers().iter().enumerate().skip(start) {
+        if h.name != HeaderName::Route {
+            continue;
+        }
+        for (offset, value) in split_comma(h.value).flatten() {
+            let v = RouteValue {
+                header: i,
+                offset,
+                len: value.len(),
+            };
+            if rv.first.is_none() {
+                rv.first = Some(v);
+            } else if rv.second.is_none() {
+                rv.second = Some(v);
+            }
+            rv.last = Some(v);
+        }
+    }
+    rv
+}
+
+fn route_uri_bytes<'a>(msg: &Message<'a, '_>, rv: RouteValue) -> Option<&'a [u8]> {
+    let h = msg.headers().get(rv.header)?;
+    let value = h.value.get(rv.offset..rv.offset + rv.len)?;
+    NameAddr::parse(value).ok().map(|n| n.uri_raw)
+}
+
+fn route_uri<'a>(msg: &Message<'a, '_>, rv: RouteValue) -> Option<Uri<'a>> {
+    let h = msg.headers().get(rv.header)?;
+    let value = h.value.get(rv.offset..rv.offset + rv.len)?;
+    NameAddr::parse(value).ok().map(|n| n.uri)
+}
+
+/// Copies a list header line without one (or two) of its values; drops the line when nothing is
+/// left.
+fn write_without_value(
+    out: &mut Out<'_>,
+    bytes: &[u8],
+    h: &Header<'_>,
+    a: RouteValue,
+    b: Option<RouteValue>,
+) {
+    let remaining: usize = split_comma(h.value)
+        .flatten()
+        .filter(|(off, _)| *off != a.offset && b.is_none_or(|b| *off != b.offset))
+        .count();
+    if remaining == 0 {
+        return;
+    }
+    out.put(&bytes[h.start as usize..h.value_start as usize]);
+    let mut first = true;
+    for (off, value) in split_comma(h.value).flatten() {
+        if off == a.offset || b.is_some_and(|b| off == b.offset) {
+            continue;
+        }
+        if !first {
+            out.put(b", ");
+        }
+        first = false;
+        out.put(value);
+    }
+    out.put(b"\r\n");
+}
+
+/// Copies the top Via header line with `received` (when the sent-by differs from the source
+/// address, or rport was requested) and the `rport` value filled in (RFC 3261 §18.2.1, RFC 3581).
+fn write_received_via(
+    out: &mut Out<'_>,
+    bytes: &[u8],
+    h: &Header<'_>,
+    via: &Via<'_>,
+    source: SocketAddr,
+) {
+    let value_start = h.value_start as usize;
+    let Some(Ok((first_off, first))) = split_comma(h.value).next() else {
+        out.put(&bytes[h.start as usize..h.end as usize]);
+        return;
+    };
+    let first_end = value_start + first_off + first.len();
+    let rport_empty = via.rport() == Rport::Empty;
+    let sent_by_matches = match via.host {
+        Host::Ipv4(a) => IpAddr::V4(a) == source.ip(),
+        Host::Ipv6(a) => IpAddr::V6(a) == source.ip(),
+        Host::Name(_) => false,
+    };
+    let add_received = (rport_empty || !sent_by_matches) && via.received().is_none();
+    let mut pos = h.start as usize;
+    let rport_name = via
+        .params
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(b"rport"))
+        .map(|(n, _)| n);
+    if rport_empty && let Some(name) = rport_name {
+        let after = offset_in(bytes, name) + name.len();
+        out.put(&bytes[pos..after]);
+        out.put(b"=");
+        out.put_u64(u64::from(source.port()));
+        pos = after;
+    }
+    out.put(&bytes[pos..first_end]);
+    if add_received {
+        out.put(b";received=");
+        match source.ip() {
+            IpAddr::V4(a) => out.put_ip(IpAddr::V4(a)),
+            // RFC 5118 §4.5: received carries an IPv6 address without brackets.
+            IpAddr::V6(a) => {
+                let mut s = writer::StackStr::<48>::new();
+                let _ = std::fmt::Write::write_fmt(&mut s, format_args!("{a}"));
+                out.put(s.as_bytes());
+            }
+        }
+    }
+    out.put(&bytes[first_end..h.end as usize]);
+}
+
+fn is_broadcast_or_multicast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(a) => a.is_broadcast() || a.is_multicast() || a.is_unspecified(),
+        IpAddr::V6(a) => a.is_multicast() || a.is_unspecified(),
+    }
+}
+
+/// Looks `name` up lower-cased without allocating (names longer than 255 bytes never match).
+fn with_lower<T>(name: &[u8], f: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+    let mut buf = [0u8; 255];
+    let dst = buf.get_mut(..name.len())?;
+    for (d, s) in dst.iter_mut().zip(name) {
+        *d = s.to_ascii_lowercase();
+    }
+    f(std::str::from_utf8(dst).ok()?)
+}
