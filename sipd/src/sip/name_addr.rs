@@ -590,6 +590,19 @@ mod tests {
             .unwrap();
         assert_eq!(a.expires(), Some(Err(Error::new(ErrorKind::Number, 33))));
 
+        // RFC 3261 §20.30 / §24.2 Record-Route.
+        let rr: Vec<_> = name_addr_values(
+            b" <sip:server10.biloxi.com;lr>,\r\n <sip:bigbox3.site3.atlanta.com;lr>",
+        )
+        .collect::<Result<_>>()
+        .unwrap();
+        assert_eq!(rr.len(), 2);
+        assert!(rr.iter().all(|a| a.uri.has_lr()));
+        assert_eq!(
+            rr[1].uri.host(),
+            Some(Host::Name(b"bigbox3.site3.atlanta.com"))
+        );
+
         let c: Vec<_> = contact_values(b" * ").collect();
         assert_eq!(c, vec![Ok(ContactValue::Star)]);
         let c: Vec<_> = contact_values(b"*, <sip:a@b.c>").collect();
