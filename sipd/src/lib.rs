@@ -5,6 +5,9 @@
 //! The protocol logic is sans-IO: it takes bytes (and `now`) and returns what to do; the drivers that
 //! own sockets and AF_XDP rings are thin.
 
+pub mod admin;
 pub mod cli;
+pub mod config;
+pub mod logging;
 pub mod proxy;
 pub mod sip;

@@ -1,5 +1,6 @@
 //! The `sipd` command line.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -28,12 +29,114 @@ enum Command {
         /// The message file; `-` or nothing reads standard input.
         file: Option<PathBuf>,
     },
+    /// Check a configuration file without applying it.
+    ///
+    /// Every error is printed with its file, line and key; exit 1 if there is any.
+    ///
+    /// Example:
+    ///   sipd check-config /etc/sipd/sipd.toml
+    #[command(verbatim_doc_comment)]
+    CheckConfig {
+        /// The TOML configuration file.
+        file: PathBuf,
+    },
+    /// Print a readable summary of a running sipd's metrics.
+    ///
+    /// Example:
+    ///   sipd stats --admin 127.0.0.1:9060
+    #[command(verbatim_doc_comment)]
+    Stats {
+        /// The admin endpoint of the running sipd.
+        #[arg(long, default_value = "127.0.0.1:9060")]
+        admin: SocketAddr,
+        /// Print the raw Prometheus text instead.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Ask a running sipd to reload its configuration (same as SIGHUP).
+    ///
+    /// Routes, groups, redirect rules and credentials are replaced atomically while traffic
+    /// flows; a configuration with errors is rejected and the running one kept.
+    ///
+    /// Example:
+    ///   sipd reload --admin 127.0.0.1:9060
+    #[command(verbatim_doc_comment)]
+    Reload {
+        /// The admin endpoint of the running sipd.
+        #[arg(long, default_value = "127.0.0.1:9060")]
+        admin: SocketAddr,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Parse { file } => parse(file),
+        Command::CheckConfig { file } => check_config(&file),
+        Command::Stats { admin, raw } => stats(admin, raw),
+        Command::Reload { admin } => reload(admin),
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match sipd::config::Config::load(file) {
+        Ok(c) => {
+            let p = &c.routing.proxy;
+            println!(
+                "ok: {} ({} listen addresses, {} number routes, {} domain routes, {} groups, mode {:?})",
+                file.display(),
+                c.listen.len(),
+                p.number_routes.len(),
+                p.domain_routes.len(),
+                p.groups.len(),
+                c.mode,
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("error: {e}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn stats(admin: SocketAddr, raw: bool) -> ExitCode {
+    match sipd::admin::request(admin, "GET", "/metrics") {
+        Ok((200, body)) => {
+            if raw {
+                print!("{body}");
+            } else {
+                print!("{}", sipd::cli::stats::summarize(&body));
+            }
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            eprintln!("error: admin endpoint answered {status}: {}", body.trim());
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("error: cannot reach the admin endpoint at {admin}: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn reload(admin: SocketAddr) -> ExitCode {
+    match sipd::admin::request(admin, "POST", "/reload") {
+        Ok((202, _)) => {
+            println!("reload requested (see the sipd log for the outcome)");
+            ExitCode::SUCCESS
+        }
+        Ok((status, body)) => {
+            eprintln!("error: admin endpoint answered {status}: {}", body.trim());
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("error: cannot reach the admin endpoint at {admin}: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

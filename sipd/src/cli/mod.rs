@@ -2,3 +2,4 @@
 //! them directly).
 
 pub mod parse;
+pub mod stats;

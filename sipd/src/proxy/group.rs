@@ -187,6 +187,7 @@ pub struct HealthChange {
 
 #[derive(Debug)]
 struct ProbeState {
+    config: HealthConfig,
     to: SocketAddr,
     transport: Transport,
     next_at: u64,
@@ -198,7 +199,6 @@ struct ProbeState {
 /// Schedules and judges OPTIONS probes; owned by one thread.
 #[derive(Debug)]
 pub struct HealthProber {
-    config: HealthConfig,
     health: Arc<Health>,
     probes: Vec<ProbeState>,
     changes: Vec<HealthChange>,
@@ -213,11 +213,22 @@ impl HealthProber {
         targets: &[(SocketAddr, Transport)],
         now: u64,
     ) -> Self {
+        let with: Vec<_> = targets.iter().map(|&(a, t)| (a, t, config)).collect();
+        Self::with_configs(health, &with, now)
+    }
+
+    /// Like [`HealthProber::new`] with settings per target (groups configure their own).
+    pub fn with_configs(
+        health: Arc<Health>,
+        targets: &[(SocketAddr, Transport, HealthConfig)],
+        now: u64,
+    ) -> Self {
         let n = targets.len().max(1) as u64;
         let probes = targets
             .iter()
             .enumerate()
-            .map(|(i, &(to, transport))| ProbeState {
+            .map(|(i, &(to, transport, config))| ProbeState {
+                config,
                 to,
                 transport,
                 next_at: now + config.interval_ms * i as u64 / n,
@@ -227,11 +238,19 @@ impl HealthProber {
             })
             .collect();
         HealthProber {
-            config,
             health,
             probes,
             changes: Vec::new(),
         }
+    }
+
+    /// Number of probed targets.
+    pub fn len(&self) -> usize {
+        self.probes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.probes.is_empty()
     }
 
     /// The earliest time at which [`HealthProber::poll_transmit`] has something to do.
@@ -249,8 +268,8 @@ impl HealthProber {
     ) -> Option<Transmit> {
         let index = self.probes.iter().position(|p| p.next_at <= now)?;
         let answered = self.health.answered(index);
-        let cfg = self.config;
         let p = &mut self.probes[index];
+        let cfg = p.config;
         if p.sent_seq > 0 {
             if answered >= p.sent_seq {
                 p.answers += 1;

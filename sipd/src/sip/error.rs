@@ -66,6 +66,38 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind, in declaration order (metrics export a series for each).
+    pub const ALL: [ErrorKind; 28] = [
+        ErrorKind::StartLine,
+        ErrorKind::Method,
+        ErrorKind::RequestUri,
+        ErrorKind::Version,
+        ErrorKind::UnsupportedVersion,
+        ErrorKind::StatusCode,
+        ErrorKind::ReasonPhrase,
+        ErrorKind::HeaderName,
+        ErrorKind::HeaderColon,
+        ErrorKind::HeaderValue,
+        ErrorKind::TooManyHeaders,
+        ErrorKind::LineTooLong,
+        ErrorKind::MessageTooLarge,
+        ErrorKind::HeadersUnterminated,
+        ErrorKind::ContentLength,
+        ErrorKind::BodyTruncated,
+        ErrorKind::Uri,
+        ErrorKind::Host,
+        ErrorKind::Port,
+        ErrorKind::Param,
+        ErrorKind::QuotedString,
+        ErrorKind::NameAddr,
+        ErrorKind::Via,
+        ErrorKind::CSeq,
+        ErrorKind::Number,
+        ErrorKind::Auth,
+        ErrorKind::DuplicateHeader,
+        ErrorKind::Token,
+    ];
+
     /// A one-line explanation for logs and `sipd parse`.
     pub fn explain(self) -> &'static str {
         match self {
@@ -172,3 +204,19 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 pub type Result<T> = core::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_kind_once_in_order() {
+        for (i, k) in ErrorKind::ALL.iter().enumerate() {
+            assert_eq!(*k as usize, i, "{k:?} out of order");
+        }
+        let names: std::collections::HashSet<_> = ErrorKind::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names.len(), ErrorKind::ALL.len());
+        // A new variant appended after Token would get discriminant 28: keep ALL complete.
+        assert_eq!(ErrorKind::Token as usize, ErrorKind::ALL.len() - 1);
+    }
+}
