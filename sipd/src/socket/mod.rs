@@ -265,8 +265,9 @@ impl Drop for DoneGuard {
     }
 }
 
-/// Wall-clock milliseconds: the core's `now` (shared by workers and restarts).
-pub(crate) fn now_ms() -> u64 {
+/// Wall-clock milliseconds: the `now` this backend gives the core (and what a [`HealthProber`]
+/// handed to [`SocketServer::start`] should be created with).
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
