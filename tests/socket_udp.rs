@@ -276,3 +276,109 @@ fn shutdown_is_prompt_and_releases_the_ports() {
     std::net::TcpListener::bind(tcp).expect("TCP port released");
     let _: SocketAddr = udp;
 }
+
+/// Forwarding rate through the UDP workers (not a pass/fail test; run in release):
+/// `cargo test --release -p sipd --test socket_udp -- --ignored --nocapture rate`.
+/// A sender keeps a window of MESSAGE requests in flight from 8 sources; a sink counts what
+/// the proxy forwards to it. Printed per (workers, batch).
+#[test]
+#[ignore]
+fn rate_udp_forwarding() {
+    use std::sync::atomic::AtomicU64;
+    const TOTAL: u64 = 200_000;
+    const WINDOW: u64 = 256;
+    for (workers, batch) in [(1, 1), (1, 32), (2, 1), (2, 32)] {
+        let sink = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+        sink.set_recv_buffer_size(8 << 20).unwrap();
+        sink.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        let sink: UdpSocket = sink.into();
+        sink.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let sink_addr = sink.local_addr().unwrap();
+        let mut cfg = config(&["127.0.0.1:0"], &[]);
+        cfg.workers = workers;
+        cfg.batch = batch;
+        cfg.udp_buffer_bytes = Some(4 << 20);
+        let server = start(cfg, sink_addr, Transport::Udp);
+        let proxy = server.udp_addrs()[0];
+        let received = Arc::new(AtomicU64::new(0));
+        let counter = {
+            let received = received.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0; 65_535];
+                while sink.recv_from(&mut buf).is_ok() {
+                    received.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        let senders: Vec<Peer> = (0..8).map(|_| Peer::udp("127.0.0.1")).collect();
+        let msgs: Vec<String> = senders
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                request(
+                    "MESSAGE",
+                    "sip:bob@example.com",
+                    p,
+                    &format!("z9hG4bKr{i}"),
+                    &format!("r{i}@rate"),
+                    1,
+                    None,
+                    "hello",
+                )
+            })
+            .collect();
+        let started = Instant::now();
+        let (mut sent, mut lost) = (0u64, 0u64);
+        let mut last_progress = (Instant::now(), 0u64);
+        while sent < TOTAL && started.elapsed() < Duration::from_secs(20) {
+            let got = received.load(Ordering::Relaxed);
+            if got != last_progress.1 {
+                last_progress = (Instant::now(), got);
+            }
+            if sent - got - lost >= WINDOW {
+                // A stalled window means datagrams were lost: write them off.
+                if last_progress.0.elapsed() > Duration::from_millis(50) {
+                    lost = sent - got;
+                }
+                std::thread::yield_now();
+                continue;
+            }
+            let i = (sent % 8) as usize;
+            if let Peer::Udp(s) = &senders[i] {
+                s.send_to(msgs[i].as_bytes(), proxy).unwrap();
+            }
+            sent += 1;
+        }
+        // The last forwards (or the certainty that they are lost).
+        let mut last = u64::MAX;
+        while received.load(Ordering::Relaxed) < sent - lost
+            && received.load(Ordering::Relaxed) != last
+        {
+            last = received.load(Ordering::Relaxed);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let elapsed = started.elapsed();
+        let got = received.load(Ordering::Relaxed);
+        let mean_batch: Vec<String> = server
+            .workers()
+            .iter()
+            .map(|w| format!("{:.1}", w.stats.mean_batch()))
+            .collect();
+        let rx = sum(&server, |w| w.stats.rx_packets.load(Ordering::Relaxed));
+        let tx = sum(&server, |w| w.stats.tx_packets.load(Ordering::Relaxed));
+        let errors = sum(&server, |w| w.stats.send_errors.load(Ordering::Relaxed));
+        let dropped = sum(&server, |w| w.stats.dropped.load(Ordering::Relaxed));
+        println!("proxy: rx {rx} tx {tx} send errors {errors} dropped {dropped}");
+        drop(server);
+        counter.join().unwrap();
+        let sent = sent;
+        println!(
+            "workers={workers} batch={batch}: {got} of {sent} forwarded in {:.2} s = {:.0} msg/s \
+             (mean rx batch per worker {mean_batch:?})",
+            elapsed.as_secs_f64(),
+            got as f64 / elapsed.as_secs_f64()
+        );
+    }
+}
