@@ -247,3 +247,40 @@ fn oversized_message_closes_the_connection() {
     assert!(start_line(&resp).starts_with("SIP/2.0 513 "), "{resp}");
     server.shutdown().unwrap();
 }
+
+#[test]
+fn failed_connect_is_counted_and_harmless() {
+    // A TCP callee that is not listening (the port was just released).
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_addr = gone.local_addr().unwrap();
+    drop(gone);
+    let server = start(
+        config(&["127.0.0.1:0"], &["127.0.0.1:0"]),
+        gone_addr,
+        Transport::Tcp,
+    );
+    let proxy = server.udp_addrs()[0];
+    let mut uac = Peer::udp("127.0.0.1");
+    let invite = request(
+        "INVITE",
+        "sip:bob@example.com",
+        &uac,
+        "z9hG4bKf1",
+        "f1@test",
+        1,
+        None,
+        "",
+    );
+    uac.send(proxy, &invite);
+    eventually("the connect failure", || {
+        server.tcp_stats().connect_errors.load(Ordering::Relaxed) == 1
+    });
+    assert_eq!(server.tcp_stats().open.load(Ordering::Relaxed), 0);
+    // The proxy still answers.
+    let tcp = server.tcp_addrs()[0];
+    let (mut s, mut pending) = connect(tcp);
+    s.write_all(options(tcp, 7, "").as_bytes()).unwrap();
+    let resp = read_stream_message(&mut s, &mut pending).unwrap();
+    assert_eq!(start_line(&resp), "SIP/2.0 200 OK");
+    server.shutdown().unwrap();
+}

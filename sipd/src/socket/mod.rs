@@ -278,7 +278,7 @@ pub struct ServerHandle {
     udp_addrs: Vec<SocketAddr>,
     tcp_addrs: Vec<SocketAddr>,
     workers: Vec<WorkerInfo>,
-    tcp_info: WorkerInfo,
+    tcp_proxy: Arc<ProxyStats>,
     tcp_stats: Arc<TcpStats>,
     controls: Vec<Sender<Control>>,
     tcp_waker: Arc<mio::Waker>,
@@ -388,10 +388,7 @@ impl SocketServer {
             udp_addrs: udp_addrs.clone(),
             tcp_addrs: tcp_addrs.clone(),
             workers: Vec::with_capacity(workers),
-            tcp_info: WorkerInfo {
-                stats: Arc::new(WorkerStats::default()),
-                proxy: Arc::new(ProxyStats::default()),
-            },
+            tcp_proxy: Arc::new(ProxyStats::default()),
             tcp_stats: Arc::new(TcpStats::default()),
             controls: Vec::with_capacity(workers + 1),
             tcp_waker: tcp_waker.clone(),
@@ -403,7 +400,7 @@ impl SocketServer {
 
         // The TCP thread first: workers may hand off from their first batch on.
         let tcp_proxy = make_proxy(workers);
-        handle.tcp_info.proxy = tcp_proxy.stats().clone();
+        handle.tcp_proxy = tcp_proxy.stats().clone();
         let (control_tx, control_rx) = crossbeam_channel::bounded(16);
         let local_probe = udp_addrs.first().or(tcp_addrs.first()).copied();
         let driver = tcp::TcpDriver::new(tcp::TcpSetup {
@@ -519,7 +516,7 @@ impl ServerHandle {
     }
 
     pub fn tcp_proxy_stats(&self) -> &Arc<ProxyStats> {
-        &self.tcp_info.proxy
+        &self.tcp_proxy
     }
 
     /// Every proxy's counters (the workers', then the TCP thread's).
@@ -527,7 +524,7 @@ impl ServerHandle {
         self.workers
             .iter()
             .map(|w| w.proxy.clone())
-            .chain(std::iter::once(self.tcp_info.proxy.clone()))
+            .chain(std::iter::once(self.tcp_proxy.clone()))
             .collect()
     }
 
