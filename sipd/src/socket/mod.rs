@@ -61,6 +61,8 @@ pub struct TcpLimits {
     pub max_connections: usize,
     /// Bytes buffered per connection in each direction: a peer that sends a message larger than
     /// this without completing it, or stops reading while we have this much to send, is closed.
+    /// (Messages are also bounded by the largest UDP payload, 65,535 bytes.) Worst-case memory is
+    /// about `2 * max_connections * max_buffered_bytes_per_conn`; empty buffers are released.
     pub max_buffered_bytes_per_conn: usize,
     /// A connection with no traffic in either direction for this long is closed.
     pub idle_timeout: Duration,
@@ -72,7 +74,7 @@ impl Default for TcpLimits {
     fn default() -> Self {
         TcpLimits {
             max_connections: 4096,
-            max_buffered_bytes_per_conn: 256 * 1024,
+            max_buffered_bytes_per_conn: 128 * 1024,
             idle_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(5),
         }

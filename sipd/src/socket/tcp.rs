@@ -37,6 +37,8 @@ use crate::sip::message::DEFAULT_MAX_MESSAGE_LEN;
 pub(crate) const WAKER: Token = Token(usize::MAX);
 /// Hand-off messages taken per turn of the loop (the rest wait for the next turn).
 const HANDOFF_PER_TURN: usize = 4096;
+/// A connection's empty buffer keeps at most this much capacity.
+const KEEP_CAPACITY: usize = 16 * 1024;
 /// Bytes read per `read(2)`.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -451,6 +453,10 @@ impl TcpDriver {
             }
         }
         conn.inbuf.drain(..consumed);
+        if conn.inbuf.is_empty() && conn.inbuf.capacity() > KEEP_CAPACITY {
+            // Thousands of mostly idle connections should not each keep a large message's room.
+            conn.inbuf = Vec::new();
+        }
         self.tx = tx;
         result
     }
@@ -617,6 +623,9 @@ impl TcpDriver {
             if conn.pending() == 0 {
                 conn.outbuf.clear();
                 conn.out_pos = 0;
+                if conn.outbuf.capacity() > KEEP_CAPACITY {
+                    conn.outbuf = Vec::new();
+                }
             }
         }
         let want_write = conn.pending() > 0 || conn.connecting.is_some();
