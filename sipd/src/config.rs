@@ -360,15 +360,63 @@ pub struct Interface {
     pub cores: Vec<usize>,
 }
 
-/// What a reload replaces: the proxy configuration, the group health table it indexes and the
-/// probes that feed it.
+/// What a reload replaces: the proxy configuration and the group targets to probe. Group health
+/// indices (`Group::health_base`) are numbered from 0 here; the runtime moves them into slots of
+/// its process-wide health table ([`HealthSlots`]).
 #[derive(Debug, Clone)]
 pub struct Routing {
-    pub proxy: Arc<ProxyConfig>,
-    pub health: Arc<Health>,
-    pub health_config: Vec<HealthConfig>,
-    /// Health index -> (probe destination, transport, the group's probe settings index).
-    pub probe_targets: Vec<(SocketAddr, Transport)>,
+    pub proxy: ProxyConfig,
+    /// Config-local health index -> (group name, probe destination, transport, probe settings).
+    pub probes: Vec<(String, SocketAddr, Transport, HealthConfig)>,
+}
+
+/// The process-wide group health table and the slots each configuration's targets occupy.
+/// A target (same group, address and transport) keeps its up/down state across reloads.
+#[derive(Debug)]
+pub struct HealthSlots {
+    health: Arc<Health>,
+    next: usize,
+    current: HashMap<(String, SocketAddr, Transport), usize>,
+}
+
+impl HealthSlots {
+    pub fn new(capacity: usize) -> Self {
+        HealthSlots { health: Health::new(capacity), next: 0, current: HashMap::new() }
+    }
+
+    pub fn health(&self) -> &Arc<Health> {
+        &self.health
+    }
+
+    /// Places a configuration's targets into fresh slots (contiguous per group, wrapping when
+    /// the table is exhausted), carrying state over; returns the proxy configuration to run and
+    /// the probes (slot, address, transport, settings) for a [`HealthProber`].
+    pub fn assign(&mut self, routing: &Routing) -> (Arc<ProxyConfig>, Vec<(usize, SocketAddr, Transport, HealthConfig)>) {
+        let mut proxy = routing.proxy.clone();
+        let capacity = self.health.len().max(1);
+        let mut probes = Vec::new();
+        let mut current = HashMap::new();
+        for group in &mut proxy.groups {
+            let n = group.targets.len();
+            if self.next + n > capacity {
+                self.next = 0;
+            }
+            let base = self.next;
+            self.next += n;
+            for (i, t) in group.targets.iter().enumerate() {
+                let slot = base + i;
+                let key = (group.name.clone(), t.addr, t.transport);
+                let was_up = self.current.get(&key).is_none_or(|&old| self.health.is_up(old));
+                self.health.set_up(slot, was_up);
+                let cfg = routing.probes.get(group.health_base + i).map(|p| p.3).unwrap_or_default();
+                probes.push((slot, t.addr, t.transport, cfg));
+                current.insert(key, slot);
+            }
+            group.health_base = base;
+        }
+        self.current = current;
+        (Arc::new(proxy), probes)
+    }
 }
 
 impl Config {
@@ -581,8 +629,7 @@ impl Checker<'_> {
         // Groups first: routes refer to them by name.
         let mut groups = Vec::new();
         let mut group_index = HashMap::new();
-        let mut health_config = Vec::new();
-        let mut probe_targets = Vec::new();
+        let mut probes = Vec::new();
         for (gi, g) in file.groups.iter().enumerate() {
             let name = g.name.get_ref().clone();
             if group_index.insert(name.clone(), gi).is_some() {
@@ -606,7 +653,7 @@ impl Checker<'_> {
                 down_after: g.health.down_after.max(1),
                 up_after: g.health.up_after.max(1),
             };
-            let base = probe_targets.len();
+            let base = probes.len();
             let mut targets = Vec::new();
             for (ti, t) in g.targets.get_ref().iter().enumerate() {
                 let key = format!("groups[{gi}].targets[{ti}]");
@@ -639,8 +686,7 @@ impl Checker<'_> {
                         transport,
                         weight: t.weight.max(1),
                     });
-                    probe_targets.push((addr, transport));
-                    health_config.push(hc);
+                    probes.push((name.clone(), addr, transport, hc));
                 }
             }
             groups.push(Group {
@@ -694,12 +740,7 @@ impl Checker<'_> {
             hosts,
             retry_after_s: s.retry_after,
         };
-        Routing {
-            proxy: Arc::new(proxy),
-            health: Health::new(probe_targets.len()),
-            health_config,
-            probe_targets,
-        }
+        Routing { proxy, probes }
     }
 
     /// `[udp:|tcp:]host:port` or `group:NAME`.
@@ -854,6 +895,29 @@ targets = []
     fn admin_must_be_loopback() {
         let e = load("[admin]\nlisten = \"0.0.0.0:9060\"\n").unwrap_err();
         assert!(e.to_string().contains("loopback"), "{e}");
+    }
+
+    #[test]
+    fn health_state_survives_a_reload() {
+        let text = "[[groups]]\nname = \"g\"\ntargets = [{ addr = \"10.0.0.1:5060\" }, { addr = \"10.0.0.2:5060\" }]\n";
+        let routing = load(text).unwrap().routing;
+        let mut slots = HealthSlots::new(3);
+        let (cfg, probes) = slots.assign(&routing);
+        assert_eq!(probes.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 1]);
+        slots.health().set_up(1, false);
+        // The reload moves the group to fresh slots (wrapping) and keeps target 2 down.
+        let (cfg2, probes2) = slots.assign(&routing);
+        assert_eq!(probes2.iter().map(|p| p.0).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(cfg.groups[0].health_base, 0);
+        assert_eq!(cfg2.groups[0].health_base, 0);
+        assert!(slots.health().is_up(0) && !slots.health().is_up(1));
+        let mut big = HealthSlots::new(10);
+        big.assign(&routing);
+        big.health().set_up(1, false);
+        let (cfg3, probes3) = big.assign(&routing);
+        assert_eq!(cfg3.groups[0].health_base, 2);
+        assert_eq!(probes3[1].0, 3);
+        assert!(big.health().is_up(2) && !big.health().is_up(3));
     }
 
     #[test]

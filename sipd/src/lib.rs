@@ -13,3 +13,4 @@ pub mod logging;
 pub mod proxy;
 pub mod sip;
 pub mod socket;
+pub mod runtime;

@@ -29,6 +29,20 @@ enum Command {
         /// The message file; `-` or nothing reads standard input.
         file: Option<PathBuf>,
     },
+    /// Run the SIP processor with a configuration file.
+    ///
+    /// Starts the datapath the file asks for (AF_XDP, kernel sockets, or auto), the admin
+    /// endpoint, and runs until SIGTERM or SIGINT (graceful: drain, flush, detach). SIGHUP
+    /// reloads routes, groups, redirect rules and credentials.
+    ///
+    /// Example:
+    ///   sipd run --config /etc/sipd/sipd.toml
+    #[command(verbatim_doc_comment)]
+    Run {
+        /// The TOML configuration file (see sipd/sipd.example.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Check a configuration file without applying it.
     ///
     /// Every error is printed with its file, line and key; exit 1 if there is any.
@@ -72,6 +86,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Parse { file } => parse(file),
+        Command::Run { config } => match sipd::runtime::run(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::CheckConfig { file } => check_config(&file),
         Command::Stats { admin, raw } => stats(admin, raw),
         Command::Reload { admin } => reload(admin),

@@ -140,12 +140,15 @@ impl Health {
         }
     }
 
-    fn set_up(&self, index: usize, up: bool) {
-        self.targets[index].up.store(up, Ordering::Relaxed);
+    /// Sets a target's state (reloads carry a target's state over to its new slot).
+    pub fn set_up(&self, index: usize, up: bool) {
+        if let Some(t) = self.targets.get(index) {
+            t.up.store(up, Ordering::Relaxed);
+        }
     }
 
     fn answered(&self, index: usize) -> u64 {
-        self.targets[index].answered.load(Ordering::Relaxed)
+        self.targets.get(index).map_or(0, |t| t.answered.load(Ordering::Relaxed))
     }
 }
 
@@ -187,6 +190,8 @@ pub struct HealthChange {
 
 #[derive(Debug)]
 struct ProbeState {
+    /// Index in the [`Health`] table (also written into the probe's branch).
+    slot: usize,
     config: HealthConfig,
     to: SocketAddr,
     transport: Transport,
@@ -223,11 +228,22 @@ impl HealthProber {
         targets: &[(SocketAddr, Transport, HealthConfig)],
         now: u64,
     ) -> Self {
+        let with: Vec<_> = targets.iter().enumerate().map(|(i, &(a, t, c))| (i, a, t, c)).collect();
+        Self::with_slots(health, &with, now)
+    }
+
+    /// Targets with their slot in the [`Health`] table given explicitly.
+    pub fn with_slots(
+        health: Arc<Health>,
+        targets: &[(usize, SocketAddr, Transport, HealthConfig)],
+        now: u64,
+    ) -> Self {
         let n = targets.len().max(1) as u64;
         let probes = targets
             .iter()
             .enumerate()
-            .map(|(i, &(to, transport, config))| ProbeState {
+            .map(|(i, &(slot, to, transport, config))| ProbeState {
+                slot,
                 config,
                 to,
                 transport,
@@ -237,11 +253,7 @@ impl HealthProber {
                 answers: 0,
             })
             .collect();
-        HealthProber {
-            health,
-            probes,
-            changes: Vec::new(),
-        }
+        HealthProber { health, probes, changes: Vec::new() }
     }
 
     /// Number of probed targets.
@@ -260,15 +272,10 @@ impl HealthProber {
 
     /// Judges the previous probe of a target that is due and writes its next probe into `buf`,
     /// sent from `local`. Call until it returns `None`.
-    pub fn poll_transmit(
-        &mut self,
-        now: u64,
-        local: SocketAddr,
-        buf: &mut [u8],
-    ) -> Option<Transmit> {
-        let index = self.probes.iter().position(|p| p.next_at <= now)?;
+    pub fn poll_transmit(&mut self, now: u64, local: SocketAddr, buf: &mut [u8]) -> Option<Transmit> {
+        let p = self.probes.iter_mut().find(|p| p.next_at <= now)?;
+        let index = p.slot;
         let answered = self.health.answered(index);
-        let p = &mut self.probes[index];
         let cfg = p.config;
         if p.sent_seq > 0 {
             if answered >= p.sent_seq {
@@ -287,7 +294,8 @@ impl HealthProber {
                 }
             }
         }
-        p.sent_seq += 1;
+        // A slot reused across a reload may have answered higher sequence numbers already.
+        p.sent_seq = p.sent_seq.max(answered) + 1;
         p.next_at = now + cfg.interval_ms;
         let (to, transport, seq) = (p.to, p.transport, p.sent_seq);
         let len = write_probe(buf, index, seq, local, to, transport)?;

@@ -30,10 +30,12 @@
 //! names a port we listen on for both.
 
 mod framing;
+mod metrics;
 mod tcp;
 mod udp;
 
 pub use framing::{Frame, next_frame, write_framing_reject};
+pub use metrics::SocketMetrics;
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -154,6 +156,8 @@ fn io_err(context: &'static str) -> impl FnOnce(io::Error) -> SocketError {
 pub enum Control {
     /// Swap the routing configuration ([`Proxy::set_config`]).
     SetConfig(Arc<ProxyConfig>),
+    /// Replace the health prober (TCP thread only; the slot is taken by the first reader).
+    SetProber(Arc<std::sync::Mutex<Option<HealthProber>>>),
     /// Stop: workers drain what the kernel has queued; the TCP thread stops accepting and
     /// reading, and flushes what it has to send.
     Shutdown,
@@ -416,6 +420,7 @@ impl SocketServer {
             handoff: handoff_rx,
             recycle: recycle_tx,
             prober: prober.zip(local_probe),
+            probe_local: local_probe,
             drain_time: config.shutdown_timeout / 2,
         });
         let done_guard = DoneGuard(done_tx.clone());
@@ -537,6 +542,17 @@ impl ServerHandle {
                 .send_timeout(Control::SetConfig(config.clone()), Duration::from_secs(1))
                 .map_err(|_| SocketError::ThreadGone)?;
         }
+        let _ = self.tcp_waker.wake();
+        Ok(())
+    }
+
+    /// Replaces the health prober (a reload that changed the groups); the TCP thread runs it.
+    pub fn set_prober(&self, prober: HealthProber) -> Result<(), SocketError> {
+        let slot = Arc::new(std::sync::Mutex::new(Some(prober)));
+        // controls[0] is the TCP thread (started first).
+        let tcp = self.controls.first().ok_or(SocketError::ThreadGone)?;
+        tcp.send_timeout(Control::SetProber(slot), Duration::from_secs(1))
+            .map_err(|_| SocketError::ThreadGone)?;
         let _ = self.tcp_waker.wake();
         Ok(())
     }

@@ -54,6 +54,8 @@ pub(crate) struct TcpSetup {
     pub recycle: Sender<Vec<u8>>,
     /// The prober and the local address its probes are written for.
     pub prober: Option<(HealthProber, SocketAddr)>,
+    /// Where probes leave from when a prober arrives later (reload).
+    pub probe_local: Option<SocketAddr>,
     pub drain_time: Duration,
 }
 
@@ -118,6 +120,7 @@ pub(crate) struct TcpDriver {
     handoff: Receiver<Handoff>,
     recycle: Sender<Vec<u8>>,
     prober: Option<(HealthProber, SocketAddr)>,
+    probe_local: Option<SocketAddr>,
     drain_time: Duration,
     /// The core's transmit buffer.
     tx: Vec<u8>,
@@ -148,6 +151,7 @@ impl TcpDriver {
             handoff: setup.handoff,
             recycle: setup.recycle,
             prober: setup.prober,
+            probe_local: setup.probe_local,
             drain_time: setup.drain_time,
             tx: vec![0; SLOT_LEN],
             scratch: vec![0; READ_CHUNK],
@@ -217,6 +221,15 @@ impl TcpDriver {
                 Ok(Control::SetConfig(cfg)) => {
                     self.proxy.set_config(cfg);
                     bump(&self.stats.config_reloads);
+                }
+                Ok(Control::SetProber(slot)) => {
+                    let taken = slot.lock().ok().and_then(|mut p| p.take());
+                    if let Some(prober) = taken {
+                        let local = self.prober.as_ref().map(|(_, l)| *l).or(self.probe_local);
+                        if let Some(local) = local {
+                            self.prober = Some((prober, local));
+                        }
+                    }
                 }
                 Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => return true,
                 Err(TryRecvError::Empty) => return false,

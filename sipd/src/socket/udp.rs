@@ -88,6 +88,8 @@ impl UdpWorker {
                         self.proxy.set_config(cfg);
                         bump(&self.stats.config_reloads);
                     }
+                    // Probes are the TCP thread's.
+                    Ok(Control::SetProber(_)) => {}
                     Ok(Control::Shutdown) | Err(TryRecvError::Disconnected) => {
                         stopping = true;
                         break;
