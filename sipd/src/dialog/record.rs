@@ -7,7 +7,7 @@
 //! forgets the call's parties). An `Ended` whose `Started` was dropped is still written, with
 //! empty parties.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -289,6 +289,9 @@ impl Drop for RecordWriter {
 struct Writer {
     out: BufWriter<File>,
     open: HashMap<u64, (Party, Party)>,
+    /// Calls closed before their `Started` arrived (another worker ended the call right after
+    /// it was created): their late `Started` is dropped instead of kept forever.
+    closed_early: HashSet<u64>,
     order: VecDeque<u64>,
     counters: Arc<Counters>,
     line: Vec<u8>,
@@ -298,6 +301,9 @@ impl Writer {
     fn event(&mut self, ev: RecordEvent) -> io::Result<()> {
         match ev {
             RecordEvent::Started { id, caller, callee } => {
+                if self.closed_early.remove(&id) {
+                    return Ok(());
+                }
                 if self.open.insert(id, (caller, callee)).is_none() {
                     self.order.push_back(id);
                 }
@@ -338,12 +344,10 @@ impl Writer {
                 self.out.write_all(&self.line)?;
                 self.counters.written.fetch_add(1, Ordering::Relaxed);
                 if close {
-                    self.open.remove(&id);
+                    self.close(id);
                 }
             }
-            RecordEvent::Closed { id } => {
-                self.open.remove(&id);
-            }
+            RecordEvent::Closed { id } => self.close(id),
         }
         // Keep `order` from growing past the live set by much.
         if self.order.len() > 2 * self.open.len() + 1024 {
@@ -351,6 +355,15 @@ impl Writer {
             self.order.retain(|id| open.contains_key(id));
         }
         Ok(())
+    }
+
+    fn close(&mut self, id: u64) {
+        if self.open.remove(&id).is_none() {
+            if self.closed_early.len() >= 4096 {
+                self.closed_early.clear();
+            }
+            self.closed_early.insert(id);
+        }
     }
 
     fn sync(&mut self) -> io::Result<()> {
@@ -363,6 +376,7 @@ fn run(rx: Receiver<Msg>, file: File, counters: Arc<Counters>) -> io::Result<()>
     let mut w = Writer {
         out: BufWriter::with_capacity(1 << 16, file),
         open: HashMap::new(),
+        closed_early: HashSet::new(),
         order: VecDeque::new(),
         counters,
         line: Vec::with_capacity(256),

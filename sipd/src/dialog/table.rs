@@ -411,7 +411,8 @@ impl DialogTable {
                 },
                 Relaxed,
             );
-            p.last.store(now, Relaxed);
+            // (A fork's start is its call's; a worker's clock may lag the one that made the call.)
+            p.last.store(now.max(start), Relaxed);
             p.link.store(link, Relaxed);
             // 3. Announce: the key becomes visible to other claimers (not to lookups).
             let announced = mine.with_state(RESERVED);
@@ -692,7 +693,13 @@ impl DialogTable {
                 return false;
             }
             let s = self.snap(i);
-            let new = Self::settle(w.with(HOLLOW));
+            let mut new = Self::settle(w.with(HOLLOW));
+            let freed = new.state() == FREE;
+            if !freed {
+                // Guard: count ourselves as a child until our record is queued, so the last
+                // fork cannot free the call (and queue its close) before our record.
+                new = new.inc_children();
+            }
             if self.ctrl[i]
                 .compare_exchange(w.0, new.0, SeqCst, Relaxed)
                 .is_err()
@@ -701,7 +708,6 @@ impl DialogTable {
             }
             self.dialog_gone(w, why);
             let reason = Self::reason(why, reason);
-            let freed = new.state() == FREE;
             let id = record_id(g, i);
             if w.has(CONFIRMED) {
                 self.emit(RecordEvent::Ended {
@@ -718,6 +724,9 @@ impl DialogTable {
                 }
             } else if freed {
                 self.finalize(i, w, &s, reason, now, true);
+            }
+            if !freed {
+                self.release_child(id, reason, now);
             }
             return true;
         }
@@ -740,7 +749,13 @@ impl DialogTable {
                 return false;
             }
             let s = self.snap(i);
-            let new = Self::settle(w.with_state(DRAINING));
+            let mut new = Self::settle(w.with_state(DRAINING));
+            let freed = new.state() == FREE;
+            if !freed {
+                // Guard child (see `end_own`): also keeps the slot DRAINING, so this generation,
+                // while we end its forks.
+                new = new.inc_children();
+            }
             if self.ctrl[i]
                 .compare_exchange(w.0, new.0, SeqCst, Relaxed)
                 .is_err()
@@ -752,7 +767,6 @@ impl DialogTable {
                 self.dialog_gone(w, Why::Event);
             }
             self.count_end(why);
-            let freed = new.state() == FREE;
             self.emit(RecordEvent::Ended {
                 id: record_id(g, i),
                 start_ms: s.start,
@@ -769,6 +783,7 @@ impl DialogTable {
                 // published after this scan sees DRAINING in its post-publish check and ends
                 // itself.
                 self.end_forks(i, g, false, EndReason::CallEnded, status, now);
+                self.release_child(record_id(g, i), reason, now);
             }
             return true;
         }
@@ -919,7 +934,8 @@ impl DialogTable {
             if w.gen_() != g || w.state() != LIVE {
                 return Err(ResponseOutcome::UnknownCall);
             }
-            if w.children() >= MAX_CHILDREN {
+            // Two counts stay spare for the guards of `end_own` and `end_call`.
+            if w.children() >= MAX_CHILDREN - 2 {
                 self.stats.inc(C::Untracked);
                 return Err(ResponseOutcome::Untracked);
             }
