@@ -148,7 +148,9 @@ pub struct CallInfo {
 /// Result of the claim protocol.
 enum Claim {
     Published(usize, Word),
-    Existing(usize, Word),
+    /// The key exists. `bool`: we had published-ready a slot of our own but a rival killed it
+    /// and adopted its flags (so a confirmation we carried is on the existing slot).
+    Existing(usize, Word, bool),
     Full,
 }
 
@@ -363,6 +365,7 @@ impl DialogTable {
         };
         let fp = fp_of(cid);
         let win = self.win(cid);
+        let mut killed = false;
         'restart: loop {
             // 1. Look for the key, and remember the first reusable slot.
             let mut cand = None;
@@ -375,7 +378,7 @@ impl DialogTable {
                     }
                     FREE => cand = cand.or(Some((i, w))),
                     RESERVED | LIVE | DRAINING if w.fp() == fp && self.holds(i, w, want) => {
-                        return Claim::Existing(i, w);
+                        return Claim::Existing(i, w, killed);
                     }
                     _ => {}
                 }
@@ -417,6 +420,9 @@ impl DialogTable {
             // 3. Announce: the key becomes visible to other claimers (not to lookups).
             let announced = mine.with_state(RESERVED);
             self.ctrl[i].store(announced.0, SeqCst);
+            // Dekker: announce, full fence, then read the rivals' words. Of two claimers of one
+            // key at least one sees the other's announcement.
+            fence(SeqCst);
             // 4. Resolve rivals with the same key announced at the same time.
             for j in win.clone() {
                 if j == i {
@@ -431,8 +437,8 @@ impl DialogTable {
                 }
                 if wj.state() != RESERVED || j < i {
                     // Published already, or announced at a lower index: it wins.
-                    self.abort(i, g);
-                    return Claim::Existing(j, wj);
+                    killed |= !self.abort(i, g);
+                    return Claim::Existing(j, wj, killed);
                 }
                 // A rival above us: kill it, taking over what others set on it meanwhile.
                 if let Some(lost) = self.kill(j, wj.gen_()) {
@@ -441,8 +447,8 @@ impl DialogTable {
                     // It changed under us: published (it wins) or gone (ignore it).
                     let now_j = Word(self.ctrl[j].load(SeqCst));
                     if now_j.gen_() == wj.gen_() && now_j.state() == LIVE {
-                        self.abort(i, g);
-                        return Claim::Existing(j, now_j);
+                        killed |= !self.abort(i, g);
+                        return Claim::Existing(j, now_j, killed);
                     }
                 }
             }
@@ -451,6 +457,7 @@ impl DialogTable {
                 let cur = Word(self.ctrl[i].load(SeqCst));
                 if cur.state() != RESERVED || cur.gen_() != g {
                     // A rival at a lower index killed us: start over; it will be found.
+                    killed = true;
                     continue 'restart;
                 }
                 let live = cur.with_state(LIVE);
@@ -464,18 +471,19 @@ impl DialogTable {
         }
     }
 
-    /// Give back a RESERVED slot of ours (unless a rival already killed it).
-    fn abort(&self, i: usize, g: u32) {
+    /// Give back a RESERVED slot of ours. False if a rival had already killed it (and adopted
+    /// what it carried).
+    fn abort(&self, i: usize, g: u32) -> bool {
         loop {
             let cur = Word(self.ctrl[i].load(SeqCst));
             if cur.state() != RESERVED || cur.gen_() != g {
-                return;
+                return false;
             }
             if self.ctrl[i]
                 .compare_exchange(cur.0, cur.freed().0, SeqCst, Relaxed)
                 .is_ok()
             {
-                return;
+                return true;
             }
         }
     }
@@ -762,6 +770,8 @@ impl DialogTable {
             {
                 continue;
             }
+            // Dekker with a fork's publish (see `ensure_dialog`): DRAINING, fence, scan forks.
+            fence(SeqCst);
             let reason = Self::reason(why, reason);
             if w.has(TAGGED) && !w.has(HOLLOW) {
                 self.dialog_gone(w, Why::Event);
@@ -1024,7 +1034,7 @@ impl DialogTable {
                 }
                 Ok(InviteOutcome::Created(h))
             }
-            Claim::Existing(i, w) => {
+            Claim::Existing(i, w, _) => {
                 if let Some(a) = counter {
                     a.fetch_sub(1, AcqRel);
                 }
@@ -1110,6 +1120,7 @@ impl DialogTable {
             to: tag,
         };
         let link = record_id(g, i);
+        let mut adopted = false;
         loop {
             // The call's own dialog?
             match self.attach(i, g, tag) {
@@ -1137,7 +1148,7 @@ impl DialogTable {
                 match self.confirm(j, wj.gen_(), now) {
                     Some(first) => {
                         self.set_answered(i, g, now);
-                        return done(false, Some(first));
+                        return done(false, Some(first || adopted));
                     }
                     None => continue,
                 }
@@ -1158,8 +1169,9 @@ impl DialogTable {
                     self.stats.inc(C::Untracked);
                     return ResponseOutcome::Untracked;
                 }
-                Claim::Existing(..) => {
+                Claim::Existing(_, _, killed) => {
                     // Someone created it first: apply our response to theirs.
+                    adopted |= killed && confirm;
                     self.release_child(link, EndReason::CallEnded, now);
                     continue;
                 }
@@ -1174,6 +1186,8 @@ impl DialogTable {
                     }
                     // The call may have ended (DRAINING) after our reservation and before the
                     // publish, with its fork scan missing us: then we end the fork ourselves.
+                    // Dekker with `end_call`: publish, fence, read the call's word.
+                    fence(SeqCst);
                     let pw = Word(self.ctrl[i].load(SeqCst));
                     if pw.gen_() != g || pw.state() != LIVE {
                         self.end_fork(j, wj.gen_(), EndReason::CallEnded, None, now, Why::Event);
