@@ -96,7 +96,7 @@ fn many_threads_overlapping_calls_keep_every_invariant() {
             let table = table.clone();
             let clock = clock.clone();
             std::thread::spawn(move || {
-                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (w as u64 + 1) * 0x1234_5678_9abc);
+                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((w as u64 + 1) * 0x1234_5678_9abc));
                 let mut private_done = 0u64;
                 let mut private_refused = 0u64;
                 for op in 0..OPS {
@@ -213,7 +213,11 @@ fn many_threads_overlapping_calls_keep_every_invariant() {
         let c = table.census();
         assert_eq!(c.transient, 0, "claims left behind");
         assert_eq!(c.calls, s.calls_active, "{s:?} {c:?}");
-        assert_eq!((c.early, c.confirmed), (s.early, s.confirmed), "{s:?} {c:?}");
+        assert_eq!(
+            (c.early, c.confirmed),
+            (s.early, s.confirmed),
+            "{s:?} {c:?}"
+        );
         assert_eq!(c.children, c.forks, "every fork counted by its call");
         assert_eq!(s.calls_created, s.calls_ended + s.calls_active, "{s:?}");
         assert_eq!(

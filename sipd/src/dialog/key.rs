@@ -124,8 +124,16 @@ mod tests {
 
     #[test]
     fn either_direction_is_the_same_dialog() {
-        let k1 = DialogKey::new(b"a84b4c76e66710@pc33.atlanta.com", b"1928301774", b"a6c85cf");
-        let k2 = DialogKey::new(b"a84b4c76e66710@pc33.atlanta.com", b"a6c85cf", b"1928301774");
+        let k1 = DialogKey::new(
+            b"a84b4c76e66710@pc33.atlanta.com",
+            b"1928301774",
+            b"a6c85cf",
+        );
+        let k2 = DialogKey::new(
+            b"a84b4c76e66710@pc33.atlanta.com",
+            b"a6c85cf",
+            b"1928301774",
+        );
         let call = CallKey::new(b"a84b4c76e66710@pc33.atlanta.com", b"1928301774");
         let d = call.dialog(Tag::new(b"a6c85cf"));
         assert!(k2.matches(d.cid, d.a, d.b));

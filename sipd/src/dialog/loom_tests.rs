@@ -41,7 +41,10 @@ fn settled(t: &DialogTable) -> DialogStats {
     assert_eq!((c.early, c.confirmed), (s.early, s.confirmed));
     assert_eq!(c.children, c.forks);
     assert_eq!(s.calls_created, s.calls_ended + s.calls_active);
-    assert_eq!(s.dialogs_created, s.dialogs_terminated + s.early + s.confirmed);
+    assert_eq!(
+        s.dialogs_created,
+        s.dialogs_terminated + s.early + s.confirmed
+    );
     assert_eq!(t.trunk_active(1), s.calls_active);
     s
 }
@@ -112,7 +115,10 @@ fn bye_and_timeout_end_a_dialog_once() {
         let expired = h.join().unwrap();
         assert_eq!(bye as usize + expired, 1);
         let s = settled(&t);
-        assert_eq!((s.calls_active, s.dialogs_terminated, s.calls_ended), (0, 1, 1));
+        assert_eq!(
+            (s.calls_active, s.dialogs_terminated, s.calls_ended),
+            (0, 1, 1)
+        );
     });
 }
 
@@ -144,7 +150,10 @@ fn bye_of_the_first_dialog_racing_the_last_fork() {
         assert!(t.on_bye(call().dialog(Tag::from_hash(8)), 2));
         assert!(h.join().unwrap());
         let s = settled(&t);
-        assert_eq!((s.calls_active, s.calls_ended, s.dialogs_terminated), (0, 1, 2));
+        assert_eq!(
+            (s.calls_active, s.calls_ended, s.dialogs_terminated),
+            (0, 1, 2)
+        );
     });
 }
 

@@ -399,10 +399,10 @@ fn run(rx: Receiver<Msg>, file: File, counters: Arc<Counters>) -> io::Result<()>
             Msg::Shutdown => break,
         }
         // Flush the buffer when the queue runs dry so records reach the file promptly.
-        if rx.is_empty() {
-            if let Err(e) = w.out.flush() {
-                first_err.get_or_insert(e);
-            }
+        if rx.is_empty()
+            && let Err(e) = w.out.flush()
+        {
+            first_err.get_or_insert(e);
         }
     }
     // Drain what is left (events queued before the shutdown request).
@@ -475,7 +475,13 @@ mod tests {
         assert_eq!(lines[1]["status"], 486);
         assert_eq!(lines[1]["answer_ms"], serde_json::Value::Null);
         let st = w.shutdown().unwrap();
-        assert_eq!(st, RecordStats { dropped: 0, written: 2 });
+        assert_eq!(
+            st,
+            RecordStats {
+                dropped: 0,
+                written: 2
+            }
+        );
         // After shutdown the queue is gone: sends are counted as dropped, never block.
         s.send(RecordEvent::Closed { id: 1 });
         assert_eq!(s.dropped(), 1);

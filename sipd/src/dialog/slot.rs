@@ -190,7 +190,10 @@ mod tests {
         assert_eq!(w.dec_children().children(), 1);
         assert_eq!(w.state(), LIVE);
         let f = w.freed();
-        assert_eq!((f.state(), f.gen_(), f.flags(), f.children()), (FREE, 1, 0, 0));
+        assert_eq!(
+            (f.state(), f.gen_(), f.flags(), f.children()),
+            (FREE, 1, 0, 0)
+        );
         let w2 = Word::claim(f, 1, 0);
         assert_eq!(w2.gen_(), 2);
         let wrap = Word::claim(Word(((u32::MAX as u64) << 32) | FREE), 1, 0);

@@ -1,13 +1,59 @@
-//! Striped counters: each thread adds to its own cache-padded stripe (picked once per thread), so
-//! writers never contend on a shared line; `snapshot` sums the stripes and never blocks a writer.
+//! Striped counters: a thread owns one cache-padded stripe while it lives (claimed from a
+//! bitmap, given back when the thread exits), so its updates are a plain load and store on a
+//! line no other thread writes, no locked instruction. Threads beyond the stripes share one
+//! overflow stripe with `fetch_add`. `snapshot` sums the stripes and never blocks a writer.
 //! These are plain `std` atomics even under loom: they are metrics, not part of the protocol.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 
 use crossbeam_utils::CachePadded;
 
-const STRIPES: usize = 16;
+/// Owned stripes (one bit each in `OWNED`) plus the shared overflow stripe at index `OWNED_MAX`.
+const OWNED_MAX: usize = 31;
+const STRIPES: usize = OWNED_MAX + 1;
+static OWNED: AtomicU32 = AtomicU32::new(0);
+
+struct Owner(Cell<usize>);
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let i = self.0.get();
+        if i < OWNED_MAX {
+            OWNED.fetch_and(!(1 << i), Ordering::Release);
+        }
+    }
+}
+
+/// This thread's stripe, and whether it owns it.
+#[inline]
+fn stripe() -> (usize, bool) {
+    thread_local!(static MINE: Owner = const { Owner(Cell::new(usize::MAX)) });
+    MINE.try_with(|m| {
+        let v = m.0.get();
+        if v != usize::MAX {
+            return (v, v < OWNED_MAX);
+        }
+        let mut cur = OWNED.load(Ordering::Relaxed);
+        let v = loop {
+            let free = (!cur).trailing_zeros() as usize;
+            if free >= OWNED_MAX {
+                break OWNED_MAX;
+            }
+            match OWNED.compare_exchange_weak(
+                cur,
+                cur | (1 << free),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break free,
+                Err(c) => cur = c,
+            }
+        };
+        m.0.set(v);
+        (v, v < OWNED_MAX)
+    })
+    .unwrap_or((OWNED_MAX, false))
+}
 
 #[derive(Clone, Copy)]
 #[repr(usize)]
@@ -33,20 +79,6 @@ pub(crate) struct Stripes {
     stripes: Box<[CachePadded<[AtomicI64; N]>]>,
 }
 
-fn stripe() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local!(static MINE: Cell<usize> = const { Cell::new(usize::MAX) });
-    MINE.with(|m| {
-        let v = m.get();
-        if v != usize::MAX {
-            return v;
-        }
-        let v = NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES;
-        m.set(v);
-        v
-    })
-}
-
 impl Stripes {
     pub(crate) fn new() -> Self {
         Stripes {
@@ -58,7 +90,15 @@ impl Stripes {
 
     #[inline]
     pub(crate) fn add(&self, c: C, v: i64) {
-        self.stripes[stripe()][c as usize].fetch_add(v, Ordering::Relaxed);
+        let (i, owned) = stripe();
+        let a = &self.stripes[i][c as usize];
+        if owned {
+            // Only this thread writes this stripe (until it exits: the Release in `Owner::drop`
+            // and the Acquire of the next owner's claim order the handover).
+            a.store(a.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed);
+        } else {
+            a.fetch_add(v, Ordering::Relaxed);
+        }
     }
 
     #[inline]
@@ -134,10 +174,7 @@ impl DialogStats {
         use std::fmt::Write;
         let mut s = String::new();
         let _ = writeln!(s, "# TYPE {prefix}_active gauge");
-        for (state, v) in [
-            ("early", self.early),
-            ("confirmed", self.confirmed),
-        ] {
+        for (state, v) in [("early", self.early), ("confirmed", self.confirmed)] {
             let _ = writeln!(s, "{prefix}_active{{state=\"{state}\"}} {v}");
         }
         let _ = writeln!(s, "# TYPE {prefix}_calls_active gauge");

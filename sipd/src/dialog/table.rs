@@ -152,6 +152,8 @@ enum Claim {
     /// and adopted its flags (so a confirmation we carried is on the existing slot).
     Existing(usize, Word, bool),
     Full,
+    /// The `gate` said no.
+    Refused,
 }
 
 /// What a probe is looking for in `claim` and `find`.
@@ -216,7 +218,10 @@ impl DialogTable {
         let window = cfg.probe_window.max(1);
         let cap = cfg.capacity.max(1);
         let total = cap + window - 1;
-        assert!(total <= u32::MAX as usize, "record ids hold a 32-bit slot index");
+        assert!(
+            total <= u32::MAX as usize,
+            "record ids hold a 32-bit slot index"
+        );
         DialogTable {
             ctrl: (0..total).map(|_| AtomicU64::new(EMPTY)).collect(),
             slots: (0..total).map(|_| Payload::new()).collect(),
@@ -358,7 +363,17 @@ impl DialogTable {
     // ---------------------------------------------------------------- claim protocol
 
     /// Insert `want` unless it exists: steps 1-5 of the claim protocol (module docs).
-    fn claim(&self, want: Want, flags: u64, start: u64, link: u64, now: u64) -> Claim {
+    /// `gate` runs once, after the scan found no existing key and before the first claim CAS
+    /// (the trunk limit check); false refuses.
+    fn claim(
+        &self,
+        want: Want,
+        flags: u64,
+        start: u64,
+        link: u64,
+        now: u64,
+        mut gate: impl FnMut() -> bool,
+    ) -> Claim {
         let (cid, from, to) = match want {
             Want::Call { cid, from } => (cid, from, None),
             Want::Fork { cid, from, to } => (cid, from, Some(to)),
@@ -366,6 +381,7 @@ impl DialogTable {
         let fp = fp_of(cid);
         let win = self.win(cid);
         let mut killed = false;
+        let mut gated = false;
         'restart: loop {
             // 1. Look for the key, and remember the first reusable slot.
             let mut cand = None;
@@ -389,6 +405,12 @@ impl DialogTable {
                 None if self.evict(win.clone(), now) => continue 'restart,
                 None => return Claim::Full,
             };
+            if !gated {
+                gated = true;
+                if !gate() {
+                    return Claim::Refused;
+                }
+            }
             // 2. Claim it: only the claimer writes a CLAIMING slot.
             let mine = Word::claim(w, fp, flags);
             if self.ctrl[i]
@@ -581,8 +603,14 @@ impl DialogTable {
 
     /// The dialog of live slot `i` (its own dialog) left the early or confirmed gauge.
     fn dialog_gone(&self, w: Word, why: Why) {
-        self.stats
-            .add(if w.has(CONFIRMED) { C::Confirmed } else { C::Early }, -1);
+        self.stats.add(
+            if w.has(CONFIRMED) {
+                C::Confirmed
+            } else {
+                C::Early
+            },
+            -1,
+        );
         self.stats.inc(C::DialogsTerminated);
         self.count_end(why);
     }
@@ -692,11 +720,7 @@ impl DialogTable {
     fn end_own(&self, i: usize, g: u32, reason: EndReason, now: u64, why: Why) -> bool {
         loop {
             let w = Word(self.ctrl[i].load(SeqCst));
-            if w.gen_() != g
-                || w.state() != LIVE
-                || w.has(FORK)
-                || !w.has(TAGGED)
-                || w.has(HOLLOW)
+            if w.gen_() != g || w.state() != LIVE || w.has(FORK) || !w.has(TAGGED) || w.has(HOLLOW)
             {
                 return false;
             }
@@ -1001,24 +1025,30 @@ impl DialogTable {
             cid: call.cid,
             from: call.from,
         };
-        // Retransmissions are the common repeat: answer them without touching trunk counters.
-        if let Some((i, w)) = self.find(want, &[LIVE, DRAINING]) {
-            self.stats.inc(C::Retransmissions);
-            self.slots[i].last.fetch_max(now_ms, Relaxed);
-            return Ok(InviteOutcome::Existing(CallHandle {
-                record_id: record_id(w.gen_(), i),
-            }));
-        }
         let counter = self.trunk_active.get(trunk as usize);
-        if let Some(a) = counter {
-            let limit = self.trunk_limit[trunk as usize].load(Relaxed);
-            if a.fetch_add(1, AcqRel) >= limit {
-                a.fetch_sub(1, AcqRel);
-                self.stats.inc(C::RefusedTrunk);
-                return Err(Refused::TrunkLimit);
+        let mut counted = false;
+        // The trunk is checked once the scan found no such call (so a retransmission is never
+        // refused) and before a slot is claimed.
+        let gate = || match counter {
+            None => true,
+            Some(a) => {
+                let limit = self.trunk_limit[trunk as usize].load(Relaxed);
+                if a.fetch_add(1, AcqRel) >= limit {
+                    a.fetch_sub(1, AcqRel);
+                    false
+                } else {
+                    counted = true;
+                    true
+                }
             }
-        }
-        match self.claim(want, 0, now_ms, trunk as u64, now_ms) {
+        };
+        let claim = self.claim(want, 0, now_ms, trunk as u64, now_ms, gate);
+        let uncount = |counted: bool| {
+            if let (true, Some(a)) = (counted, counter) {
+                a.fetch_sub(1, AcqRel);
+            }
+        };
+        match claim {
             Claim::Published(i, w) => {
                 self.stats.inc(C::CallsCreated);
                 self.stats.inc(C::CallsActive);
@@ -1035,20 +1065,21 @@ impl DialogTable {
                 Ok(InviteOutcome::Created(h))
             }
             Claim::Existing(i, w, _) => {
-                if let Some(a) = counter {
-                    a.fetch_sub(1, AcqRel);
-                }
+                uncount(counted);
                 self.stats.inc(C::Retransmissions);
+                self.slots[i].last.fetch_max(now_ms, Relaxed);
                 Ok(InviteOutcome::Existing(CallHandle {
                     record_id: record_id(w.gen_(), i),
                 }))
             }
             Claim::Full => {
-                if let Some(a) = counter {
-                    a.fetch_sub(1, AcqRel);
-                }
+                uncount(counted);
                 self.stats.inc(C::RefusedFull);
                 Err(Refused::Full)
+            }
+            Claim::Refused => {
+                self.stats.inc(C::RefusedTrunk);
+                Err(Refused::TrunkLimit)
             }
         }
     }
@@ -1163,8 +1194,8 @@ impl DialogTable {
                 return ResponseOutcome::UnknownCall;
             }
             let flags = FORK | TAGGED | if confirm { CONFIRMED } else { 0 };
-            match self.claim(fork, flags, start, link, now) {
-                Claim::Full => {
+            match self.claim(fork, flags, start, link, now, || true) {
+                Claim::Full | Claim::Refused => {
                     self.release_child(link, EndReason::CallEnded, now);
                     self.stats.inc(C::Untracked);
                     return ResponseOutcome::Untracked;

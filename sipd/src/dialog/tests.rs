@@ -98,7 +98,10 @@ fn call_flow_with_records() {
     assert_eq!(t.trunk_active(3), 0);
     let s = t.stats();
     assert_eq!((s.calls_active, s.early, s.confirmed), (0, 0, 0));
-    assert_eq!((s.calls_created, s.calls_ended, s.retransmissions), (1, 1, 1));
+    assert_eq!(
+        (s.calls_created, s.calls_ended, s.retransmissions),
+        (1, 1, 1)
+    );
     assert_eq!(
         (s.dialogs_created, s.dialogs_confirmed, s.dialogs_terminated),
         (1, 1, 1)
@@ -179,7 +182,10 @@ fn rejected_and_cancelled_calls() {
     t.on_invite(c2, 1, "a", "c", 0).unwrap();
     t.on_response(c1, Some(tag(1)), 180, 5);
     t.on_response(c1, Some(tag(2)), 180, 6);
-    assert_eq!(t.on_response(c1, Some(tag(3)), 486, 7), ResponseOutcome::Ended);
+    assert_eq!(
+        t.on_response(c1, Some(tag(3)), 486, 7),
+        ResponseOutcome::Ended
+    );
     assert!(t.lookup_call(c1).is_none());
     assert!(t.on_cancel(c2, 8));
     assert!(!t.on_cancel(c2, 9));
@@ -258,7 +264,10 @@ fn timeouts_reap_and_touch_extends() {
     assert_eq!(t.expire(SESSION, usize::MAX), 0);
     assert_eq!(t.expire(2 * SESSION - 1, usize::MAX), 1);
     let s = t.stats();
-    assert_eq!((s.calls_active, s.dialogs_expired, s.calls_ended), (0, 3, 3));
+    assert_eq!(
+        (s.calls_active, s.dialogs_expired, s.calls_ended),
+        (0, 3, 3)
+    );
     assert_eq!(t.census(), Census::default());
 }
 
@@ -306,7 +315,10 @@ fn full_window_evicts_expired_then_refuses() {
     // The other expired one goes on the next insert.
     t.on_invite(call(10), 0, "", "", EARLY + 20).unwrap();
     assert_eq!(t.stats().dialogs_evicted, 2);
-    assert_eq!(t.on_invite(call(11), 0, "", "", EARLY + 30), Err(Refused::Full));
+    assert_eq!(
+        t.on_invite(call(11), 0, "", "", EARLY + 30),
+        Err(Refused::Full)
+    );
     assert_eq!(t.stats().calls_active, 4);
 }
 
@@ -339,7 +351,10 @@ fn load_factor_before_first_refusal() {
         eprintln!("window {w}: first refusal at {first:?}, refusals <0.7/<0.8/<0.9: {refused:?}");
         if w == 64 {
             // The sizing rule in the module docs: capacity = peak dialogs / 0.7.
-            assert!(first.unwrap() > 0.7, "window 64: first refusal at {first:?}");
+            assert!(
+                first.unwrap() > 0.7,
+                "window 64: first refusal at {first:?}"
+            );
         }
     }
 }
@@ -512,8 +527,8 @@ fn run_model(ops: Vec<Op>) {
                         Some(tg) => {
                             let confirm = status >= 200;
                             let prev = mc.state(tg);
-                            let own_tag = matches!(mc.own, Some((o, _, true)) if o == tg)
-                                || mc.own.is_none();
+                            let own_tag =
+                                matches!(mc.own, Some((o, _, true)) if o == tg) || mc.own.is_none();
                             if own_tag {
                                 let was = mc.own.map(|o| o.1).unwrap_or(false);
                                 mc.own = Some((tg, was || confirm, true));
@@ -589,7 +604,11 @@ fn run_model(ops: Vec<Op>) {
                     mc.state(tg).map(|conf| {
                         (
                             conf,
-                            if conf { mc.answer.get(&tg).copied() } else { None },
+                            if conf {
+                                mc.answer.get(&tg).copied()
+                            } else {
+                                None
+                            },
                             mc.start,
                         )
                     })
@@ -622,12 +641,12 @@ fn run_model(ops: Vec<Op>) {
                         keep
                     });
                     want += before - mc.forks.len();
-                    if let Some((o, conf, true)) = mc.own {
-                        if now >= mc.last + if conf { SESSION } else { EARLY } {
-                            mc.own.as_mut().unwrap().2 = false;
-                            mc.answer.remove(&o);
-                            want += 1;
-                        }
+                    if let Some((o, conf, true)) = mc.own
+                        && now >= mc.last + if conf { SESSION } else { EARLY }
+                    {
+                        mc.own.as_mut().unwrap().2 = false;
+                        mc.answer.remove(&o);
+                        want += 1;
                     }
                     if mc.own.is_none() && !mc.answered && now >= mc.last + EARLY {
                         want += 1;
