@@ -1,16 +1,21 @@
 //! sipd: a kernel-bypass SIP packet processor.
 //!
 //! - [`sip`]: zero-copy SIP message parser with SIMD header scanning and typed header views.
+//! - [`proxy`]: the sans-IO stateless proxy core (RFC 3261 §16 with §16.11), groups and health.
+//! - [`dialog`]: lock-free dialog table shared by all workers (call state, trunk limits, call records).
 //! - [`socket`]: the kernel-socket backend (batched UDP workers, SIP over TCP) around the core.
+//! - [`config`], [`admin`], [`logging`], [`runtime`]: the daemon (`sipd run`) and its operations.
+//! - [`cli`]: subcommands of the `sipd` binary.
 //!
-//! The protocol logic is sans-IO: it takes bytes (and `now`) and returns what to do; the drivers that
-//! own sockets and AF_XDP rings are thin.
+//! The protocol logic is sans-IO: it takes bytes (and `now`) and returns what to do; the drivers
+//! that own sockets and AF_XDP rings are thin.
 
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod dialog;
 pub mod logging;
 pub mod proxy;
+pub mod runtime;
 pub mod sip;
 pub mod socket;
-pub mod runtime;

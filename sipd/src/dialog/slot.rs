@@ -1,0 +1,211 @@
+//! One slot: a control word (in a dense array of its own, so a probe window is a few cache lines)
+//! and a 64-byte payload of atomics. See the module docs for the state machine.
+
+use super::sync::AtomicU64;
+
+// Control word layout (u64):
+//   bits  0..3  state        EMPTY, FREE, CLAIMING, RESERVED, LIVE, DRAINING
+//   bit   3     FORK         slot is an extra (forked) dialog of a call, not the call itself
+//   bit   4     CONFIRMED    this slot's own dialog got a 2xx
+//   bit   5     ANSWERED     (call slot) some dialog of the call got a 2xx
+//   bit   6     HOLLOW       (call slot) its own dialog is over; it only anchors live forks
+//   bit   7     TAGGED       the slot holds a dialog (a To tag); forks always have it
+//   bits  8..16 children     (call slot) live or being-created forks, at most 255
+//   bits 16..32 fingerprint  16 bits of the Call-ID hash: probes skip other calls without
+//                            touching the payload
+//   bits 32..64 generation   bumped by every claim, so a stale reader or CAS fails (no ABA)
+
+pub(crate) const EMPTY: u64 = 0;
+pub(crate) const FREE: u64 = 1;
+pub(crate) const CLAIMING: u64 = 2;
+pub(crate) const RESERVED: u64 = 3;
+pub(crate) const LIVE: u64 = 4;
+pub(crate) const DRAINING: u64 = 5;
+const STATE_MASK: u64 = 0b111;
+
+pub(crate) const FORK: u64 = 1 << 3;
+pub(crate) const CONFIRMED: u64 = 1 << 4;
+pub(crate) const ANSWERED: u64 = 1 << 5;
+pub(crate) const HOLLOW: u64 = 1 << 6;
+pub(crate) const TAGGED: u64 = 1 << 7;
+const FLAG_MASK: u64 = 0xf8;
+
+const CHILD_SHIFT: u32 = 8;
+const CHILD_ONE: u64 = 1 << CHILD_SHIFT;
+pub(crate) const MAX_CHILDREN: u64 = 0xff;
+const FP_SHIFT: u32 = 16;
+const GEN_SHIFT: u32 = 32;
+
+/// Helpers over a control word value.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Word(pub(crate) u64);
+
+impl Word {
+    #[inline]
+    pub(crate) fn state(self) -> u64 {
+        self.0 & STATE_MASK
+    }
+    #[inline]
+    pub(crate) fn has(self, flag: u64) -> bool {
+        self.0 & flag != 0
+    }
+    #[inline]
+    pub(crate) fn gen_(self) -> u32 {
+        (self.0 >> GEN_SHIFT) as u32
+    }
+    #[inline]
+    pub(crate) fn fp(self) -> u16 {
+        (self.0 >> FP_SHIFT) as u16
+    }
+    #[inline]
+    pub(crate) fn children(self) -> u64 {
+        (self.0 >> CHILD_SHIFT) & MAX_CHILDREN
+    }
+    #[inline]
+    pub(crate) fn with_state(self, s: u64) -> Word {
+        Word((self.0 & !STATE_MASK) | s)
+    }
+    #[inline]
+    pub(crate) fn with(self, flags: u64) -> Word {
+        Word(self.0 | flags)
+    }
+    #[inline]
+    pub(crate) fn inc_children(self) -> Word {
+        Word(self.0 + CHILD_ONE)
+    }
+    #[inline]
+    pub(crate) fn dec_children(self) -> Word {
+        Word(self.0 - CHILD_ONE)
+    }
+    #[cfg(test)]
+    pub(crate) fn flags(self) -> u64 {
+        self.0 & FLAG_MASK
+    }
+    /// A freshly claimed word: next generation, fingerprint, flags, no children.
+    #[inline]
+    pub(crate) fn claim(prev: Word, fp: u16, flags: u64) -> Word {
+        let g = prev.gen_().wrapping_add(1) as u64;
+        Word((g << GEN_SHIFT) | ((fp as u64) << FP_SHIFT) | (flags & FLAG_MASK) | CLAIMING)
+    }
+    /// The word a slot keeps once freed: same generation, nothing else.
+    #[inline]
+    pub(crate) fn freed(self) -> Word {
+        Word(((self.gen_() as u64) << GEN_SHIFT) | FREE)
+    }
+    /// True for the states in which the payload's key is valid and visible to probes.
+    #[inline]
+    pub(crate) fn keyed(self) -> bool {
+        matches!(self.state(), RESERVED | LIVE | DRAINING)
+    }
+}
+
+/// Record id (and a fork's link to its call): generation and index of the call's slot.
+#[inline]
+pub(crate) fn record_id(gen_: u32, idx: usize) -> u64 {
+    ((gen_ as u64) << 32) | idx as u64
+}
+#[inline]
+pub(crate) fn split_record_id(id: u64) -> (u32, usize) {
+    ((id >> 32) as u32, (id & 0xffff_ffff) as usize)
+}
+
+/// `to` field of a call slot with no dialog yet: bit 63 set plus the generation, so a stale
+/// thread's CAS expecting another generation's sentinel fails.
+#[inline]
+pub(crate) fn no_tag(gen_: u32) -> u64 {
+    (1 << 63) | gen_ as u64
+}
+
+/// `answer` field: generation in the high half, answer delay after start + 1 in the low half
+/// (0 = not answered). Written by CAS from `unanswered(gen)`, so only this generation can set it.
+#[inline]
+pub(crate) fn unanswered(gen_: u32) -> u64 {
+    (gen_ as u64) << 32
+}
+#[inline]
+pub(crate) fn answered(gen_: u32, start_ms: u64, now_ms: u64) -> u64 {
+    let delay = now_ms.saturating_sub(start_ms).min(u32::MAX as u64 - 1);
+    ((gen_ as u64) << 32) | (delay + 1)
+}
+#[inline]
+pub(crate) fn answer_ms(field: u64, gen_: u32, start_ms: u64) -> Option<u64> {
+    let low = field & 0xffff_ffff;
+    if (field >> 32) as u32 != gen_ || low == 0 {
+        None
+    } else {
+        Some(start_ms + low - 1)
+    }
+}
+
+/// The payload. Every field is an atomic, so a reader racing a reuse reads stale or new values,
+/// never undefined ones; it then re-checks the control word's generation and discards what it read
+/// if the slot changed. Immutable while the generation lives: `cid`, `from`, `start`, `link`
+/// (written only in CLAIMING); `to` (call slot: once, by CAS from the sentinel) and `answer` (once,
+/// by CAS) are generation-tagged; `last` only grows (`fetch_max`).
+#[repr(C, align(64))]
+pub(crate) struct Payload {
+    /// Call-ID hash.
+    pub(crate) cid: AtomicU64,
+    /// Caller's tag hash (From tag of the INVITE).
+    pub(crate) from: AtomicU64,
+    /// Callee's tag hash, or `no_tag(gen)` on a call slot without a dialog.
+    pub(crate) to: AtomicU64,
+    /// INVITE time, ms.
+    pub(crate) start: AtomicU64,
+    /// See [`answered`].
+    pub(crate) answer: AtomicU64,
+    /// Last traffic, ms.
+    pub(crate) last: AtomicU64,
+    /// Call slot: trunk id. Fork: the call's record id (its slot's generation and index).
+    pub(crate) link: AtomicU64,
+}
+
+impl Payload {
+    pub(crate) fn new() -> Self {
+        Payload {
+            cid: AtomicU64::new(0),
+            from: AtomicU64::new(0),
+            to: AtomicU64::new(0),
+            start: AtomicU64::new(0),
+            answer: AtomicU64::new(0),
+            last: AtomicU64::new(0),
+            link: AtomicU64::new(0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_round_trips() {
+        let w = Word::claim(Word(EMPTY), 0xbeef, FORK | TAGGED);
+        assert_eq!(w.state(), CLAIMING);
+        assert_eq!(w.gen_(), 1);
+        assert_eq!(w.fp(), 0xbeef);
+        assert!(w.has(FORK) && w.has(TAGGED) && !w.has(CONFIRMED));
+        let w = w.with_state(LIVE).inc_children().inc_children();
+        assert_eq!(w.children(), 2);
+        assert_eq!(w.dec_children().children(), 1);
+        assert_eq!(w.state(), LIVE);
+        let f = w.freed();
+        assert_eq!(
+            (f.state(), f.gen_(), f.flags(), f.children()),
+            (FREE, 1, 0, 0)
+        );
+        let w2 = Word::claim(f, 1, 0);
+        assert_eq!(w2.gen_(), 2);
+        let wrap = Word::claim(Word(((u32::MAX as u64) << 32) | FREE), 1, 0);
+        assert_eq!(wrap.gen_(), 0);
+    }
+
+    #[test]
+    fn answer_field_is_generation_tagged() {
+        let f = answered(7, 1000, 1500);
+        assert_eq!(answer_ms(f, 7, 1000), Some(1500));
+        assert_eq!(answer_ms(f, 8, 1000), None);
+        assert_eq!(answer_ms(unanswered(7), 7, 1000), None);
+        assert_eq!(answer_ms(answered(7, 1000, 1000), 7, 1000), Some(1000));
+    }
+}

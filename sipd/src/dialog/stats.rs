@@ -1,0 +1,200 @@
+//! Striped counters: a thread owns one cache-padded stripe while it lives (claimed from a
+//! bitmap, given back when the thread exits), so its updates are a plain load and store on a
+//! line no other thread writes, no locked instruction. Threads beyond the stripes share one
+//! overflow stripe with `fetch_add`. `snapshot` sums the stripes and never blocks a writer.
+//! These are plain `std` atomics even under loom: they are metrics, not part of the protocol.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+
+use crossbeam_utils::CachePadded;
+
+/// Owned stripes (one bit each in `OWNED`) plus the shared overflow stripe at index `OWNED_MAX`.
+const OWNED_MAX: usize = 31;
+const STRIPES: usize = OWNED_MAX + 1;
+static OWNED: AtomicU32 = AtomicU32::new(0);
+
+struct Owner(Cell<usize>);
+impl Drop for Owner {
+    fn drop(&mut self) {
+        let i = self.0.get();
+        if i < OWNED_MAX {
+            OWNED.fetch_and(!(1 << i), Ordering::Release);
+        }
+    }
+}
+
+/// This thread's stripe, and whether it owns it.
+#[inline]
+fn stripe() -> (usize, bool) {
+    thread_local!(static MINE: Owner = const { Owner(Cell::new(usize::MAX)) });
+    MINE.try_with(|m| {
+        let v = m.0.get();
+        if v != usize::MAX {
+            return (v, v < OWNED_MAX);
+        }
+        let mut cur = OWNED.load(Ordering::Relaxed);
+        let v = loop {
+            let free = (!cur).trailing_zeros() as usize;
+            if free >= OWNED_MAX {
+                break OWNED_MAX;
+            }
+            match OWNED.compare_exchange_weak(
+                cur,
+                cur | (1 << free),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break free,
+                Err(c) => cur = c,
+            }
+        };
+        m.0.set(v);
+        (v, v < OWNED_MAX)
+    })
+    .unwrap_or((OWNED_MAX, false))
+}
+
+#[derive(Clone, Copy)]
+#[repr(usize)]
+pub(crate) enum C {
+    CallsCreated,
+    CallsEnded,
+    CallsActive,
+    DialogsCreated,
+    DialogsConfirmed,
+    DialogsTerminated,
+    DialogsExpired,
+    DialogsEvicted,
+    Early,
+    Confirmed,
+    RefusedFull,
+    RefusedTrunk,
+    Untracked,
+    Retransmissions,
+}
+const N: usize = 14;
+
+pub(crate) struct Stripes {
+    stripes: Box<[CachePadded<[AtomicI64; N]>]>,
+}
+
+impl Stripes {
+    pub(crate) fn new() -> Self {
+        Stripes {
+            stripes: (0..STRIPES)
+                .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicI64::new(0))))
+                .collect(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn add(&self, c: C, v: i64) {
+        let (i, owned) = stripe();
+        let a = &self.stripes[i][c as usize];
+        if owned {
+            // Only this thread writes this stripe (until it exits: the Release in `Owner::drop`
+            // and the Acquire of the next owner's claim order the handover).
+            a.store(a.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed);
+        } else {
+            a.fetch_add(v, Ordering::Relaxed);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn inc(&self, c: C) {
+        self.add(c, 1);
+    }
+
+    fn sum(&self, c: C) -> i64 {
+        self.stripes
+            .iter()
+            .map(|s| s[c as usize].load(Ordering::Relaxed))
+            .sum()
+    }
+
+    pub(crate) fn snapshot(&self) -> DialogStats {
+        let g = |c| self.sum(c).max(0) as u64;
+        DialogStats {
+            calls_active: g(C::CallsActive),
+            early: g(C::Early),
+            confirmed: g(C::Confirmed),
+            calls_created: g(C::CallsCreated),
+            calls_ended: g(C::CallsEnded),
+            dialogs_created: g(C::DialogsCreated),
+            dialogs_confirmed: g(C::DialogsConfirmed),
+            dialogs_terminated: g(C::DialogsTerminated),
+            dialogs_expired: g(C::DialogsExpired),
+            dialogs_evicted: g(C::DialogsEvicted),
+            refused_full: g(C::RefusedFull),
+            refused_trunk: g(C::RefusedTrunk),
+            untracked: g(C::Untracked),
+            retransmissions: g(C::Retransmissions),
+        }
+    }
+}
+
+/// Gauges and counters of the dialog table. Read with [`super::DialogTable::stats`]; a snapshot
+/// is exact only when no thread is updating the table (otherwise each number is a recent value).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DialogStats {
+    /// Gauge: calls (INVITEs) not yet ended; what the trunk limits count.
+    pub calls_active: u64,
+    /// Gauge: dialogs in the early state.
+    pub early: u64,
+    /// Gauge: confirmed dialogs (calls up).
+    pub confirmed: u64,
+    /// Calls created by an INVITE.
+    pub calls_created: u64,
+    /// Calls ended (for any reason).
+    pub calls_ended: u64,
+    /// Dialogs created (by a 1xx or 2xx with a To tag).
+    pub dialogs_created: u64,
+    /// Dialogs that reached the confirmed state.
+    pub dialogs_confirmed: u64,
+    /// Dialogs ended, for any reason (includes expired and evicted).
+    pub dialogs_terminated: u64,
+    /// Dialogs ended by the sweeper's timeouts ([`super::DialogTable::expire`]).
+    pub dialogs_expired: u64,
+    /// Dialogs (and calls without one) ended early by a full probe window that needed room.
+    pub dialogs_evicted: u64,
+    /// INVITEs refused because the probe window was full of live calls (503).
+    pub refused_full: u64,
+    /// INVITEs refused by a trunk's concurrent-call limit (503).
+    pub refused_trunk: u64,
+    /// Dialogs not tracked: no room for a fork, too many forks, or a response for no known call.
+    pub untracked: u64,
+    /// INVITEs for a call that already exists (retransmissions).
+    pub retransmissions: u64,
+}
+
+impl DialogStats {
+    /// Prometheus text exposition of these numbers (`prefix` e.g. `sipd_dialog`).
+    pub fn prometheus(&self, prefix: &str) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "# TYPE {prefix}_active gauge");
+        for (state, v) in [("early", self.early), ("confirmed", self.confirmed)] {
+            let _ = writeln!(s, "{prefix}_active{{state=\"{state}\"}} {v}");
+        }
+        let _ = writeln!(s, "# TYPE {prefix}_calls_active gauge");
+        let _ = writeln!(s, "{prefix}_calls_active {}", self.calls_active);
+        for (name, v) in [
+            ("calls_created", self.calls_created),
+            ("calls_ended", self.calls_ended),
+            ("created", self.dialogs_created),
+            ("confirmed", self.dialogs_confirmed),
+            ("terminated", self.dialogs_terminated),
+            ("expired", self.dialogs_expired),
+            ("evicted", self.dialogs_evicted),
+            ("refused_full", self.refused_full),
+            ("refused_trunk", self.refused_trunk),
+            ("untracked", self.untracked),
+            ("retransmissions", self.retransmissions),
+        ] {
+            let _ = writeln!(s, "# TYPE {prefix}_{name}_total counter");
+            let _ = writeln!(s, "{prefix}_{name}_total {v}");
+        }
+        s
+    }
+}

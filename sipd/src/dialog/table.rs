@@ -1,0 +1,1394 @@
+//! The table itself: probing, the claim protocol, transitions. The protocol is described in the
+//! module docs (`super`); comments here point at the step they implement.
+
+use std::ops::Range;
+
+use crossbeam_utils::CachePadded;
+
+use super::key::{CallKey, DialogKey, Tag};
+use super::record::{EndReason, Party, RecordEvent, RecordSink};
+use super::slot::*;
+use super::stats::{C, DialogStats, Stripes};
+use super::sync::{AtomicU64, AtomicUsize, Ordering, fence};
+
+use Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
+
+/// Sizing and timeouts, fixed when the table is built.
+#[derive(Clone, Debug)]
+pub struct DialogConfig {
+    /// Home buckets. The table holds `capacity + probe_window - 1` slots; plan for about
+    /// 0.8 x capacity live calls plus dialogs (see the module docs).
+    pub capacity: usize,
+    /// Slots probed from a key's home bucket (bounded linear probing).
+    pub probe_window: usize,
+    /// A call with no dialog, or an early dialog, with no traffic for this long is reaped.
+    pub early_timeout_ms: u64,
+    /// A confirmed dialog with no traffic for this long is reaped.
+    pub session_timeout_ms: u64,
+    /// Trunk ids `0..max_trunks` are counted and can be limited; others are neither.
+    pub max_trunks: usize,
+}
+
+impl Default for DialogConfig {
+    fn default() -> Self {
+        DialogConfig {
+            capacity: 1 << 16,
+            probe_window: 64,
+            // Timer C (RFC 3261 §16.6): 3 minutes.
+            early_timeout_ms: 180_000,
+            // RFC 4028's recommended Session-Expires; a call with no re-INVITE, UPDATE or other
+            // in-dialog traffic for this long is taken as gone.
+            session_timeout_ms: 1_800_000,
+            max_trunks: 1024,
+        }
+    }
+}
+
+/// Identifies a created call; its `record_id` is the id of its call records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CallHandle {
+    /// Unique among live calls, and across reuse of a slot for 2^32 generations.
+    pub record_id: u64,
+}
+
+/// The INVITE was accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InviteOutcome {
+    /// A new call.
+    Created(CallHandle),
+    /// The call already existed (a retransmitted INVITE).
+    Existing(CallHandle),
+}
+
+impl InviteOutcome {
+    /// The call's handle either way.
+    pub fn handle(self) -> CallHandle {
+        match self {
+            InviteOutcome::Created(h) | InviteOutcome::Existing(h) => h,
+        }
+    }
+}
+
+/// Why an INVITE was refused; the proxy answers 503.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// The key's probe window holds only live calls (after evicting expired ones).
+    #[error("dialog table full")]
+    Full,
+    /// The source trunk is at its concurrent-call limit.
+    #[error("trunk at its call limit")]
+    TrunkLimit,
+}
+
+/// What a response to the INVITE did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseOutcome {
+    /// A 1xx without To tag: the call's timer was refreshed.
+    Touched,
+    /// The early dialog for this To tag exists (`created` by this response or before).
+    Early {
+        /// Created by this response.
+        created: bool,
+    },
+    /// The dialog for this To tag is confirmed.
+    Confirmed {
+        /// Confirmed by this response (not a retransmission).
+        first: bool,
+    },
+    /// A final non-2xx ended the call and its early dialogs (or, on an answered call, the early
+    /// dialogs that were not chosen).
+    Ended,
+    /// No such call (never seen, or already ended).
+    UnknownCall,
+    /// The dialog could not be tracked: no room in the probe window, or 255 forks. Counted.
+    Untracked,
+    /// Nothing to do (a 2xx without To tag).
+    Ignored,
+}
+
+/// Dialog state as seen by a reader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DialogState {
+    /// 1xx with To tag seen.
+    Early,
+    /// 2xx seen.
+    Confirmed,
+}
+
+/// A consistent view of one live dialog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DialogInfo {
+    /// State.
+    pub state: DialogState,
+    /// Its call's record id.
+    pub record_id: u64,
+    /// INVITE time.
+    pub start_ms: u64,
+    /// 2xx time.
+    pub answer_ms: Option<u64>,
+    /// Last traffic.
+    pub last_ms: u64,
+}
+
+/// A consistent view of one live call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallInfo {
+    /// Record id.
+    pub record_id: u64,
+    /// Source trunk.
+    pub trunk: u32,
+    /// INVITE time.
+    pub start_ms: u64,
+    /// Some dialog of the call was confirmed.
+    pub answered: bool,
+    /// Forked dialogs alive (besides the call's own first dialog).
+    pub forks: u32,
+}
+
+/// Result of the claim protocol.
+enum Claim {
+    Published(usize, Word),
+    /// The key exists. `bool`: we had published-ready a slot of our own but a rival killed it
+    /// and adopted its flags (so a confirmation we carried is on the existing slot).
+    Existing(usize, Word, bool),
+    Full,
+    /// The `gate` said no.
+    Refused,
+}
+
+/// What a probe is looking for in `claim` and `find`.
+#[derive(Clone, Copy)]
+enum Want {
+    /// The call slot of (cid, from).
+    Call { cid: u64, from: u64 },
+    /// The fork slot of (cid, from, to).
+    Fork { cid: u64, from: u64, to: u64 },
+}
+
+/// Payload fields read before a transition, so nothing is read after the slot may be reused.
+struct Snap {
+    start: u64,
+    answer: u64,
+    link: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Why {
+    Event,
+    Expired,
+    Evicted,
+}
+
+/// The lock-free dialog table. Share it by reference (`Arc<DialogTable>` or a `'static`); every
+/// method takes `&self` and is lock-free.
+pub struct DialogTable {
+    ctrl: Box<[AtomicU64]>,
+    slots: Box<[Payload]>,
+    cap: usize,
+    window: usize,
+    early_ms: u64,
+    session_ms: u64,
+    trunk_active: Box<[AtomicU64]>,
+    trunk_limit: Box<[AtomicU64]>,
+    stats: Stripes,
+    cursor: CachePadded<AtomicUsize>,
+    sink: Option<RecordSink>,
+}
+
+/// Bytes of one slot: its control word plus its payload.
+pub const SLOT_BYTES: usize = std::mem::size_of::<u64>() + std::mem::size_of::<Payload>();
+
+#[inline]
+fn fp_of(cid: u64) -> u16 {
+    cid as u16
+}
+
+impl DialogTable {
+    /// A table without call records.
+    pub fn new(cfg: DialogConfig) -> Self {
+        Self::build(cfg, None)
+    }
+
+    /// A table that sends call-record events to `sink` (see [`super::RecordWriter`]).
+    pub fn with_records(cfg: DialogConfig, sink: RecordSink) -> Self {
+        Self::build(cfg, Some(sink))
+    }
+
+    fn build(cfg: DialogConfig, sink: Option<RecordSink>) -> Self {
+        let window = cfg.probe_window.max(1);
+        let cap = cfg.capacity.max(1);
+        let total = cap + window - 1;
+        assert!(
+            total <= u32::MAX as usize,
+            "record ids hold a 32-bit slot index"
+        );
+        DialogTable {
+            ctrl: (0..total).map(|_| AtomicU64::new(EMPTY)).collect(),
+            slots: (0..total).map(|_| Payload::new()).collect(),
+            cap,
+            window,
+            early_ms: cfg.early_timeout_ms,
+            session_ms: cfg.session_timeout_ms,
+            trunk_active: (0..cfg.max_trunks).map(|_| AtomicU64::new(0)).collect(),
+            trunk_limit: (0..cfg.max_trunks)
+                .map(|_| AtomicU64::new(u64::MAX))
+                .collect(),
+            stats: Stripes::new(),
+            cursor: CachePadded::new(AtomicUsize::new(0)),
+            sink,
+        }
+    }
+
+    /// Slots in the table (each holds a call or a forked dialog).
+    pub fn slots(&self) -> usize {
+        self.ctrl.len()
+    }
+
+    /// Memory of the slot arrays, bytes (fixed at build).
+    pub fn memory_bytes(&self) -> usize {
+        self.ctrl.len() * SLOT_BYTES
+    }
+
+    /// Limit trunk `trunk` to `limit` concurrent calls (`None`: no limit). Takes effect for the
+    /// next INVITE; calls already up are kept.
+    pub fn set_trunk_limit(&self, trunk: u32, limit: Option<u32>) {
+        if let Some(l) = self.trunk_limit.get(trunk as usize) {
+            l.store(limit.map_or(u64::MAX, u64::from), Relaxed);
+        }
+    }
+
+    /// Calls of `trunk` not yet ended.
+    pub fn trunk_active(&self, trunk: u32) -> u64 {
+        self.trunk_active
+            .get(trunk as usize)
+            .map_or(0, |a| a.load(Relaxed))
+    }
+
+    /// Gauges and counters (sums of per-thread stripes; never blocks a writer).
+    pub fn stats(&self) -> DialogStats {
+        self.stats.snapshot()
+    }
+
+    // ---------------------------------------------------------------- probing
+
+    #[inline]
+    fn home(&self, cid: u64) -> usize {
+        ((cid as u128 * self.cap as u128) >> 64) as usize
+    }
+
+    #[inline]
+    fn win(&self, cid: u64) -> Range<usize> {
+        let h = self.home(cid);
+        h..h + self.window
+    }
+
+    #[inline]
+    fn emit(&self, ev: RecordEvent) {
+        if let Some(s) = &self.sink {
+            s.send(ev);
+        }
+    }
+
+    /// Re-read slot `i`'s control word after reading its payload: the payload belongs to the
+    /// generation of `w` only if the word still has that generation and a keyed state.
+    #[inline]
+    fn still(&self, i: usize, w: Word) -> bool {
+        // Orders the payload loads before this load (pairs with the Release fence a claimer
+        // issues before writing a new generation's payload).
+        fence(Acquire);
+        let now = Word(self.ctrl[i].load(Relaxed));
+        now.gen_() == w.gen_() && now.keyed()
+    }
+
+    /// Does keyed slot `i` (word `w`, fingerprint already matched) hold `want`?
+    #[inline]
+    fn holds(&self, i: usize, w: Word, want: Want) -> bool {
+        let p = &self.slots[i];
+        let hit = match want {
+            Want::Call { cid, from } => {
+                !w.has(FORK) && p.cid.load(Relaxed) == cid && p.from.load(Relaxed) == from
+            }
+            Want::Fork { cid, from, to } => {
+                w.has(FORK)
+                    && p.cid.load(Relaxed) == cid
+                    && p.from.load(Relaxed) == from
+                    && p.to.load(Relaxed) == to
+            }
+        };
+        hit && self.still(i, w)
+    }
+
+    /// First slot in the window holding `want` in one of `states`.
+    fn find(&self, want: Want, states: &[u64]) -> Option<(usize, Word)> {
+        let cid = match want {
+            Want::Call { cid, .. } | Want::Fork { cid, .. } => cid,
+        };
+        let fp = fp_of(cid);
+        for i in self.win(cid) {
+            let w = Word(self.ctrl[i].load(Acquire));
+            if w.state() == EMPTY {
+                return None;
+            }
+            if w.fp() == fp && states.contains(&w.state()) && self.holds(i, w, want) {
+                return Some((i, w));
+            }
+        }
+        None
+    }
+
+    /// The live slot (call slot with its own dialog, or fork) of dialog `key`.
+    fn find_dialog(&self, key: DialogKey) -> Option<(usize, Word)> {
+        let fp = fp_of(key.cid);
+        for i in self.win(key.cid) {
+            let w = Word(self.ctrl[i].load(Acquire));
+            if w.state() == EMPTY {
+                return None;
+            }
+            if w.fp() != fp || w.state() != LIVE || !w.has(TAGGED) || w.has(HOLLOW) {
+                continue;
+            }
+            let p = &self.slots[i];
+            let (c, f, t) = (
+                p.cid.load(Relaxed),
+                p.from.load(Relaxed),
+                p.to.load(Relaxed),
+            );
+            if key.matches(c, f, t) && self.still(i, w) {
+                return Some((i, w));
+            }
+        }
+        None
+    }
+
+    // ---------------------------------------------------------------- claim protocol
+
+    /// Insert `want` unless it exists: steps 1-5 of the claim protocol (module docs).
+    /// `gate` runs once, after the scan found no existing key and before the first claim CAS
+    /// (the trunk limit check); false refuses.
+    fn claim(
+        &self,
+        want: Want,
+        flags: u64,
+        start: u64,
+        link: u64,
+        now: u64,
+        mut gate: impl FnMut() -> bool,
+    ) -> Claim {
+        let (cid, from, to) = match want {
+            Want::Call { cid, from } => (cid, from, None),
+            Want::Fork { cid, from, to } => (cid, from, Some(to)),
+        };
+        let fp = fp_of(cid);
+        let win = self.win(cid);
+        let mut killed = false;
+        let mut gated = false;
+        'restart: loop {
+            // 1. Look for the key, and remember the first reusable slot.
+            let mut cand = None;
+            for i in win.clone() {
+                let w = Word(self.ctrl[i].load(SeqCst));
+                match w.state() {
+                    EMPTY => {
+                        cand = cand.or(Some((i, w)));
+                        break;
+                    }
+                    FREE => cand = cand.or(Some((i, w))),
+                    RESERVED | LIVE | DRAINING if w.fp() == fp && self.holds(i, w, want) => {
+                        return Claim::Existing(i, w, killed);
+                    }
+                    _ => {}
+                }
+            }
+            let (i, w) = match cand {
+                Some(c) => c,
+                // 1b. No room: reap what has expired in the window, then give up.
+                None if self.evict(win.clone(), now) => continue 'restart,
+                None => return Claim::Full,
+            };
+            if !gated {
+                gated = true;
+                if !gate() {
+                    return Claim::Refused;
+                }
+            }
+            // 2. Claim it: only the claimer writes a CLAIMING slot.
+            let mine = Word::claim(w, fp, flags);
+            if self.ctrl[i]
+                .compare_exchange(w.0, mine.0, SeqCst, Relaxed)
+                .is_err()
+            {
+                continue 'restart;
+            }
+            // Orders the CLAIMING word before the payload stores (seqlock writer side), so a
+            // reader that sees a new payload value also sees the generation change.
+            fence(Ordering::Release);
+            let g = mine.gen_();
+            let p = &self.slots[i];
+            p.cid.store(cid, Relaxed);
+            p.from.store(from, Relaxed);
+            p.to.store(to.unwrap_or(no_tag(g)), Relaxed);
+            p.start.store(start, Relaxed);
+            p.answer.store(
+                if flags & CONFIRMED != 0 {
+                    answered(g, start, now)
+                } else {
+                    unanswered(g)
+                },
+                Relaxed,
+            );
+            // (A fork's start is its call's; a worker's clock may lag the one that made the call.)
+            p.last.store(now.max(start), Relaxed);
+            p.link.store(link, Relaxed);
+            // 3. Announce: the key becomes visible to other claimers (not to lookups).
+            let announced = mine.with_state(RESERVED);
+            self.ctrl[i].store(announced.0, SeqCst);
+            // Dekker: announce, full fence, then read the rivals' words. Of two claimers of one
+            // key at least one sees the other's announcement.
+            fence(SeqCst);
+            // 4. Resolve rivals with the same key announced at the same time.
+            for j in win.clone() {
+                if j == i {
+                    continue;
+                }
+                let wj = Word(self.ctrl[j].load(SeqCst));
+                if wj.state() == EMPTY {
+                    break;
+                }
+                if wj.fp() != fp || !wj.keyed() || !self.holds(j, wj, want) {
+                    continue;
+                }
+                if wj.state() != RESERVED || j < i {
+                    // Published already, or announced at a lower index: it wins.
+                    killed |= !self.abort(i, g);
+                    return Claim::Existing(j, wj, killed);
+                }
+                // A rival above us: kill it, taking over what others set on it meanwhile.
+                if let Some(lost) = self.kill(j, wj.gen_()) {
+                    self.adopt(i, g, start, lost, now);
+                } else {
+                    // It changed under us: published (it wins) or gone (ignore it).
+                    let now_j = Word(self.ctrl[j].load(SeqCst));
+                    if now_j.gen_() == wj.gen_() && now_j.state() == LIVE {
+                        killed |= !self.abort(i, g);
+                        return Claim::Existing(j, now_j, killed);
+                    }
+                }
+            }
+            // 5. Publish, keeping flags others set while we were RESERVED.
+            loop {
+                let cur = Word(self.ctrl[i].load(SeqCst));
+                if cur.state() != RESERVED || cur.gen_() != g {
+                    // A rival at a lower index killed us: start over; it will be found.
+                    killed = true;
+                    continue 'restart;
+                }
+                let live = cur.with_state(LIVE);
+                if self.ctrl[i]
+                    .compare_exchange(cur.0, live.0, SeqCst, Relaxed)
+                    .is_ok()
+                {
+                    return Claim::Published(i, live);
+                }
+            }
+        }
+    }
+
+    /// Give back a RESERVED slot of ours. False if a rival had already killed it (and adopted
+    /// what it carried).
+    fn abort(&self, i: usize, g: u32) -> bool {
+        loop {
+            let cur = Word(self.ctrl[i].load(SeqCst));
+            if cur.state() != RESERVED || cur.gen_() != g {
+                return false;
+            }
+            if self.ctrl[i]
+                .compare_exchange(cur.0, cur.freed().0, SeqCst, Relaxed)
+                .is_ok()
+            {
+                return true;
+            }
+        }
+    }
+
+    /// Kill RESERVED rival `j` of generation `g`. None if it is no longer that RESERVED slot;
+    /// else whether others had confirmed it meanwhile, and when (read before the kill, and the
+    /// kill CAS on the exact word proves the read was of this generation).
+    fn kill(&self, j: usize, g: u32) -> Option<(bool, Option<u64>)> {
+        loop {
+            let cur = Word(self.ctrl[j].load(SeqCst));
+            if cur.state() != RESERVED || cur.gen_() != g {
+                return None;
+            }
+            let at = if cur.has(CONFIRMED) {
+                let p = &self.slots[j];
+                answer_ms(p.answer.load(Relaxed), g, p.start.load(Relaxed))
+            } else {
+                None
+            };
+            if self.ctrl[j]
+                .compare_exchange(cur.0, cur.freed().0, SeqCst, Relaxed)
+                .is_ok()
+            {
+                return Some((cur.has(CONFIRMED), at));
+            }
+        }
+    }
+
+    /// Take over a killed rival's confirmation.
+    fn adopt(&self, i: usize, g: u32, start: u64, lost: (bool, Option<u64>), now: u64) {
+        let (confirmed, at) = lost;
+        if !confirmed {
+            return;
+        }
+        let at = at.unwrap_or(now);
+        let _ = self.slots[i].answer.compare_exchange(
+            unanswered(g),
+            answered(g, start, at),
+            AcqRel,
+            Relaxed,
+        );
+        loop {
+            let cur = Word(self.ctrl[i].load(SeqCst));
+            if cur.state() != RESERVED || cur.gen_() != g || cur.has(CONFIRMED) {
+                return;
+            }
+            if self.ctrl[i]
+                .compare_exchange(cur.0, cur.with(CONFIRMED).0, SeqCst, Relaxed)
+                .is_ok()
+            {
+                return;
+            }
+        }
+    }
+
+    /// Window full: end expired slots in it (counted as evicted). True if any was ended.
+    fn evict(&self, win: Range<usize>, now: u64) -> bool {
+        let mut any = false;
+        for i in win {
+            let w = Word(self.ctrl[i].load(SeqCst));
+            if w.state() == LIVE && self.reap(i, w, now, Why::Evicted) {
+                any = true;
+            }
+        }
+        any
+    }
+
+    // ---------------------------------------------------------------- transitions
+
+    #[inline]
+    fn snap(&self, i: usize) -> Snap {
+        let p = &self.slots[i];
+        Snap {
+            start: p.start.load(Relaxed),
+            answer: p.answer.load(Relaxed),
+            link: p.link.load(Relaxed),
+        }
+    }
+
+    fn count_end(&self, why: Why) {
+        match why {
+            Why::Event => {}
+            Why::Expired => self.stats.inc(C::DialogsExpired),
+            Why::Evicted => self.stats.inc(C::DialogsEvicted),
+        }
+    }
+
+    fn reason(why: Why, reason: EndReason) -> EndReason {
+        if why == Why::Evicted {
+            EndReason::Evicted
+        } else {
+            reason
+        }
+    }
+
+    /// The dialog of live slot `i` (its own dialog) left the early or confirmed gauge.
+    fn dialog_gone(&self, w: Word, why: Why) {
+        self.stats.add(
+            if w.has(CONFIRMED) {
+                C::Confirmed
+            } else {
+                C::Early
+            },
+            -1,
+        );
+        self.stats.inc(C::DialogsTerminated);
+        self.count_end(why);
+    }
+
+    /// Call slot `i` of generation `old.gen_()` was freed by the CAS that saw `old`.
+    fn finalize(&self, i: usize, old: Word, s: &Snap, reason: EndReason, now: u64, record: bool) {
+        if let Some(a) = self.trunk_active.get(s.link as usize) {
+            a.fetch_sub(1, AcqRel);
+        }
+        self.stats.add(C::CallsActive, -1);
+        self.stats.inc(C::CallsEnded);
+        if !record {
+            return;
+        }
+        let id = record_id(old.gen_(), i);
+        if old.state() == DRAINING || old.has(ANSWERED) {
+            self.emit(RecordEvent::Closed { id });
+        } else {
+            self.emit(RecordEvent::Ended {
+                id,
+                start_ms: s.start,
+                answer_ms: None,
+                end_ms: now,
+                reason,
+                status: None,
+                close: true,
+            });
+        }
+    }
+
+    /// A call slot with nothing left to anchor is freed instead.
+    #[inline]
+    fn settle(w: Word) -> Word {
+        if w.children() == 0 && (w.state() == DRAINING || (w.state() == LIVE && w.has(HOLLOW))) {
+            w.freed()
+        } else {
+            w
+        }
+    }
+
+    /// A fork of the call `link` ended (or was never published): drop it from the call's count,
+    /// freeing the call when it was only waiting for its forks.
+    fn release_child(&self, link: u64, reason: EndReason, now: u64) {
+        let (g, i) = split_record_id(link);
+        loop {
+            let w = Word(self.ctrl[i].load(SeqCst));
+            if w.gen_() != g || !matches!(w.state(), LIVE | DRAINING) || w.children() == 0 {
+                debug_assert!(false, "fork outlived its call slot");
+                return;
+            }
+            let s = self.snap(i);
+            let new = Self::settle(w.dec_children());
+            if self.ctrl[i]
+                .compare_exchange(w.0, new.0, SeqCst, Relaxed)
+                .is_ok()
+            {
+                if new.state() == FREE {
+                    self.finalize(i, w, &s, reason, now, true);
+                }
+                return;
+            }
+        }
+    }
+
+    /// End live fork `j` of generation `g`. True if this call ended it.
+    fn end_fork(
+        &self,
+        j: usize,
+        g: u32,
+        reason: EndReason,
+        status: Option<u16>,
+        now: u64,
+        why: Why,
+    ) -> bool {
+        loop {
+            let w = Word(self.ctrl[j].load(SeqCst));
+            if w.gen_() != g || w.state() != LIVE || !w.has(FORK) {
+                return false;
+            }
+            let s = self.snap(j);
+            if self.ctrl[j]
+                .compare_exchange(w.0, w.freed().0, SeqCst, Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            self.dialog_gone(w, why);
+            let reason = Self::reason(why, reason);
+            if w.has(CONFIRMED) {
+                self.emit(RecordEvent::Ended {
+                    id: s.link,
+                    start_ms: s.start,
+                    answer_ms: answer_ms(s.answer, g, s.start),
+                    end_ms: now,
+                    reason,
+                    status,
+                    close: false,
+                });
+            }
+            self.release_child(s.link, reason, now);
+            return true;
+        }
+    }
+
+    /// End the own dialog of call slot `i` (BYE, or its timeout). The call ends with it unless
+    /// forks are alive; then the slot stays as their HOLLOW anchor.
+    fn end_own(&self, i: usize, g: u32, reason: EndReason, now: u64, why: Why) -> bool {
+        loop {
+            let w = Word(self.ctrl[i].load(SeqCst));
+            if w.gen_() != g || w.state() != LIVE || w.has(FORK) || !w.has(TAGGED) || w.has(HOLLOW)
+            {
+                return false;
+            }
+            let s = self.snap(i);
+            let mut new = Self::settle(w.with(HOLLOW));
+            let freed = new.state() == FREE;
+            if !freed {
+                // Guard: count ourselves as a child until our record is queued, so the last
+                // fork cannot free the call (and queue its close) before our record.
+                new = new.inc_children();
+            }
+            if self.ctrl[i]
+                .compare_exchange(w.0, new.0, SeqCst, Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            self.dialog_gone(w, why);
+            let reason = Self::reason(why, reason);
+            let id = record_id(g, i);
+            if w.has(CONFIRMED) {
+                self.emit(RecordEvent::Ended {
+                    id,
+                    start_ms: s.start,
+                    answer_ms: answer_ms(s.answer, g, s.start),
+                    end_ms: now,
+                    reason,
+                    status: None,
+                    close: freed,
+                });
+                if freed {
+                    self.finalize(i, w, &s, reason, now, false);
+                }
+            } else if freed {
+                self.finalize(i, w, &s, reason, now, true);
+            }
+            if !freed {
+                self.release_child(id, reason, now);
+            }
+            return true;
+        }
+    }
+
+    /// End unanswered call `i` (final non-2xx, CANCEL, timeout) and all its early dialogs.
+    #[allow(clippy::too_many_arguments)]
+    fn end_call(
+        &self,
+        i: usize,
+        g: u32,
+        reason: EndReason,
+        status: Option<u16>,
+        now: u64,
+        why: Why,
+    ) -> bool {
+        loop {
+            let w = Word(self.ctrl[i].load(SeqCst));
+            if w.gen_() != g || w.state() != LIVE || w.has(FORK) || w.has(ANSWERED) {
+                return false;
+            }
+            let s = self.snap(i);
+            let mut new = Self::settle(w.with_state(DRAINING));
+            let freed = new.state() == FREE;
+            if !freed {
+                // Guard child (see `end_own`): also keeps the slot DRAINING, so this generation,
+                // while we end its forks.
+                new = new.inc_children();
+            }
+            if self.ctrl[i]
+                .compare_exchange(w.0, new.0, SeqCst, Relaxed)
+                .is_err()
+            {
+                continue;
+            }
+            // Dekker with a fork's publish (see `ensure_dialog`): DRAINING, fence, scan forks.
+            fence(SeqCst);
+            let reason = Self::reason(why, reason);
+            if w.has(TAGGED) && !w.has(HOLLOW) {
+                self.dialog_gone(w, Why::Event);
+            }
+            self.count_end(why);
+            self.emit(RecordEvent::Ended {
+                id: record_id(g, i),
+                start_ms: s.start,
+                answer_ms: None,
+                end_ms: now,
+                reason,
+                status,
+                close: freed,
+            });
+            if freed {
+                self.finalize(i, w, &s, reason, now, false);
+            } else {
+                // DRAINING: end the forks; the last one to go frees the call slot. A fork
+                // published after this scan sees DRAINING in its post-publish check and ends
+                // itself.
+                self.end_forks(i, g, false, EndReason::CallEnded, status, now);
+                self.release_child(record_id(g, i), reason, now);
+            }
+            return true;
+        }
+    }
+
+    /// End the forks of call slot `i`/`g` (only the early ones if `early_only`). Returns how many.
+    fn end_forks(
+        &self,
+        i: usize,
+        g: u32,
+        early_only: bool,
+        reason: EndReason,
+        status: Option<u16>,
+        now: u64,
+    ) -> usize {
+        let link = record_id(g, i);
+        let cid = self.slots[i].cid.load(Relaxed);
+        if !self.still(i, Word(((g as u64) << 32) | LIVE)) {
+            return 0;
+        }
+        let fp = fp_of(cid);
+        let mut n = 0;
+        for j in self.win(cid) {
+            let w = Word(self.ctrl[j].load(SeqCst));
+            if w.state() == EMPTY {
+                break;
+            }
+            if w.fp() != fp || w.state() != LIVE || !w.has(FORK) {
+                continue;
+            }
+            if early_only && w.has(CONFIRMED) {
+                continue;
+            }
+            if self.slots[j].link.load(Relaxed) == link
+                && self.still(j, w)
+                && self.end_fork(j, w.gen_(), reason, status, now, Why::Event)
+            {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Mark call slot `i`/`g` answered (a fork was confirmed). A call slot without a dialog of
+    /// its own becomes the forks' HOLLOW anchor.
+    fn set_answered(&self, i: usize, g: u32, now: u64) {
+        loop {
+            let w = Word(self.ctrl[i].load(SeqCst));
+            if w.gen_() != g || !matches!(w.state(), LIVE | DRAINING) || w.has(ANSWERED) {
+                return;
+            }
+            let mut new = w.with(ANSWERED);
+            if w.state() == LIVE && !w.has(TAGGED) {
+                new = new.with(HOLLOW);
+            }
+            let s = self.snap(i);
+            let new = Self::settle(new);
+            if self.ctrl[i]
+                .compare_exchange(w.0, new.0, SeqCst, Relaxed)
+                .is_ok()
+            {
+                if new.state() == FREE {
+                    // The confirmed fork already ended: the call is over.
+                    self.finalize(i, new.with(ANSWERED), &s, EndReason::Bye, now, true);
+                }
+                return;
+            }
+        }
+    }
+
+    /// Confirm the dialog in slot `j`/`g` (RESERVED or LIVE; a fork or a call slot's own).
+    /// Returns None if the slot is gone, else whether this call confirmed it.
+    fn confirm(&self, j: usize, g: u32, now: u64) -> Option<bool> {
+        let p = &self.slots[j];
+        let start = p.start.load(Relaxed);
+        // Generation-tagged: fails harmlessly if the slot was reused since we found it.
+        let _ = p
+            .answer
+            .compare_exchange(unanswered(g), answered(g, start, now), AcqRel, Relaxed);
+        loop {
+            let w = Word(self.ctrl[j].load(SeqCst));
+            if w.gen_() != g || !matches!(w.state(), RESERVED | LIVE) || w.has(HOLLOW) {
+                return None;
+            }
+            if w.has(CONFIRMED) {
+                return Some(false);
+            }
+            let mut new = w.with(CONFIRMED);
+            if !w.has(FORK) {
+                new = new.with(ANSWERED);
+            }
+            if self.ctrl[j]
+                .compare_exchange(w.0, new.0, SeqCst, Relaxed)
+                .is_ok()
+            {
+                if w.state() == LIVE {
+                    self.stats.add(C::Early, -1);
+                    self.stats.add(C::Confirmed, 1);
+                    self.stats.inc(C::DialogsConfirmed);
+                }
+                return Some(true);
+            }
+        }
+    }
+
+    /// Put `tag` on call slot `i`/`g` as its own dialog if it has none. Some(created) when the
+    /// slot's own dialog is `tag`; None when it is another tag (or HOLLOW): use a fork.
+    /// Err(()) when the call is gone.
+    fn attach(&self, i: usize, g: u32, tag: u64) -> Result<Option<bool>, ()> {
+        let p = &self.slots[i];
+        loop {
+            let w = Word(self.ctrl[i].load(SeqCst));
+            if w.gen_() != g || w.state() != LIVE {
+                return Err(());
+            }
+            if w.has(HOLLOW) {
+                return Ok(None);
+            }
+            let mut to = p.to.load(Acquire);
+            if w.has(TAGGED) {
+                return Ok((to == tag).then_some(false));
+            }
+            if to == no_tag(g) {
+                to = match p.to.compare_exchange(no_tag(g), tag, AcqRel, Acquire) {
+                    Ok(_) => tag,
+                    Err(cur) => cur,
+                };
+            }
+            if to != tag {
+                // Another response's tag won the slot (its thread sets TAGGED).
+                return Ok(None);
+            }
+            if self.ctrl[i]
+                .compare_exchange(w.0, w.with(TAGGED).0, SeqCst, Relaxed)
+                .is_ok()
+            {
+                self.stats.add(C::Early, 1);
+                self.stats.inc(C::DialogsCreated);
+                return Ok(Some(true));
+            }
+        }
+    }
+
+    /// Reserve a fork on call slot `i`/`g`.
+    fn reserve_child(&self, i: usize, g: u32) -> Result<(), ResponseOutcome> {
+        loop {
+            let w = Word(self.ctrl[i].load(SeqCst));
+            if w.gen_() != g || w.state() != LIVE {
+                return Err(ResponseOutcome::UnknownCall);
+            }
+            // Two counts stay spare for the guards of `end_own` and `end_call`.
+            if w.children() >= MAX_CHILDREN - 2 {
+                self.stats.inc(C::Untracked);
+                return Err(ResponseOutcome::Untracked);
+            }
+            if self.ctrl[i]
+                .compare_exchange(w.0, w.inc_children().0, SeqCst, Relaxed)
+                .is_ok()
+            {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Slot `i` (LIVE, word `w`) is past its deadline at `now`: end it. True if this call did.
+    fn reap(&self, i: usize, w: Word, now: u64, why: Why) -> bool {
+        let last = self.slots[i].last.load(Relaxed);
+        let limit = if w.has(CONFIRMED) {
+            self.session_ms
+        } else {
+            self.early_ms
+        };
+        if now < last.saturating_add(limit) || !self.still(i, w) {
+            return false;
+        }
+        let g = w.gen_();
+        if w.has(FORK) {
+            self.end_fork(i, g, EndReason::Timeout, None, now, why)
+        } else if w.has(HOLLOW) {
+            // Anchors go when their last fork goes.
+            false
+        } else if w.has(TAGGED) {
+            self.end_own(i, g, EndReason::Timeout, now, why)
+        } else if w.has(ANSWERED) {
+            false
+        } else {
+            self.end_call(i, g, EndReason::Timeout, None, now, why)
+        }
+    }
+
+    // ---------------------------------------------------------------- events (public API)
+
+    /// An INVITE (no To tag) for `call` from `trunk`. Creates the call, or finds it when this is
+    /// a retransmission. Refused (answer 503) over the trunk's limit or when the probe window is
+    /// full of live calls after evicting expired ones. `caller`/`callee` go to the call record.
+    pub fn on_invite(
+        &self,
+        call: CallKey,
+        trunk: u32,
+        caller: &str,
+        callee: &str,
+        now_ms: u64,
+    ) -> Result<InviteOutcome, Refused> {
+        let want = Want::Call {
+            cid: call.cid,
+            from: call.from,
+        };
+        let counter = self.trunk_active.get(trunk as usize);
+        let mut counted = false;
+        // The trunk is checked once the scan found no such call (so a retransmission is never
+        // refused) and before a slot is claimed.
+        let gate = || match counter {
+            None => true,
+            Some(a) => {
+                let limit = self.trunk_limit[trunk as usize].load(Relaxed);
+                if a.fetch_add(1, AcqRel) >= limit {
+                    a.fetch_sub(1, AcqRel);
+                    false
+                } else {
+                    counted = true;
+                    true
+                }
+            }
+        };
+        let claim = self.claim(want, 0, now_ms, trunk as u64, now_ms, gate);
+        let uncount = |counted: bool| {
+            if let (true, Some(a)) = (counted, counter) {
+                a.fetch_sub(1, AcqRel);
+            }
+        };
+        match claim {
+            Claim::Published(i, w) => {
+                self.stats.inc(C::CallsCreated);
+                self.stats.inc(C::CallsActive);
+                let h = CallHandle {
+                    record_id: record_id(w.gen_(), i),
+                };
+                if self.sink.is_some() {
+                    self.emit(RecordEvent::Started {
+                        id: h.record_id,
+                        caller: Party::new(caller),
+                        callee: Party::new(callee),
+                    });
+                }
+                Ok(InviteOutcome::Created(h))
+            }
+            Claim::Existing(i, w, _) => {
+                uncount(counted);
+                self.stats.inc(C::Retransmissions);
+                self.slots[i].last.fetch_max(now_ms, Relaxed);
+                Ok(InviteOutcome::Existing(CallHandle {
+                    record_id: record_id(w.gen_(), i),
+                }))
+            }
+            Claim::Full => {
+                uncount(counted);
+                self.stats.inc(C::RefusedFull);
+                Err(Refused::Full)
+            }
+            Claim::Refused => {
+                self.stats.inc(C::RefusedTrunk);
+                Err(Refused::TrunkLimit)
+            }
+        }
+    }
+
+    /// A response to the INVITE of `call`: `to_tag` is the To tag if the response has one.
+    /// 1xx with tag: early dialog (a new one per tag when downstream forks); 2xx: confirmed;
+    /// >= 300: the call's early dialogs end, and the call if no dialog was confirmed.
+    pub fn on_response(
+        &self,
+        call: CallKey,
+        to_tag: Option<Tag>,
+        status: u16,
+        now_ms: u64,
+    ) -> ResponseOutcome {
+        let want = Want::Call {
+            cid: call.cid,
+            from: call.from,
+        };
+        let Some((i, w)) = self.find(want, &[LIVE]) else {
+            return ResponseOutcome::UnknownCall;
+        };
+        let g = w.gen_();
+        if status >= 300 {
+            if w.has(ANSWERED) {
+                let own = {
+                    let cur = Word(self.ctrl[i].load(SeqCst));
+                    cur.gen_() == g && cur.has(TAGGED) && !cur.has(CONFIRMED)
+                };
+                if own {
+                    self.end_own(i, g, EndReason::Rejected, now_ms, Why::Event);
+                }
+                self.end_forks(i, g, true, EndReason::Rejected, Some(status), now_ms);
+                return ResponseOutcome::Ended;
+            }
+            return if self.end_call(i, g, EndReason::Rejected, Some(status), now_ms, Why::Event) {
+                ResponseOutcome::Ended
+            } else {
+                // Lost a race with a 2xx (now answered) or another ending: retry once.
+                self.on_response(call, to_tag, status, now_ms)
+            };
+        }
+        let confirm = status >= 200;
+        let Some(tag) = to_tag else {
+            if confirm {
+                return ResponseOutcome::Ignored;
+            }
+            self.slots[i].last.fetch_max(now_ms, Relaxed);
+            return ResponseOutcome::Touched;
+        };
+        self.ensure_dialog(i, g, call, tag.get(), confirm, now_ms)
+    }
+
+    fn ensure_dialog(
+        &self,
+        i: usize,
+        g: u32,
+        call: CallKey,
+        tag: u64,
+        confirm: bool,
+        now: u64,
+    ) -> ResponseOutcome {
+        let done = |created: bool, first: Option<bool>| match first {
+            Some(first) => ResponseOutcome::Confirmed { first },
+            None => ResponseOutcome::Early { created },
+        };
+        let fork = Want::Fork {
+            cid: call.cid,
+            from: call.from,
+            to: tag,
+        };
+        let link = record_id(g, i);
+        let mut adopted = false;
+        loop {
+            // The call's own dialog?
+            match self.attach(i, g, tag) {
+                Err(()) => return ResponseOutcome::UnknownCall,
+                Ok(Some(created)) => {
+                    self.slots[i].last.fetch_max(now, Relaxed);
+                    if !confirm {
+                        let up = Word(self.ctrl[i].load(Acquire)).has(CONFIRMED);
+                        return done(created, up.then_some(false));
+                    }
+                    match self.confirm(i, g, now) {
+                        Some(first) => return done(created, Some(first)),
+                        // Ended meanwhile (BYE raced the 2xx): nothing left to confirm.
+                        None => return ResponseOutcome::UnknownCall,
+                    }
+                }
+                Ok(None) => {}
+            }
+            // An existing fork?
+            if let Some((j, wj)) = self.find(fork, &[RESERVED, LIVE]) {
+                self.slots[j].last.fetch_max(now, Relaxed);
+                if !confirm {
+                    return done(false, wj.has(CONFIRMED).then_some(false));
+                }
+                match self.confirm(j, wj.gen_(), now) {
+                    Some(first) => {
+                        self.set_answered(i, g, now);
+                        return done(false, Some(first || adopted));
+                    }
+                    None => continue,
+                }
+            }
+            // A new fork.
+            if let Err(o) = self.reserve_child(i, g) {
+                return o;
+            }
+            let start = self.slots[i].start.load(Relaxed);
+            if !self.still(i, Word(((g as u64) << 32) | LIVE)) {
+                self.release_child(link, EndReason::CallEnded, now);
+                return ResponseOutcome::UnknownCall;
+            }
+            let flags = FORK | TAGGED | if confirm { CONFIRMED } else { 0 };
+            match self.claim(fork, flags, start, link, now, || true) {
+                Claim::Full | Claim::Refused => {
+                    self.release_child(link, EndReason::CallEnded, now);
+                    self.stats.inc(C::Untracked);
+                    return ResponseOutcome::Untracked;
+                }
+                Claim::Existing(_, _, killed) => {
+                    // Someone created it first: apply our response to theirs.
+                    adopted |= killed && confirm;
+                    self.release_child(link, EndReason::CallEnded, now);
+                    continue;
+                }
+                Claim::Published(j, wj) => {
+                    self.stats.inc(C::DialogsCreated);
+                    if wj.has(CONFIRMED) {
+                        self.stats.add(C::Confirmed, 1);
+                        self.stats.inc(C::DialogsConfirmed);
+                        self.set_answered(i, g, now);
+                    } else {
+                        self.stats.add(C::Early, 1);
+                    }
+                    // The call may have ended (DRAINING) after our reservation and before the
+                    // publish, with its fork scan missing us: then we end the fork ourselves.
+                    // Dekker with `end_call`: publish, fence, read the call's word.
+                    fence(SeqCst);
+                    let pw = Word(self.ctrl[i].load(SeqCst));
+                    if pw.gen_() != g || pw.state() != LIVE {
+                        self.end_fork(j, wj.gen_(), EndReason::CallEnded, None, now, Why::Event);
+                        return ResponseOutcome::UnknownCall;
+                    }
+                    return done(true, confirm.then_some(true));
+                }
+            }
+        }
+    }
+
+    /// A CANCEL for `call`: ends it (and its early dialogs) unless a dialog was confirmed.
+    /// True if this ended the call.
+    pub fn on_cancel(&self, call: CallKey, now_ms: u64) -> bool {
+        let want = Want::Call {
+            cid: call.cid,
+            from: call.from,
+        };
+        match self.find(want, &[LIVE]) {
+            Some((i, w)) => {
+                self.end_call(i, w.gen_(), EndReason::Cancelled, None, now_ms, Why::Event)
+            }
+            None => false,
+        }
+    }
+
+    /// A BYE in `dialog`: ends it. True if this ended it (false: unknown or already ended, e.g.
+    /// by the BYE's response handled first on another worker).
+    pub fn on_bye(&self, dialog: DialogKey, now_ms: u64) -> bool {
+        match self.find_dialog(dialog) {
+            Some((i, w)) if w.has(FORK) => {
+                self.end_fork(i, w.gen_(), EndReason::Bye, None, now_ms, Why::Event)
+            }
+            Some((i, w)) => self.end_own(i, w.gen_(), EndReason::Bye, now_ms, Why::Event),
+            None => false,
+        }
+    }
+
+    /// A response to a BYE in `dialog`: a final one ends the dialog if the BYE did not already
+    /// (requests and responses reach different workers, in either order).
+    pub fn on_bye_response(&self, dialog: DialogKey, status: u16, now_ms: u64) -> bool {
+        if status < 200 {
+            self.touch(dialog, now_ms);
+            return false;
+        }
+        self.on_bye(dialog, now_ms)
+    }
+
+    /// In-dialog traffic (re-INVITE, UPDATE, ACK, INFO, ...): refresh the dialog's timer.
+    pub fn touch(&self, dialog: DialogKey, now_ms: u64) -> bool {
+        match self.find_dialog(dialog) {
+            Some((i, _)) => {
+                self.slots[i].last.fetch_max(now_ms, Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Sweep up to `budget` slots (continuing where the last sweep, by any thread, stopped) and
+    /// end what has timed out at `now_ms`. Returns how many dialogs/calls it ended. Any worker
+    /// can call it between batches; it uses the same CAS protocol as every other update.
+    pub fn expire(&self, now_ms: u64, budget: usize) -> usize {
+        let n = self.ctrl.len();
+        let budget = budget.min(n);
+        let start = self.cursor.fetch_add(budget, Relaxed) % n;
+        let mut ended = 0;
+        for k in 0..budget {
+            let i = (start + k) % n;
+            let w = Word(self.ctrl[i].load(Acquire));
+            if w.state() == LIVE && self.reap(i, w, now_ms, Why::Expired) {
+                ended += 1;
+            }
+        }
+        ended
+    }
+
+    /// The live dialog `dialog`, if any.
+    pub fn lookup(&self, dialog: DialogKey) -> Option<DialogInfo> {
+        let (i, w) = self.find_dialog(dialog)?;
+        let p = &self.slots[i];
+        let start = p.start.load(Relaxed);
+        let answer = p.answer.load(Relaxed);
+        let last = p.last.load(Relaxed);
+        let link = p.link.load(Relaxed);
+        if !self.still(i, w) {
+            return None;
+        }
+        Some(DialogInfo {
+            state: if w.has(CONFIRMED) {
+                DialogState::Confirmed
+            } else {
+                DialogState::Early
+            },
+            record_id: if w.has(FORK) {
+                link
+            } else {
+                record_id(w.gen_(), i)
+            },
+            start_ms: start,
+            answer_ms: answer_ms(answer, w.gen_(), start),
+            last_ms: last,
+        })
+    }
+
+    /// The live call `call`, if any (not yet ended).
+    pub fn lookup_call(&self, call: CallKey) -> Option<CallInfo> {
+        let want = Want::Call {
+            cid: call.cid,
+            from: call.from,
+        };
+        let (i, w) = self.find(want, &[LIVE])?;
+        let p = &self.slots[i];
+        let start = p.start.load(Relaxed);
+        let trunk = p.link.load(Relaxed) as u32;
+        if !self.still(i, w) {
+            return None;
+        }
+        Some(CallInfo {
+            record_id: record_id(w.gen_(), i),
+            trunk,
+            start_ms: start,
+            answered: w.has(ANSWERED),
+            forks: w.children() as u32,
+        })
+    }
+
+    /// Walk every slot and count states (tests and debugging; not a consistent snapshot while
+    /// the table is being updated).
+    #[doc(hidden)]
+    pub fn census(&self) -> Census {
+        let mut c = Census::default();
+        for i in 0..self.ctrl.len() {
+            let w = Word(self.ctrl[i].load(Acquire));
+            match w.state() {
+                LIVE | DRAINING if !w.has(FORK) => {
+                    c.calls += 1;
+                    c.children += w.children();
+                    if w.has(TAGGED) && !w.has(HOLLOW) && w.state() == LIVE {
+                        if w.has(CONFIRMED) {
+                            c.confirmed += 1
+                        } else {
+                            c.early += 1
+                        }
+                    }
+                }
+                LIVE => {
+                    c.forks += 1;
+                    if w.has(CONFIRMED) {
+                        c.confirmed += 1
+                    } else {
+                        c.early += 1
+                    }
+                }
+                CLAIMING | RESERVED => c.transient += 1,
+                _ => {}
+            }
+        }
+        c
+    }
+}
+
+/// Slot counts from [`DialogTable::census`].
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Census {
+    pub calls: u64,
+    pub forks: u64,
+    pub children: u64,
+    pub early: u64,
+    pub confirmed: u64,
+    pub transient: u64,
+}
