@@ -370,6 +370,9 @@ pub struct Routing {
     pub probes: Vec<(String, SocketAddr, Transport, HealthConfig)>,
 }
 
+/// A probe target in its health slot: (slot, address, transport, settings).
+pub type ProbeSlot = (usize, SocketAddr, Transport, HealthConfig);
+
 /// The process-wide group health table and the slots each configuration's targets occupy.
 /// A target (same group, address and transport) keeps its up/down state across reloads.
 #[derive(Debug)]
@@ -381,7 +384,11 @@ pub struct HealthSlots {
 
 impl HealthSlots {
     pub fn new(capacity: usize) -> Self {
-        HealthSlots { health: Health::new(capacity), next: 0, current: HashMap::new() }
+        HealthSlots {
+            health: Health::new(capacity),
+            next: 0,
+            current: HashMap::new(),
+        }
     }
 
     pub fn health(&self) -> &Arc<Health> {
@@ -391,7 +398,7 @@ impl HealthSlots {
     /// Places a configuration's targets into fresh slots (contiguous per group, wrapping when
     /// the table is exhausted), carrying state over; returns the proxy configuration to run and
     /// the probes (slot, address, transport, settings) for a [`HealthProber`].
-    pub fn assign(&mut self, routing: &Routing) -> (Arc<ProxyConfig>, Vec<(usize, SocketAddr, Transport, HealthConfig)>) {
+    pub fn assign(&mut self, routing: &Routing) -> (Arc<ProxyConfig>, Vec<ProbeSlot>) {
         let mut proxy = routing.proxy.clone();
         let capacity = self.health.len().max(1);
         let mut probes = Vec::new();
@@ -406,9 +413,16 @@ impl HealthSlots {
             for (i, t) in group.targets.iter().enumerate() {
                 let slot = base + i;
                 let key = (group.name.clone(), t.addr, t.transport);
-                let was_up = self.current.get(&key).is_none_or(|&old| self.health.is_up(old));
+                let was_up = self
+                    .current
+                    .get(&key)
+                    .is_none_or(|&old| self.health.is_up(old));
                 self.health.set_up(slot, was_up);
-                let cfg = routing.probes.get(group.health_base + i).map(|p| p.3).unwrap_or_default();
+                let cfg = routing
+                    .probes
+                    .get(group.health_base + i)
+                    .map(|p| p.3)
+                    .unwrap_or_default();
                 probes.push((slot, t.addr, t.transport, cfg));
                 current.insert(key, slot);
             }

@@ -7,7 +7,7 @@
 //! queued, flushes records and snapshots, detaches XDP and exits 0 within a bounded time.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,20 +75,19 @@ pub fn run(path: &Path) -> Result<()> {
 
     let path = path.to_owned();
     let mut running = config;
-    loop {
-        match events_rx.recv() {
-            Ok(Event::Reload) => {
-                reload(&path, &mut running, &mut slots, &server, &group_targets);
-            }
-            Ok(Event::Shutdown) | Err(_) => break,
-        }
+    while let Ok(Event::Reload) = events_rx.recv() {
+        reload(&path, &mut running, &mut slots, &server, &group_targets);
     }
 
     info!("shutting down: draining");
     let started = Instant::now();
     let report = server.shutdown().map_err(|e| anyhow!("{e}"))?;
     admin.stop();
-    info!(elapsed_ms = started.elapsed().as_millis() as u64, threads_joined = report.threads, "stopped");
+    info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        threads_joined = report.threads,
+        "stopped"
+    );
     Ok(())
 }
 
@@ -99,7 +98,11 @@ fn start_sockets(
 ) -> Result<ServerHandle> {
     let socket_config = SocketConfig {
         udp_listen: config.listen.clone(),
-        tcp_listen: if config.tcp { config.listen.clone() } else { Vec::new() },
+        tcp_listen: if config.tcp {
+            config.listen.clone()
+        } else {
+            Vec::new()
+        },
         workers: config.workers,
         cores: config.cores.clone(),
         tcp: TcpLimits {
@@ -111,11 +114,12 @@ fn start_sockets(
         ..SocketConfig::default()
     };
     let prober = (!prober.is_empty()).then_some(prober);
-    SocketServer::start(socket_config, make_proxy, prober).map_err(|e| anyhow!("starting the socket datapath: {e}"))
+    SocketServer::start(socket_config, make_proxy, prober)
+        .map_err(|e| anyhow!("starting the socket datapath: {e}"))
 }
 
 fn reload(
-    path: &PathBuf,
+    path: &Path,
     running: &mut Config,
     slots: &mut HealthSlots,
     server: &ServerHandle,
@@ -129,7 +133,9 @@ fn reload(
         }
     };
     if new.listen != running.listen || new.tcp != running.tcp || new.mode != running.mode {
-        warn!("listen addresses, tcp and datapath mode change only with a restart; routing is reloaded");
+        warn!(
+            "listen addresses, tcp and datapath mode change only with a restart; routing is reloaded"
+        );
     }
     let (proxy_config, probes) = slots.assign(&new.routing);
     if let Err(e) = server.reload(proxy_config.clone()) {
@@ -157,7 +163,10 @@ fn group_target_labels(config: &ProxyConfig) -> Vec<(String, SocketAddr)> {
         for (i, t) in g.targets.iter().enumerate() {
             let slot = g.health_base + i;
             if labels.len() <= slot {
-                labels.resize(slot + 1, (String::new(), SocketAddr::from(([0, 0, 0, 0], 0))));
+                labels.resize(
+                    slot + 1,
+                    (String::new(), SocketAddr::from(([0, 0, 0, 0], 0))),
+                );
             }
             labels[slot] = (g.name.clone(), t.addr);
         }
@@ -184,19 +193,26 @@ fn forward_admin(admin_rx: Receiver<AdminCommand>, events: Sender<Event>) {
 
 fn watch_signals(events: Sender<Event>) -> Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT]).context("installing signal handlers")?;
-    std::thread::Builder::new().name("sipd-signals".into()).spawn(move || {
-        for signal in signals.forever() {
-            let event = if signal == SIGHUP { Event::Reload } else { Event::Shutdown };
-            info!(signal, "signal received");
-            if events.send(event).is_err() || event == Event::Shutdown {
-                // A second SIGTERM while draining is ignored: the drain is bounded anyway.
-                if event == Event::Shutdown {
-                    std::thread::sleep(Duration::from_secs(30));
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])
+        .context("installing signal handlers")?;
+    std::thread::Builder::new()
+        .name("sipd-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let event = if signal == SIGHUP {
+                    Event::Reload
+                } else {
+                    Event::Shutdown
+                };
+                info!(signal, "signal received");
+                if events.send(event).is_err() || event == Event::Shutdown {
+                    // A second SIGTERM while draining is ignored: the drain is bounded anyway.
+                    if event == Event::Shutdown {
+                        std::thread::sleep(Duration::from_secs(30));
+                    }
+                    break;
                 }
-                break;
             }
-        }
-    })?;
+        })?;
     Ok(())
 }

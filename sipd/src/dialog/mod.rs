@@ -100,7 +100,6 @@
 //!   (seconds after the build; `LOOM_MAX_PREEMPTIONS=8` searched deeper in about 85 s).
 
 // The protocol needs no `unsafe`: every shared field is an atomic.
-#![allow(unexpected_cfgs)]
 
 mod key;
 mod record;

@@ -148,7 +148,9 @@ impl Health {
     }
 
     fn answered(&self, index: usize) -> u64 {
-        self.targets.get(index).map_or(0, |t| t.answered.load(Ordering::Relaxed))
+        self.targets
+            .get(index)
+            .map_or(0, |t| t.answered.load(Ordering::Relaxed))
     }
 }
 
@@ -228,7 +230,11 @@ impl HealthProber {
         targets: &[(SocketAddr, Transport, HealthConfig)],
         now: u64,
     ) -> Self {
-        let with: Vec<_> = targets.iter().enumerate().map(|(i, &(a, t, c))| (i, a, t, c)).collect();
+        let with: Vec<_> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, &(a, t, c))| (i, a, t, c))
+            .collect();
         Self::with_slots(health, &with, now)
     }
 
@@ -253,7 +259,11 @@ impl HealthProber {
                 answers: 0,
             })
             .collect();
-        HealthProber { health, probes, changes: Vec::new() }
+        HealthProber {
+            health,
+            probes,
+            changes: Vec::new(),
+        }
     }
 
     /// Number of probed targets.
@@ -272,7 +282,12 @@ impl HealthProber {
 
     /// Judges the previous probe of a target that is due and writes its next probe into `buf`,
     /// sent from `local`. Call until it returns `None`.
-    pub fn poll_transmit(&mut self, now: u64, local: SocketAddr, buf: &mut [u8]) -> Option<Transmit> {
+    pub fn poll_transmit(
+        &mut self,
+        now: u64,
+        local: SocketAddr,
+        buf: &mut [u8],
+    ) -> Option<Transmit> {
         let p = self.probes.iter_mut().find(|p| p.next_at <= now)?;
         let index = p.slot;
         let answered = self.health.answered(index);

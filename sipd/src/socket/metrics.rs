@@ -29,14 +29,46 @@ impl MetricsSource for SocketMetrics {
         let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
         type Field = fn(&WorkerStats) -> &AtomicU64;
         let per_worker: [(&str, &str, Field); 8] = [
-            ("sipd_socket_rx_packets_total", "UDP datagrams received, per worker.", |w| &w.rx_packets),
-            ("sipd_socket_tx_packets_total", "UDP datagrams sent, per worker.", |w| &w.tx_packets),
-            ("sipd_socket_rx_bytes_total", "UDP bytes received, per worker.", |w| &w.rx_bytes),
-            ("sipd_socket_tx_bytes_total", "UDP bytes sent, per worker.", |w| &w.tx_bytes),
-            ("sipd_socket_rx_batches_total", "recvmmsg calls that returned datagrams, per worker.", |w| &w.rx_batches),
-            ("sipd_socket_send_errors_total", "Datagrams the kernel refused to send, per worker.", |w| &w.send_errors),
-            ("sipd_socket_truncated_total", "Datagrams larger than a receive slot, per worker.", |w| &w.truncated),
-            ("sipd_socket_tcp_handoff_drops_total", "Forwards to TCP dropped (hand-off queue full).", |w| &w.tcp_handoff_drops),
+            (
+                "sipd_socket_rx_packets_total",
+                "UDP datagrams received, per worker.",
+                |w| &w.rx_packets,
+            ),
+            (
+                "sipd_socket_tx_packets_total",
+                "UDP datagrams sent, per worker.",
+                |w| &w.tx_packets,
+            ),
+            (
+                "sipd_socket_rx_bytes_total",
+                "UDP bytes received, per worker.",
+                |w| &w.rx_bytes,
+            ),
+            (
+                "sipd_socket_tx_bytes_total",
+                "UDP bytes sent, per worker.",
+                |w| &w.tx_bytes,
+            ),
+            (
+                "sipd_socket_rx_batches_total",
+                "recvmmsg calls that returned datagrams, per worker.",
+                |w| &w.rx_batches,
+            ),
+            (
+                "sipd_socket_send_errors_total",
+                "Datagrams the kernel refused to send, per worker.",
+                |w| &w.send_errors,
+            ),
+            (
+                "sipd_socket_truncated_total",
+                "Datagrams larger than a receive slot, per worker.",
+                |w| &w.truncated,
+            ),
+            (
+                "sipd_socket_tcp_handoff_drops_total",
+                "Forwards to TCP dropped (hand-off queue full).",
+                |w| &w.tcp_handoff_drops,
+            ),
         ];
         for (name, help, field) in per_worker {
             family(out, name, "counter", help);
@@ -44,16 +76,35 @@ impl MetricsSource for SocketMetrics {
                 let _ = writeln!(out, "{name}{{worker=\"{i}\"}} {}", l(field(w)));
             }
         }
-        family(out, "sipd_socket_batch_size_total", "counter", "recvmmsg batches by size, per worker.");
+        family(
+            out,
+            "sipd_socket_batch_size_total",
+            "counter",
+            "recvmmsg batches by size, per worker.",
+        );
         for (i, w) in self.workers.iter().enumerate() {
             for (b, label) in BUCKET_LABELS.iter().enumerate() {
-                let _ = writeln!(out, "sipd_socket_batch_size_total{{worker=\"{i}\",size=\"{label}\"}} {}", l(&w.batch_sizes[b]));
+                let _ = writeln!(
+                    out,
+                    "sipd_socket_batch_size_total{{worker=\"{i}\",size=\"{label}\"}} {}",
+                    l(&w.batch_sizes[b])
+                );
             }
         }
         let t = &self.tcp;
-        family(out, "sipd_tcp_connections_open", "gauge", "Open SIP/TCP connections.");
+        family(
+            out,
+            "sipd_tcp_connections_open",
+            "gauge",
+            "Open SIP/TCP connections.",
+        );
         let _ = writeln!(out, "sipd_tcp_connections_open {}", l(&t.open));
-        family(out, "sipd_tcp_connections_total", "counter", "SIP/TCP connection events.");
+        family(
+            out,
+            "sipd_tcp_connections_total",
+            "counter",
+            "SIP/TCP connection events.",
+        );
         for (event, c) in [
             ("accepted", &t.accepted),
             ("refused", &t.refused),
@@ -65,14 +116,41 @@ impl MetricsSource for SocketMetrics {
             ("closed_overflow", &t.closed_overflow),
             ("closed_error", &t.closed_error),
         ] {
-            let _ = writeln!(out, "sipd_tcp_connections_total{{event=\"{event}\"}} {}", l(c));
+            let _ = writeln!(
+                out,
+                "sipd_tcp_connections_total{{event=\"{event}\"}} {}",
+                l(c)
+            );
         }
-        family(out, "sipd_tcp_messages_total", "counter", "SIP messages over TCP.");
-        let _ = writeln!(out, "sipd_tcp_messages_total{{direction=\"rx\"}} {}", l(&t.rx_messages));
-        let _ = writeln!(out, "sipd_tcp_messages_total{{direction=\"tx\"}} {}", l(&t.tx_messages));
-        family(out, "sipd_tcp_undeliverable_total", "counter", "Messages for TCP that no connection could carry.");
+        family(
+            out,
+            "sipd_tcp_messages_total",
+            "counter",
+            "SIP messages over TCP.",
+        );
+        let _ = writeln!(
+            out,
+            "sipd_tcp_messages_total{{direction=\"rx\"}} {}",
+            l(&t.rx_messages)
+        );
+        let _ = writeln!(
+            out,
+            "sipd_tcp_messages_total{{direction=\"tx\"}} {}",
+            l(&t.tx_messages)
+        );
+        family(
+            out,
+            "sipd_tcp_undeliverable_total",
+            "counter",
+            "Messages for TCP that no connection could carry.",
+        );
         let _ = writeln!(out, "sipd_tcp_undeliverable_total {}", l(&t.undeliverable));
-        family(out, "sipd_health_probes_sent_total", "counter", "OPTIONS health probes sent.");
+        family(
+            out,
+            "sipd_health_probes_sent_total",
+            "counter",
+            "OPTIONS health probes sent.",
+        );
         let _ = writeln!(out, "sipd_health_probes_sent_total {}", l(&t.probes_sent));
     }
 }
