@@ -188,3 +188,6 @@ pub fn run_id(worker: usize) -> u32 {
     // Top bit set: every run id prints as 8 hex digits.
     (h.digest() as u32) | 0x8000_0000
 }
+
+#[cfg(test)]
+mod sim_tests;
