@@ -165,6 +165,24 @@ pub struct BlastArgs {
     pub common: CommonArgs,
 }
 
+/// Parses `sipd load` arguments (without the leading `sipd load`), e.g.
+/// `["uas", "--listen", "127.0.0.1:5060"]`: for tests and for embedding.
+pub fn parse_args<I, T>(args: I) -> Result<LoadArgs, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    #[derive(clap::Parser)]
+    #[command(name = "sipd load")]
+    struct Wrap {
+        #[command(flatten)]
+        load: LoadArgs,
+    }
+    let argv = std::iter::once(std::ffi::OsString::from("sipd load"))
+        .chain(args.into_iter().map(Into::into));
+    <Wrap as clap::Parser>::try_parse_from(argv).map(|w| w.load)
+}
+
 /// `500ms`, `10s`, `2m`, `250us`, or a number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();

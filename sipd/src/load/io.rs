@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, ppoll};
-use nix::sys::socket::{MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg};
+use nix::sys::socket::{
+    MsgFlags, MultiHeaders, SockaddrStorage, recvmmsg, sendmmsg, setsockopt, sockopt,
+};
 use nix::sys::time::TimeSpec;
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -126,8 +128,13 @@ pub fn bind_udp(addr: SocketAddr, reuse_port: bool) -> io::Result<UdpSocket> {
         if reuse_port {
             sock.set_reuse_port(true)?;
         }
-        let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
-        let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+        // Past net.core.{r,w}mem_max where we may (CAP_NET_ADMIN), else up to it.
+        if setsockopt(&sock, sockopt::RcvBufForce, &SOCKET_BUFFER).is_err() {
+            let _ = sock.set_recv_buffer_size(SOCKET_BUFFER);
+        }
+        if setsockopt(&sock, sockopt::SndBufForce, &SOCKET_BUFFER).is_err() {
+            let _ = sock.set_send_buffer_size(SOCKET_BUFFER);
+        }
         sock.set_nonblocking(true)?;
         sock.bind(&addr.into())?;
         Ok(sock.into())

@@ -526,7 +526,9 @@ impl Uac {
                     } else {
                         (c.retrans_interval_us * 2).min(t2)
                     };
-                    c.next_retrans_us = now_us + c.retrans_interval_us;
+                    // From when it was due, not when the loop got to it: a late wake-up does not
+                    // push every later retransmission back.
+                    c.next_retrans_us += c.retrans_interval_us;
                 }
                 self.rearm(slot);
             }

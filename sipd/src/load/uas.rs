@@ -382,7 +382,7 @@ impl Uas {
                 self.stats.responses_sent.bump(200);
             }
             e.interval_us = (e.interval_us * 2).min(t2);
-            e.next_retrans_us = now_us + e.interval_us;
+            e.next_retrans_us += e.interval_us;
         }
         e.timer_seq = e.timer_seq.wrapping_add(1);
         let deadline = e.next_retrans_us.min(e.expires_us);
