@@ -29,14 +29,14 @@ enum Command {
         file: Option<PathBuf>,
     },
     /// Generate SIP load: place calls (uac), answer them (uas), or flood requests (blast).
-    Load(sipd::load::cli::LoadArgs),
+    Load(Box<sipd::load::cli::LoadArgs>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Parse { file } => parse(file),
-        Command::Load(args) => sipd::load::cli::main(args),
+        Command::Load(args) => sipd::load::cli::main(*args),
     }
 }
 

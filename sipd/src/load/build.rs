@@ -95,7 +95,7 @@ impl UriTemplate {
         let mut rest = s;
         while let Some(i) = rest.find("{n}") {
             if i > 0 {
-                parts.push(Part::Lit(rest[..i].as_bytes().to_vec()));
+                parts.push(Part::Lit(rest.as_bytes()[..i].to_vec()));
             }
             parts.push(Part::Number);
             rest = &rest[i + 3..];

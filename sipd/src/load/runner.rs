@@ -189,14 +189,14 @@ pub fn run_worker<E: Endpoint, D: Datapath>(
         flush(dp, &mut tx, ep.stats_mut())?;
 
         iterations = iterations.wrapping_add(1);
-        if iterations % 64 == 0 {
+        if iterations.is_multiple_of(64) {
             cfg.progress.publish(ep.stats(), ep.active());
         }
 
-        if let Some(since) = stopping_since {
-            if ep.active() == 0 || drain_us.is_some_and(|d| now.saturating_sub(since) >= d) {
-                break;
-            }
+        if let Some(since) = stopping_since
+            && (ep.active() == 0 || drain_us.is_some_and(|d| now.saturating_sub(since) >= d))
+        {
+            break;
         }
 
         if received == 0 {

@@ -491,18 +491,22 @@ mod tests {
 
     #[test]
     fn merge_and_report_add_up() {
-        let mut a = Stats::default();
-        a.attempted = 3;
-        a.completed = 2;
+        let mut a = Stats {
+            attempted: 3,
+            completed: 2,
+            msgs_sent: 10,
+            ..Stats::default()
+        };
         a.fail_timeout();
-        a.msgs_sent = 10;
         a.requests_sent[0] = 3;
         a.responses_received.bump(200);
         Stats::record(&mut a.invite_to_200, 150);
-        let mut b = Stats::default();
-        b.attempted = 1;
-        b.completed = 1;
-        b.msgs_sent = 5;
+        let mut b = Stats {
+            attempted: 1,
+            completed: 1,
+            msgs_sent: 5,
+            ..Stats::default()
+        };
         b.responses_received.bump(200);
         b.responses_received.bump(180);
         Stats::record(&mut b.invite_to_200, 250);

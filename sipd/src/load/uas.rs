@@ -164,13 +164,13 @@ impl Uas {
                 }
             }
             Method::Bye => {
-                if let Some(mut e) = self.entries.remove(&key) {
-                    if !e.acked {
-                        // The BYE overtook the ACK: the call was set up all the same.
-                        self.unacked -= 1;
-                        self.stats.completed += 1;
-                        self.pool.push(std::mem::take(&mut e.response));
-                    }
+                if let Some(mut e) = self.entries.remove(&key)
+                    && !e.acked
+                {
+                    // The BYE overtook the ACK: the call was set up all the same.
+                    self.unacked -= 1;
+                    self.stats.completed += 1;
+                    self.pool.push(std::mem::take(&mut e.response));
                 }
                 self.respond(to, bytes, msg, &ok(200, b"OK"), tx);
             }
