@@ -25,6 +25,11 @@ struct ProxyLoop {
 
 impl ProxyLoop {
     fn start(next_hop: SocketAddr) -> ProxyLoop {
+        Self::start_on(next_hop, None)
+    }
+
+    /// `cpu`: pin the proxy loop's thread there.
+    fn start_on(next_hop: SocketAddr, cpu: Option<usize>) -> ProxyLoop {
         // Large socket buffers (as the generator's own): a debug-built proxy loop is slow, and
         // what it cannot take at once must queue, not be lost.
         let sock: UdpSocket =
@@ -50,6 +55,9 @@ impl ProxyLoop {
         let stop = Arc::new(AtomicBool::new(false));
         let s = stop.clone();
         let handle = std::thread::spawn(move || {
+            if let Some(id) = cpu {
+                core_affinity::set_for_current(core_affinity::CoreId { id });
+            }
             let mut buf = vec![0u8; 65_536];
             let mut out = vec![0u8; 65_536];
             while !s.load(Ordering::Relaxed) {
@@ -147,4 +155,40 @@ fn blast_through_the_proxy_core() {
     assert_eq!(stats.forwarded_requests.load(Ordering::Relaxed), 500);
     assert_eq!(stats.forwarded_responses.load(Ordering::Relaxed), 500);
     assert_eq!(uas.report.msgs_received, 500);
+}
+
+/// A measurement, not a check: `cargo test --release -p sipd --test load_proxy -- --ignored
+/// --nocapture`. UAC and UAS share CPU 0, the proxy loop (one recv_from / handle / send_to per
+/// message, no batching) has CPU 1; calls as fast as the UAC's concurrency limit allows.
+#[test]
+#[ignore]
+fn measure_calls_through_the_proxy_core() {
+    let uas = Running::start(&["uas", "--listen", "127.0.0.3:0", "--quiet", "--pin", "0"]);
+    let proxy = ProxyLoop::start_on(uas.addr, Some(1));
+    let target = proxy.addr.to_string();
+    let uac = run(&[
+        "uac",
+        "--target",
+        &target,
+        "--rate",
+        "max",
+        "--limit",
+        "200",
+        "--duration",
+        "5s",
+        "--quiet",
+        "--pin",
+        "0",
+    ]);
+    let uas = uas.stop();
+    let stats = proxy.stop();
+    let fwd = stats.forwarded_requests.load(Ordering::Relaxed)
+        + stats.forwarded_responses.load(Ordering::Relaxed);
+    println!("{}", uac.report.to_text());
+    println!("{}", uas.report.to_text());
+    println!(
+        "proxy forwarded {fwd} messages in {:.3} s: {:.0} msg/s",
+        uac.report.duration_s,
+        fwd as f64 / uac.report.duration_s
+    );
 }

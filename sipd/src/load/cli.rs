@@ -117,7 +117,7 @@ pub struct UacArgs {
     /// Digest credentials `user:pass` for 401/407 challenges.
     #[arg(long)]
     pub auth: Option<String>,
-    /// Most calls in flight (all workers); default 1000 with `--rate max`, else unlimited.
+    /// Most calls in flight (all workers); default 200 with `--rate max`, else unlimited.
     #[arg(long)]
     pub limit: Option<usize>,
     /// REGISTER Expires.
@@ -289,7 +289,7 @@ pub fn execute(args: &LoadArgs, control: &Control) -> anyhow::Result<Outcome> {
                 ScenarioArg::Options => Scenario::Options,
             };
             let limit = a.limit.unwrap_or(match a.rate {
-                Rate::Max => 1000,
+                Rate::Max => 200,
                 Rate::PerSecond(_) => usize::MAX,
             });
             let local = local_addresses(a.target, a.local, workers)?;
@@ -538,18 +538,21 @@ fn run_workers<E: Endpoint + 'static>(
     let mut total = Stats::default();
     let mut active = 0u64;
     let mut elapsed = Duration::ZERO;
+    let mut load_elapsed = Duration::ZERO;
     for r in results {
         let r = r?;
         total.merge(&r.stats);
         active += r.active as u64;
         elapsed = elapsed.max(r.elapsed);
+        load_elapsed = load_elapsed.max(r.load_elapsed);
     }
     let report = Report::new(
         role,
         scenario,
         workers,
         &total,
-        elapsed.as_secs_f64(),
+        load_elapsed.as_secs_f64(),
+        elapsed.saturating_sub(load_elapsed).as_secs_f64(),
         active,
     );
     let exit_code = if report.failed_pct() > c.max_failed_pct {

@@ -59,6 +59,9 @@ pub struct WorkerResult {
     pub stats: Stats,
     /// Calls still in flight at the end (after an incomplete drain).
     pub active: usize,
+    /// From the run's start until this worker stopped starting calls.
+    pub load_elapsed: Duration,
+    /// From the run's start until this worker finished draining.
     pub elapsed: Duration,
 }
 
@@ -226,10 +229,12 @@ pub fn run_worker<E: Endpoint, D: Datapath>(
         }
     }
     cfg.progress.publish(ep.stats(), ep.active());
+    let elapsed = epoch.elapsed();
     Ok(WorkerResult {
         stats: ep.stats().clone(),
         active: ep.active(),
-        elapsed: epoch.elapsed(),
+        load_elapsed: stopping_since.map_or(elapsed, Duration::from_micros),
+        elapsed,
     })
 }
 

@@ -243,9 +243,12 @@ pub struct Report {
     pub role: String,
     pub scenario: String,
     pub workers: usize,
-    /// Wall time from the first message to the end of the run (the drain of in-flight calls
-    /// included).
+    /// The load period: from the start until no more calls were started (the run's duration or
+    /// the time its call count took). Every rate is over this period; messages exchanged while
+    /// draining (the BYEs of the last calls, late responses) are counted in the totals.
     pub duration_s: f64,
+    /// After the load period: waiting for the calls in flight to end.
+    pub drain_s: f64,
     pub attempted: u64,
     pub completed: u64,
     pub failed: u64,
@@ -294,6 +297,7 @@ impl Report {
         workers: usize,
         s: &Stats,
         duration_s: f64,
+        drain_s: f64,
         in_progress: u64,
     ) -> Report {
         Report {
@@ -301,6 +305,7 @@ impl Report {
             scenario: scenario.to_string(),
             workers,
             duration_s: (duration_s * 1000.0).round() / 1000.0,
+            drain_s: (drain_s * 1000.0).round() / 1000.0,
             attempted: s.attempted,
             completed: s.completed,
             failed: s.failed,
@@ -345,8 +350,8 @@ impl Report {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "sipd load {} ({}), {} worker(s), {:.3} s",
-            self.role, self.scenario, self.workers, self.duration_s
+            "sipd load {} ({}), {} worker(s), {:.3} s (+ {:.3} s drain)",
+            self.role, self.scenario, self.workers, self.duration_s, self.drain_s
         );
         let _ = writeln!(
             s,
@@ -511,7 +516,7 @@ mod tests {
         b.responses_received.bump(180);
         Stats::record(&mut b.invite_to_200, 250);
         a.merge(&b);
-        let r = Report::new("uac", "call", 2, &a, 2.0, 0);
+        let r = Report::new("uac", "call", 2, &a, 2.0, 0.5, 0);
         assert_eq!((r.attempted, r.completed, r.failed), (4, 3, 1));
         assert_eq!(r.failures.timeout, 1);
         assert_eq!(r.msgs_per_s_tx, 7.5);
