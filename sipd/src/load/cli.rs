@@ -109,9 +109,14 @@ pub struct UacArgs {
     /// Time between the ACK and the BYE.
     #[arg(long, value_parser = parse_duration, default_value = "0ms")]
     pub hold: Duration,
-    /// Request-URI (AOR for register); `{n}` becomes the call number.
-    #[arg(long, default_value = "sip:+4930{n}@biloxi.example.com")]
+    // (clap turns a literal `{n}` in help text into a line break, hence the wording.)
+    #[arg(
+        long,
+        default_value = "sip:+4930{n}@biloxi.example.com",
+        help = "Request-URI (the AOR for register); n in braces, as in the default, becomes the call number"
+    )]
     pub uri: String,
+    /// call: INVITE, ACK, hold, BYE; register / options: one transaction per call.
     #[arg(long, value_enum, default_value_t = ScenarioArg::Call)]
     pub scenario: ScenarioArg,
     /// Digest credentials `user:pass` for 401/407 challenges.
@@ -154,8 +159,13 @@ pub struct BlastArgs {
     /// Requests to send (all workers together).
     #[arg(long)]
     pub calls: Option<u64>,
-    #[arg(long, default_value = "sip:+4930{n}@biloxi.example.com")]
+    #[arg(
+        long,
+        default_value = "sip:+4930{n}@biloxi.example.com",
+        help = "Request-URI; n in braces, as in the default, becomes the request number"
+    )]
     pub uri: String,
+    /// Method of the flood (with invite, answer with `uas --stateless`).
     #[arg(long, value_enum, default_value_t = MethodArg::Options)]
     pub method: MethodArg,
     /// After the last request, wait this long for responses.
