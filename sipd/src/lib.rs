@@ -3,6 +3,7 @@
 //! - [`sip`]: zero-copy SIP message parser with SIMD header scanning and typed header views.
 //! - [`proxy`]: the sans-IO stateless proxy core (RFC 3261 §16 with §16.11), groups and health.
 //! - [`dialog`]: lock-free dialog table shared by all workers (call state, trunk limits, call records).
+//! - [`load`]: the SIP load generator (`sipd load uac|uas|blast`).
 //! - [`socket`]: the kernel-socket backend (batched UDP workers, SIP over TCP) around the core.
 //! - [`config`], [`admin`], [`logging`], [`runtime`]: the daemon (`sipd run`) and its operations.
 //! - [`cli`]: subcommands of the `sipd` binary.
@@ -14,6 +15,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod dialog;
+pub mod load;
 pub mod logging;
 pub mod proxy;
 pub mod runtime;

@@ -80,6 +80,8 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9060")]
         admin: SocketAddr,
     },
+    /// Generate SIP load: place calls (uac), answer them (uas), or flood requests (blast).
+    Load(Box<sipd::load::cli::LoadArgs>),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +98,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::Stats { admin, raw } => stats(admin, raw),
         Command::Reload { admin } => reload(admin),
+        Command::Load(args) => sipd::load::cli::main(*args),
     }
 }
 
