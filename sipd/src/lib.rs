@@ -6,3 +6,4 @@
 //! own sockets and AF_XDP rings are thin.
 
 pub mod sip;
+pub mod wire;
