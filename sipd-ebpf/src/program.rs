@@ -75,12 +75,6 @@ fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, ()> {
 }
 
 #[inline(always)]
-fn read_u8(ctx: &XdpContext, offset: usize) -> Result<u8, ()> {
-    // SAFETY: `ptr_at` checked that the byte lies inside the frame.
-    Ok(unsafe { *ptr_at::<u8>(ctx, offset)? })
-}
-
-#[inline(always)]
 fn read_be16(ctx: &XdpContext, offset: usize) -> Result<u16, ()> {
     // SAFETY: `ptr_at` checked that both bytes lie inside the frame; `[u8; 2]` has alignment 1.
     Ok(u16::from_be_bytes(unsafe { *ptr_at::<[u8; 2]>(ctx, offset)? }))
@@ -110,47 +104,56 @@ fn try_sipd_xdp(ctx: &XdpContext) -> Result<u32, ()> {
         l3 += VLAN_HLEN;
     }
 
+    // Each header is read through one bounds-checked pointer to the whole header: the verifier
+    // tracks the checked range per pointer, so re-deriving `data + offset` for every field (with a
+    // variable offset after IPv4 options) would lose it.
     let (src, l4) = match ethertype {
         ETH_P_IP => {
-            let version_ihl = read_u8(ctx, l3)?;
-            if version_ihl >> 4 != 4 {
+            let ip = ptr_at::<[u8; IPV4_MIN_HLEN]>(ctx, l3)?;
+            // SAFETY: `ptr_at` checked that the 20-byte fixed header lies inside the frame;
+            // `[u8; N]` has alignment 1.
+            let ip = unsafe { &*ip };
+            if ip[0] >> 4 != 4 {
                 return Err(());
             }
-            let ihl = ((version_ihl & 0x0F) as usize) * 4;
+            let ihl = ((ip[0] & 0x0F) as usize) * 4;
             if ihl < IPV4_MIN_HLEN {
                 return Err(());
             }
-            // The fixed header must be present before any field of it is read.
-            ptr_at::<[u8; IPV4_MIN_HLEN]>(ctx, l3)?;
-            if read_be16(ctx, l3 + 6)? & IPV4_FRAG_MASK != 0 {
+            if u16::from_be_bytes([ip[6], ip[7]]) & IPV4_FRAG_MASK != 0 {
                 return pass();
             }
-            if read_u8(ctx, l3 + 9)? != IPPROTO_UDP {
+            if ip[9] != IPPROTO_UDP {
                 return pass();
             }
-            // SAFETY: `ptr_at` checked the 4 source-address bytes; `[u8; 4]` has alignment 1.
-            let saddr = unsafe { *ptr_at::<[u8; 4]>(ctx, l3 + 12)? };
-            (AddrKey::from_v4(saddr), l3 + ihl)
+            (
+                AddrKey::from_v4([ip[12], ip[13], ip[14], ip[15]]),
+                l3 + ihl,
+            )
         }
         ETH_P_IPV6 => {
-            ptr_at::<[u8; IPV6_HLEN]>(ctx, l3)?;
-            if read_u8(ctx, l3)? >> 4 != 6 {
+            let ip = ptr_at::<[u8; IPV6_HLEN]>(ctx, l3)?;
+            // SAFETY: `ptr_at` checked that the 40-byte header lies inside the frame.
+            let ip = unsafe { &*ip };
+            if ip[0] >> 4 != 6 {
                 return Err(());
             }
             // Extension headers (fragment header included) go to the kernel.
-            if read_u8(ctx, l3 + 6)? != IPPROTO_UDP {
+            if ip[6] != IPPROTO_UDP {
                 return pass();
             }
-            // SAFETY: `ptr_at` checked the 16 source-address bytes; `[u8; 16]` has alignment 1.
-            let saddr = unsafe { *ptr_at::<[u8; 16]>(ctx, l3 + 8)? };
+            let mut saddr = [0u8; 16];
+            saddr.copy_from_slice(&ip[8..24]);
             (AddrKey::from_v6(saddr), l3 + IPV6_HLEN)
         }
         _ => return pass(),
     };
 
-    ptr_at::<[u8; UDP_HLEN]>(ctx, l4)?;
-    let dport = read_be16(ctx, l4 + 2)?;
-    if read_be16(ctx, l4 + 4)? < UDP_HLEN as u16 {
+    let udp = ptr_at::<[u8; UDP_HLEN]>(ctx, l4)?;
+    // SAFETY: `ptr_at` checked that the 8-byte UDP header lies inside the frame.
+    let udp = unsafe { &*udp };
+    let dport = u16::from_be_bytes([udp[2], udp[3]]);
+    if u16::from_be_bytes([udp[4], udp[5]]) < UDP_HLEN as u16 {
         return Err(());
     }
     if SIP_PORTS.get_ptr(dport).is_none() {

@@ -7,3 +7,6 @@
 
 pub mod sip;
 pub mod wire;
+pub mod xdp;
+pub mod afxdp;
+pub mod cli_reflect;
