@@ -24,7 +24,8 @@ fn main() -> anyhow::Result<()> {
     })?;
     println!("cargo:rerun-if-changed={}", linker.display());
 
-    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR")?);
+    let manifest_dir =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR")?);
     let ebpf_dir = manifest_dir
         .parent()
         .context("sipd lives one level below the workspace root")?

@@ -33,17 +33,29 @@ fn reflects_sip_udp_over_af_xdp() {
     require_root_or_skip!();
     let _serial = support::serial();
     let net = TestNet::new();
-    let sipd = Sipd::spawn(&net.ns_a, &["reflect", "--iface", &net.if_a, "--queues", "0"]);
+    let sipd = Sipd::spawn(
+        &net.ns_a,
+        &["reflect", "--iface", &net.if_a, "--queues", "0"],
+    );
     let ready = sipd.wait_ready();
-    assert_eq!(ready["queues"][0]["bind"], "Copy", "veth binds in copy mode: {ready}");
+    assert_eq!(
+        ready["queues"][0]["bind"], "Copy",
+        "veth binds in copy mode: {ready}"
+    );
     assert!(net.xdp_attached(), "{}", net.link_a());
 
     const N: usize = 50;
-    for (from, to) in [(sa(B_V4, 40_000), sa(A_V4, 5060)), (sa(B_V6, 40_002), sa(A_V6, 5060))] {
+    for (from, to) in [
+        (sa(B_V4, 40_000), sa(A_V4, 5060)),
+        (sa(B_V6, 40_002), sa(A_V6, 5060)),
+    ] {
         let got = net.in_b(move || support::ping_pong(from, to, N, Duration::from_millis(500)));
         assert_eq!(got.len(), N, "every datagram to {to} comes back");
         for (i, (payload, src)) in got.iter().enumerate() {
-            assert_eq!(*src, to, "answered from the address and port it was sent to");
+            assert_eq!(
+                *src, to,
+                "answered from the address and port it was sent to"
+            );
             assert_eq!(payload, format!("OPTIONS sip:test SIP/2.0 #{i}").as_bytes());
         }
     }
@@ -52,7 +64,10 @@ fn reflects_sip_udp_over_af_xdp() {
     let w = &stats["workers"][0];
     assert_eq!(w["rx"], 2 * N as u64, "{stats}");
     assert_eq!(w["tx"], 2 * N as u64, "{stats}");
-    assert!(stats["xdp"]["redirected"].as_u64().unwrap() >= 2 * N as u64, "{stats}");
+    assert!(
+        stats["xdp"]["redirected"].as_u64().unwrap() >= 2 * N as u64,
+        "{stats}"
+    );
     assert_eq!(stats["xdp"]["malformed"], 0, "{stats}");
     assert!(!net.xdp_attached(), "detached on exit: {}", net.link_a());
 }
@@ -67,9 +82,18 @@ fn kernel_traffic_passes_while_attached() {
 
     let echo = net.in_a(|| support::spawn_kernel_echo(sa(A_V4, 7000), 20, Duration::from_secs(5)));
     let got = net.in_b(|| {
-        support::ping_pong(sa(B_V4, 40_010), sa(A_V4, 7000), 20, Duration::from_millis(500))
+        support::ping_pong(
+            sa(B_V4, 40_010),
+            sa(A_V4, 7000),
+            20,
+            Duration::from_millis(500),
+        )
     });
-    assert_eq!(got.len(), 20, "kernel echo on port 7000 answers with XDP attached");
+    assert_eq!(
+        got.len(),
+        20,
+        "kernel echo on port 7000 answers with XDP attached"
+    );
     assert_eq!(echo.join().unwrap(), 20);
 
     assert!(
@@ -78,7 +102,10 @@ fn kernel_traffic_passes_while_attached() {
     );
 
     let stats = sipd.stop();
-    assert_eq!(stats["workers"][0]["rx"], 0, "nothing on port 7000 reached AF_XDP: {stats}");
+    assert_eq!(
+        stats["workers"][0]["rx"], 0,
+        "nothing on port 7000 reached AF_XDP: {stats}"
+    );
     // 20 datagrams to port 7000 and one ICMP echo request came in through the program.
     assert!(stats["xdp"]["passed"].as_u64().unwrap() >= 21, "{stats}");
 }
@@ -106,11 +133,15 @@ fn guard_limits_rate_and_honours_lists_at_run_time() {
         (dp, h)
     });
     let quiet = Duration::from_millis(300);
-    let burst = |from: SocketAddr| net.in_b(move || support::blast(from, sa(A_V4, 5060), 40, quiet));
+    let burst =
+        |from: SocketAddr| net.in_b(move || support::blast(from, sa(A_V4, 5060), 40, quiet));
 
     // 40 back to back at 5/s with a burst of 10: about 10 pass.
     let limited = burst(sa(B_V4, 41_000));
-    assert!((8..=14).contains(&limited), "rate-limited source got {limited} answers");
+    assert!(
+        (8..=14).contains(&limited),
+        "rate-limited source got {limited} answers"
+    );
     let allowed = burst(sa(B2_V4, 41_001));
     assert_eq!(allowed, 40, "allow-listed source is not limited");
     let c = dp.counters().unwrap();
@@ -119,7 +150,11 @@ fn guard_limits_rate_and_honours_lists_at_run_time() {
 
     // Rate limiting off at run time: the same source now gets everything.
     dp.set_rate(0, 0).unwrap();
-    assert_eq!(burst(sa(B_V4, 41_002)), 40, "rate limit lifted without reattaching");
+    assert_eq!(
+        burst(sa(B_V4, 41_002)),
+        40,
+        "rate limit lifted without reattaching"
+    );
 
     // Block list beats the allow list.
     let b2: Cidr = "10.201.0.3".parse().unwrap();
@@ -144,7 +179,11 @@ fn guard_limits_rate_and_honours_lists_at_run_time() {
     worker.join().unwrap();
     assert!(net.xdp_attached());
     drop(dp);
-    assert!(!net.xdp_attached(), "dropping the datapath detaches: {}", net.link_a());
+    assert!(
+        !net.xdp_attached(),
+        "dropping the datapath detaches: {}",
+        net.link_a()
+    );
 }
 
 #[test]
@@ -165,13 +204,26 @@ fn sigkill_leaves_no_xdp_program() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert!(detached, "program still attached after SIGKILL: {}", net.link_a());
+    assert!(
+        detached,
+        "program still attached after SIGKILL: {}",
+        net.link_a()
+    );
 
     // With the program gone, UDP to 5060 goes to the kernel again.
     let echo = net.in_a(|| support::spawn_kernel_echo(sa(A_V4, 5060), 5, Duration::from_secs(5)));
     let got = net.in_b(|| {
-        support::ping_pong(sa(B_V4, 40_020), sa(A_V4, 5060), 5, Duration::from_millis(500))
+        support::ping_pong(
+            sa(B_V4, 40_020),
+            sa(A_V4, 5060),
+            5,
+            Duration::from_millis(500),
+        )
     });
-    assert_eq!(got.len(), 5, "kernel socket on 5060 answers after sipd died");
+    assert_eq!(
+        got.len(),
+        5,
+        "kernel socket on 5060 answers after sipd died"
+    );
     assert_eq!(echo.join().unwrap(), 5);
 }

@@ -160,7 +160,8 @@ impl AddrKey {
     pub const fn from_v4(octets: [u8; 4]) -> Self {
         AddrKey {
             addr: [
-                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, octets[0], octets[1], octets[2], octets[3],
+                0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, octets[0], octets[1], octets[2],
+                octets[3],
             ],
         }
     }

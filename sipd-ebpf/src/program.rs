@@ -6,10 +6,7 @@ use aya_ebpf::{
     bindings::xdp_action,
     helpers::bpf_ktime_get_ns,
     macros::{map, xdp},
-    maps::{
-        Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, XskMap,
-        lpm_trie::Key,
-    },
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, XskMap, lpm_trie::Key},
     programs::XdpContext,
 };
 use sipd_common::{
@@ -77,7 +74,9 @@ fn ptr_at<T>(ctx: &XdpContext, offset: usize) -> Result<*const T, ()> {
 #[inline(always)]
 fn read_be16(ctx: &XdpContext, offset: usize) -> Result<u16, ()> {
     // SAFETY: `ptr_at` checked that both bytes lie inside the frame; `[u8; 2]` has alignment 1.
-    Ok(u16::from_be_bytes(unsafe { *ptr_at::<[u8; 2]>(ctx, offset)? }))
+    Ok(u16::from_be_bytes(unsafe {
+        *ptr_at::<[u8; 2]>(ctx, offset)?
+    }))
 }
 
 #[inline(always)]
@@ -126,10 +125,7 @@ fn try_sipd_xdp(ctx: &XdpContext) -> Result<u32, ()> {
             if ip[9] != IPPROTO_UDP {
                 return pass();
             }
-            (
-                AddrKey::from_v4([ip[12], ip[13], ip[14], ip[15]]),
-                l3 + ihl,
-            )
+            (AddrKey::from_v4([ip[12], ip[13], ip[14], ip[15]]), l3 + ihl)
         }
         ETH_P_IPV6 => {
             let ip = ptr_at::<[u8; IPV6_HLEN]>(ctx, l3)?;

@@ -146,7 +146,8 @@ pub fn run(args: ReflectArgs) -> Result<()> {
     );
 
     let deadline = args.duration_secs.map(|s| epoch + Duration::from_secs(s));
-    let interval = (args.stats_interval_ms > 0).then(|| Duration::from_millis(args.stats_interval_ms));
+    let interval =
+        (args.stats_interval_ms > 0).then(|| Duration::from_millis(args.stats_interval_ms));
     let mut next_stats = interval.map(|i| Instant::now() + i);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(20));
@@ -178,7 +179,9 @@ pub fn run(args: ReflectArgs) -> Result<()> {
 
 fn print_stats(dp: &XdpDatapath, stats: &[(u32, Arc<WorkerStats>)], epoch: Instant) {
     let xdp = match dp.counters() {
-        Ok(c) => serde_json::Value::Object(c.iter().map(|(k, v)| (k.to_owned(), v.into())).collect()),
+        Ok(c) => {
+            serde_json::Value::Object(c.iter().map(|(k, v)| (k.to_owned(), v.into())).collect())
+        }
         Err(e) => json!({"error": e.to_string()}),
     };
     let workers: Vec<_> = stats

@@ -39,7 +39,9 @@ pub fn skip_reason() -> Option<String> {
     if Command::new("ip").arg("-V").output().is_err() {
         return Some("the `ip` command (iproute2) is missing".into());
     }
-    if !std::path::Path::new("/sys/fs/bpf").exists() && !std::path::Path::new("/proc/sys/net/core/bpf_jit_enable").exists() {
+    if !std::path::Path::new("/sys/fs/bpf").exists()
+        && !std::path::Path::new("/proc/sys/net/core/bpf_jit_enable").exists()
+    {
         return Some("the kernel has no BPF support".into());
     }
     None
@@ -118,11 +120,58 @@ impl TestNet {
             &net.if_b, "netns", &net.ns_b,
         ]);
         let (a, b) = (net.ns_a.as_str(), net.ns_b.as_str());
-        sh(&["ip", "-n", a, "addr", "add", "10.201.0.1/24", "dev", &net.if_a]);
-        sh(&["ip", "-n", a, "addr", "add", "fd00:201::1/64", "dev", &net.if_a, "nodad"]);
-        sh(&["ip", "-n", b, "addr", "add", "10.201.0.2/24", "dev", &net.if_b]);
-        sh(&["ip", "-n", b, "addr", "add", "10.201.0.3/24", "dev", &net.if_b]);
-        sh(&["ip", "-n", b, "addr", "add", "fd00:201::2/64", "dev", &net.if_b, "nodad"]);
+        sh(&[
+            "ip",
+            "-n",
+            a,
+            "addr",
+            "add",
+            "10.201.0.1/24",
+            "dev",
+            &net.if_a,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            a,
+            "addr",
+            "add",
+            "fd00:201::1/64",
+            "dev",
+            &net.if_a,
+            "nodad",
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            b,
+            "addr",
+            "add",
+            "10.201.0.2/24",
+            "dev",
+            &net.if_b,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            b,
+            "addr",
+            "add",
+            "10.201.0.3/24",
+            "dev",
+            &net.if_b,
+        ]);
+        sh(&[
+            "ip",
+            "-n",
+            b,
+            "addr",
+            "add",
+            "fd00:201::2/64",
+            "dev",
+            &net.if_b,
+            "nodad",
+        ]);
         for (ns, ifc) in [(a, net.if_a.as_str()), (b, net.if_b.as_str())] {
             sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
             sh(&["ip", "-n", ns, "link", "set", ifc, "up"]);
@@ -175,7 +224,12 @@ impl Drop for TestNet {
 
 /// Sends `count` datagrams from `from` to `to` one at a time, waiting up to `wait` for each
 /// answer; returns the answers (payload, source address).
-pub fn ping_pong(from: SocketAddr, to: SocketAddr, count: usize, wait: Duration) -> Vec<(Vec<u8>, SocketAddr)> {
+pub fn ping_pong(
+    from: SocketAddr,
+    to: SocketAddr,
+    count: usize,
+    wait: Duration,
+) -> Vec<(Vec<u8>, SocketAddr)> {
     let s = UdpSocket::bind(from).expect("bind client");
     s.set_read_timeout(Some(wait)).unwrap();
     let mut got = Vec::new();
@@ -196,7 +250,8 @@ pub fn blast(from: SocketAddr, to: SocketAddr, count: usize, quiet: Duration) ->
     let s = UdpSocket::bind(from).expect("bind client");
     s.set_read_timeout(Some(quiet)).unwrap();
     for i in 0..count {
-        s.send_to(format!("burst {i}").as_bytes(), to).expect("send");
+        s.send_to(format!("burst {i}").as_bytes(), to)
+            .expect("send");
     }
     let mut buf = [0u8; 2048];
     let mut n = 0;
@@ -209,14 +264,20 @@ pub fn blast(from: SocketAddr, to: SocketAddr, count: usize, quiet: Duration) ->
 
 /// A kernel UDP echo server on `addr` answering up to `max` datagrams or until `idle` passes
 /// without one. Call from inside the namespace; returns once bound.
-pub fn spawn_kernel_echo(addr: SocketAddr, max: usize, idle: Duration) -> std::thread::JoinHandle<usize> {
+pub fn spawn_kernel_echo(
+    addr: SocketAddr,
+    max: usize,
+    idle: Duration,
+) -> std::thread::JoinHandle<usize> {
     let s = UdpSocket::bind(addr).unwrap_or_else(|e| panic!("bind echo {addr}: {e}"));
     s.set_read_timeout(Some(idle)).unwrap();
     std::thread::spawn(move || {
         let mut buf = [0u8; 2048];
         let mut n = 0;
         while n < max {
-            let Ok((len, src)) = s.recv_from(&mut buf) else { break };
+            let Ok((len, src)) = s.recv_from(&mut buf) else {
+                break;
+            };
             let _ = s.send_to(&buf[..len], src);
             n += 1;
         }
@@ -228,7 +289,8 @@ pub fn spawn_kernel_echo(addr: SocketAddr, max: usize, idle: Duration) -> std::t
 pub fn icmp_ping(to: Ipv4Addr, wait: Duration) -> bool {
     use socket2::{Domain, Protocol, SockAddr, Socket, Type};
     let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).expect("raw socket");
-    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let id: u16 = (std::process::id() & 0xffff) as u16;
     let mut pkt = vec![8u8, 0, 0, 0];
     pkt.extend_from_slice(&id.to_be_bytes());

@@ -33,7 +33,9 @@ mod worker;
 use std::net::SocketAddr;
 
 pub use neigh::{NeighbourCache, NeighbourTable, NextHop, NoNeighbours};
-pub use worker::{BindMode, Worker, WorkerConfig, WorkerError, WorkerStats, WorkerStatsSnapshot, ZeroCopy};
+pub use worker::{
+    BindMode, Worker, WorkerConfig, WorkerError, WorkerStats, WorkerStatsSnapshot, ZeroCopy,
+};
 
 /// What the protocol core decided about one received datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -255,7 +255,9 @@ fn parse_attrs(mut attrs: &[u8], family: u8) -> (Option<IpAddr>, Option<MacAddr>
         let data = &attrs[4..len];
         match ty {
             NDA_DST if family == libc::AF_INET as u8 && data.len() == 4 => {
-                dst = Some(IpAddr::V4(Ipv4Addr::new(data[0], data[1], data[2], data[3])));
+                dst = Some(IpAddr::V4(Ipv4Addr::new(
+                    data[0], data[1], data[2], data[3],
+                )));
             }
             NDA_DST if family == libc::AF_INET6 as u8 && data.len() == 16 => {
                 let mut a = [0u8; 16];
@@ -305,7 +307,10 @@ mod tests {
         let mut t = Table::new();
         assert!(!parse_dump(&d, 3, &mut t).unwrap());
         assert_eq!(t.len(), 1);
-        assert_eq!(t[&"10.0.0.2".parse::<IpAddr>().unwrap()], [2, 0, 0, 0, 0, 2]);
+        assert_eq!(
+            t[&"10.0.0.2".parse::<IpAddr>().unwrap()],
+            [2, 0, 0, 0, 0, 2]
+        );
         let mut done = 16u32.to_ne_bytes().to_vec();
         done.extend_from_slice(&NLMSG_DONE.to_ne_bytes());
         done.extend_from_slice(&[0; 10]);

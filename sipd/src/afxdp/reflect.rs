@@ -46,6 +46,9 @@ mod tests {
             Verdict::Send { to: src, len: 5 }
         );
         assert_eq!(&tx[..5], b"hello");
-        assert_eq!(Reflector.handle(0, src, dst, &[0; 9], &mut tx), Verdict::Drop);
+        assert_eq!(
+            Reflector.handle(0, src, dst, &[0; 9], &mut tx),
+            Verdict::Drop
+        );
     }
 }

@@ -343,7 +343,12 @@ impl Worker {
 
     /// The loop: receive a batch, hand each datagram to `handler`, refill, transmit, recycle
     /// completions. Returns when `stop` is set (checked every batch and every idle poll).
-    pub fn run<H: FrameHandler, N: NextHop>(mut self, mut handler: H, mut next_hop: N, stop: &AtomicBool) {
+    pub fn run<H: FrameHandler, N: NextHop>(
+        mut self,
+        mut handler: H,
+        mut next_hop: N,
+        stop: &AtomicBool,
+    ) {
         let n_ring = self.cfg.ring_frames as usize;
         let batch = self.cfg.batch.min(n_ring);
         let epoch = self.cfg.epoch;
@@ -429,9 +434,16 @@ impl Worker {
                         local.handler_dropped += 1;
                         None
                     }
-                    Verdict::Send { to, len } => {
-                        frame_reply(&meta, to, len, ttl, &mut ident, buf, &mut next_hop, &mut local)
-                    }
+                    Verdict::Send { to, len } => frame_reply(
+                        &meta,
+                        to,
+                        len,
+                        ttl,
+                        &mut ident,
+                        buf,
+                        &mut next_hop,
+                        &mut local,
+                    ),
                 };
                 match sent_len {
                     Some(l) => {

@@ -83,7 +83,7 @@ pub fn udp_v6(src: &Ipv6Addr, dst: &Ipv6Addr, udp: &[u8]) -> u16 {
 #[inline]
 pub fn update(old_checksum: u16, old: &[u8], new: &[u8]) -> u16 {
     debug_assert_eq!(old.len(), new.len());
-    debug_assert_eq!(old.len() % 2, 0);
+    debug_assert!(old.len().is_multiple_of(2));
     let mut acc = u64::from(!old_checksum);
     for (o, n) in old.chunks_exact(2).zip(new.chunks_exact(2)) {
         acc += u64::from(!u16::from_be_bytes([o[0], o[1]]));
@@ -119,7 +119,10 @@ mod tests {
     #[test]
     fn rfc1071_example() {
         // RFC 1071 §3: bytes 00 01 f2 03 f4 f5 f6 f7 sum to ddf2 (before complement).
-        assert_eq!(fold(sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7])), 0xddf2);
+        assert_eq!(
+            fold(sum(&[0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7])),
+            0xddf2
+        );
         // Odd length: the last byte is the high half of a word.
         assert_eq!(fold(sum(&[0x01, 0x02, 0x03])), 0x0402);
         assert_eq!(fold(sum(&[])), 0);
@@ -136,8 +139,8 @@ mod tests {
             &udp,
         );
         // By hand: pseudo c0a8+001f+c0a8+001e+0011+000a, udp 0014+000a+000a+0000+4869.
-        let manual: u32 = 0xc0a8 + 0x001f + 0xc0a8 + 0x001e + 0x0011 + 0x000a
-            + 0x0014 + 0x000a + 0x000a + 0x4869;
+        let manual: u32 =
+            0xc0a8 + 0x001f + 0xc0a8 + 0x001e + 0x0011 + 0x000a + 0x0014 + 0x000a + 0x000a + 0x4869;
         let folded = (manual & 0xffff) + (manual >> 16);
         assert_eq!(c, !(folded as u16));
         assert_eq!(c, 0x35c5);
@@ -147,7 +150,9 @@ mod tests {
     fn udp_v6_verifies_to_zero() {
         let src: Ipv6Addr = "fd00::1".parse().unwrap();
         let dst: Ipv6Addr = "fd00::2".parse().unwrap();
-        let mut udp = vec![0x13, 0xc4, 0x13, 0xc4, 0x00, 0x0d, 0x00, 0x00, b'h', b'e', b'l', b'l', b'o'];
+        let mut udp = vec![
+            0x13, 0xc4, 0x13, 0xc4, 0x00, 0x0d, 0x00, 0x00, b'h', b'e', b'l', b'l', b'o',
+        ];
         let c = udp_v6(&src, &dst, &udp);
         udp[6..8].copy_from_slice(&c.to_be_bytes());
         assert_eq!(
@@ -166,7 +171,11 @@ mod tests {
         let c1 = update(c0, &old, &[h[8], h[9]]);
         assert_eq!(c1, ipv4_header(&h));
         assert_eq!(
-            update_word(c0, u16::from_be_bytes(old), u16::from_be_bytes([h[8], h[9]])),
+            update_word(
+                c0,
+                u16::from_be_bytes(old),
+                u16::from_be_bytes([h[8], h[9]])
+            ),
             c1
         );
         // Replace the destination address.

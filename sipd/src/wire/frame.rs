@@ -129,20 +129,23 @@ pub fn emit_udp_headers(frame: &mut [u8], h: &UdpHeaders, payload_len: usize) ->
         return Err(Error::Truncated);
     }
     let udp_len = udp::HEADER_LEN + payload_len;
-    let l3 = ethernet::HEADER_LEN + if h.vlan_tci.is_some() { ethernet::VLAN_TAG_LEN } else { 0 };
+    let l3 = ethernet::HEADER_LEN
+        + if h.vlan_tci.is_some() {
+            ethernet::VLAN_TAG_LEN
+        } else {
+            0
+        };
     let frame = &mut frame[..total];
 
     let mut eth = ethernet::Frame::new_unchecked(&mut *frame);
     eth.set_dst_addr(h.dst_mac);
     eth.set_src_addr(h.src_mac);
-    eth.set_ethertype(
-        h.vlan_tci,
-        if v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 },
-    );
+    eth.set_ethertype(h.vlan_tci, if v6 { ETHERTYPE_IPV6 } else { ETHERTYPE_IPV4 });
 
     let l4 = match (h.src.ip(), h.dst.ip()) {
         (IpAddr::V4(s), IpAddr::V4(d)) => {
-            let ip_len = u16::try_from(ipv4::MIN_HEADER_LEN + udp_len).map_err(|_| Error::Malformed)?;
+            let ip_len =
+                u16::try_from(ipv4::MIN_HEADER_LEN + udp_len).map_err(|_| Error::Malformed)?;
             let mut ip = ipv4::Packet::new_unchecked(&mut frame[l3..]);
             ip.set_version_and_header_len(ipv4::MIN_HEADER_LEN);
             ip.set_tos(0);
@@ -228,7 +231,11 @@ mod tests {
                 let l3 = off - udp::HEADER_LEN - if v6 { 40 } else { 20 };
                 let l4 = off - udp::HEADER_LEN;
                 if !v6 {
-                    assert!(ipv4::Packet::new_checked(&f[l3..len]).unwrap().verify_checksum());
+                    assert!(
+                        ipv4::Packet::new_checked(&f[l3..len])
+                            .unwrap()
+                            .verify_checksum()
+                    );
                 }
                 let u = udp::Packet::new_checked(&f[l4..len]).unwrap();
                 assert!(u.verify_checksum(h.src.ip(), h.dst.ip()));

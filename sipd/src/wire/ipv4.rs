@@ -129,7 +129,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 
     /// Writes version 4 and a header length of `len` bytes (a multiple of 4, 20..=60).
     pub fn set_version_and_header_len(&mut self, len: usize) {
-        debug_assert!(len % 4 == 0 && (MIN_HEADER_LEN..=60).contains(&len));
+        debug_assert!(len.is_multiple_of(4) && (MIN_HEADER_LEN..=60).contains(&len));
         self.buffer.as_mut()[0] = 0x40 | (len / 4) as u8;
     }
 

@@ -33,11 +33,19 @@ impl Cidr {
         }
         let addr = match addr {
             IpAddr::V4(a) => {
-                let m = if prefix_len == 0 { 0 } else { u32::MAX << (32 - prefix_len) };
+                let m = if prefix_len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - prefix_len)
+                };
                 IpAddr::V4(Ipv4Addr::from(u32::from(a) & m))
             }
             IpAddr::V6(a) => {
-                let m = if prefix_len == 0 { 0 } else { u128::MAX << (128 - prefix_len) };
+                let m = if prefix_len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - prefix_len)
+                };
                 IpAddr::V6(Ipv6Addr::from(u128::from(a) & m))
             }
         };
@@ -96,7 +104,9 @@ impl FromStr for Cidr {
         };
         let addr: IpAddr = a.parse().map_err(|_| CidrParseError::Addr(a.to_owned()))?;
         let len = match l {
-            Some(l) => l.parse::<u8>().map_err(|_| CidrParseError::Len(l.to_owned()))?,
+            Some(l) => l
+                .parse::<u8>()
+                .map_err(|_| CidrParseError::Len(l.to_owned()))?,
             None if addr.is_ipv4() => 32,
             None => 128,
         };

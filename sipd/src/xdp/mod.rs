@@ -261,8 +261,8 @@ impl XdpDatapath {
     /// Replaces the set of steered UDP ports.
     pub fn set_ports(&mut self, ports: &[u16]) -> Result<()> {
         let name = maps::SIP_PORTS;
-        let mut m: HashMap<_, u16, u8> =
-            HashMap::try_from(self.map(name)?).map_err(|source| XdpError::Map { map: name, source })?;
+        let mut m: HashMap<_, u16, u8> = HashMap::try_from(self.map(name)?)
+            .map_err(|source| XdpError::Map { map: name, source })?;
         let old: Vec<u16> = m.keys().filter_map(|k| k.ok()).collect();
         for p in ports {
             m.insert(*p, 1, 0)
@@ -279,8 +279,8 @@ impl XdpDatapath {
     /// tokens and refill at the new rate up to the new burst.
     pub fn set_rate(&mut self, rate_pps: u32, burst: u32) -> Result<()> {
         let name = maps::GUARD_CONFIG;
-        let mut m: Array<_, GuardConfig> =
-            Array::try_from(self.map(name)?).map_err(|source| XdpError::Map { map: name, source })?;
+        let mut m: Array<_, GuardConfig> = Array::try_from(self.map(name)?)
+            .map_err(|source| XdpError::Map { map: name, source })?;
         m.set(0, GuardConfig { rate_pps, burst }, 0)
             .map_err(|source| XdpError::Map { map: name, source })
     }
@@ -323,7 +323,8 @@ impl XdpDatapath {
     pub fn reset_buckets(&mut self) -> Result<()> {
         let name = maps::GUARD_BUCKETS;
         let mut m: HashMap<_, sipd_common::AddrKey, sipd_common::TokenBucket> =
-            HashMap::try_from(self.map(name)?).map_err(|source| XdpError::Map { map: name, source })?;
+            HashMap::try_from(self.map(name)?)
+                .map_err(|source| XdpError::Map { map: name, source })?;
         let keys: Vec<_> = m.keys().filter_map(|k| k.ok()).collect();
         for k in keys {
             // An entry the LRU evicted meanwhile is already gone.
@@ -335,8 +336,8 @@ impl XdpDatapath {
     /// Puts the AF_XDP socket `fd` bound to RX queue `queue` into the XSKMAP.
     pub fn register_socket(&mut self, queue: u32, fd: impl AsRawFd) -> Result<()> {
         let name = maps::XSKS;
-        let mut m =
-            XskMap::try_from(self.map(name)?).map_err(|source| XdpError::Map { map: name, source })?;
+        let mut m = XskMap::try_from(self.map(name)?)
+            .map_err(|source| XdpError::Map { map: name, source })?;
         m.set(queue, fd, 0)
             .map_err(|source| XdpError::Map { map: name, source })
     }
@@ -344,8 +345,8 @@ impl XdpDatapath {
     /// Removes queue `queue`'s socket from the XSKMAP (its datagrams then go to the kernel).
     pub fn unregister_socket(&mut self, queue: u32) -> Result<()> {
         let name = maps::XSKS;
-        let mut m =
-            XskMap::try_from(self.map(name)?).map_err(|source| XdpError::Map { map: name, source })?;
+        let mut m = XskMap::try_from(self.map(name)?)
+            .map_err(|source| XdpError::Map { map: name, source })?;
         m.unset(queue)
             .map_err(|source| XdpError::Map { map: name, source })
     }
