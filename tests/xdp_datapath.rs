@@ -4,6 +4,9 @@
 //! - `reflects_sip_udp_over_af_xdp`: UDP to 5060 over IPv4 and IPv6 comes back from the AF_XDP
 //!   reflector with addresses and ports swapped; the client's kernel socket receiving it proves
 //!   the IPv4 and UDP checksums (veth drops bad ones).
+//! - `reflects_vlan_tagged_datagrams`: an 802.1Q-tagged datagram is steered and answered with its
+//!   tag (the sipd side has no VLAN interface, so only the AF_XDP path can answer). Skipped with a
+//!   message on kernels without 802.1Q support.
 //! - `kernel_traffic_passes_while_attached`: a kernel UDP echo on another port and ICMP echo keep
 //!   working with the program attached.
 //! - `guard_limits_rate_and_honours_lists_at_run_time`: a source over its rate is dropped, an
@@ -70,6 +73,28 @@ fn reflects_sip_udp_over_af_xdp() {
     );
     assert_eq!(stats["xdp"]["malformed"], 0, "{stats}");
     assert!(!net.xdp_attached(), "detached on exit: {}", net.link_a());
+}
+
+#[test]
+fn reflects_vlan_tagged_datagrams() {
+    require_root_or_skip!();
+    let _serial = support::serial();
+    let net = TestNet::new();
+    let Some(client) = net.add_vlan_client(100) else {
+        eprintln!(
+            "SKIPPED reflects_vlan_tagged_datagrams: kernel without 802.1Q (CONFIG_VLAN_8021Q)"
+        );
+        return;
+    };
+    let sipd = Sipd::spawn(&net.ns_a, &["reflect", "--iface", &net.if_a]);
+    sipd.wait_ready();
+    let to = sa(std::net::Ipv4Addr::new(10, 202, 0, 1), 5060);
+    let got = net
+        .in_b(move || support::ping_pong(sa(client, 40_030), to, 10, Duration::from_millis(500)));
+    assert_eq!(got.len(), 10, "tagged datagrams come back on the VLAN");
+    assert!(got.iter().all(|(_, src)| *src == to));
+    let stats = sipd.stop();
+    assert_eq!(stats["workers"][0]["tx"], 10, "{stats}");
 }
 
 #[test]

@@ -4,9 +4,10 @@
 //! whose destination port is in `SIP_PORTS` goes through the per-source guard (block list, allow
 //! list, token bucket) and is then redirected to the AF_XDP socket registered in `XSKS` for the
 //! frame's RX queue. Everything else is `XDP_PASS`: ARP, ICMP, TCP, other UDP ports, IPv4
-//! fragments, IPv6 with extension headers (the fragment header included). Truncated or
-//! inconsistent IP/UDP headers make `try_sipd_xdp` fail, which counts `Malformed` and aborts
-//! (the kernel would drop them too; aborts are visible on the `xdp:xdp_exception` tracepoint).
+//! fragments, IPv6 with extension headers (the fragment header included), frames to a broadcast or
+//! multicast MAC. Truncated or inconsistent IP/UDP headers make `try_sipd_xdp` fail, which counts
+//! `Malformed` and aborts (the kernel would drop them too; aborts are visible on the
+//! `xdp:xdp_exception` tracepoint).
 //!
 //! Built for `bpfel-unknown-none` by `sipd/build.rs`; on the host this file is an empty binary so
 //! `cargo clippy --workspace --all-targets` can still walk the crate.

@@ -96,8 +96,16 @@ fn pass() -> Result<u32, ()> {
 
 #[inline(always)]
 fn try_sipd_xdp(ctx: &XdpContext) -> Result<u32, ()> {
+    let eth = ptr_at::<[u8; ETH_HLEN]>(ctx, 0)?;
+    // SAFETY: `ptr_at` checked that the Ethernet header lies inside the frame.
+    let eth = unsafe { &*eth };
+    // Broadcast and multicast frames are never SIP for us (and must not be answered from a
+    // group address): the kernel decides.
+    if eth[0] & 1 != 0 {
+        return pass();
+    }
     let mut l3 = ETH_HLEN;
-    let mut ethertype = read_be16(ctx, 12)?;
+    let mut ethertype = u16::from_be_bytes([eth[12], eth[13]]);
     if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
         ethertype = read_be16(ctx, ETH_HLEN + 2)?;
         l3 += VLAN_HLEN;

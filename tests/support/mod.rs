@@ -179,6 +179,58 @@ impl TestNet {
         net
     }
 
+    /// Adds an 802.1Q interface with VLAN `id` on the client side, address 10.202.0.2/24, with a
+    /// static neighbour entry for 10.202.0.1 at the sipd-side MAC (the sipd side has no VLAN
+    /// interface: tagged frames reach only the XDP program). Returns the client address, or
+    /// `None` when the kernel has no 802.1Q support (`CONFIG_VLAN_8021Q` off).
+    pub fn add_vlan_client(&self, id: u16) -> Option<Ipv4Addr> {
+        let name = format!(
+            "sv{}{}",
+            std::process::id() % 1_000_000,
+            SEQ.load(Ordering::Relaxed)
+        );
+        let b = self.ns_b.as_str();
+        let out = Command::new("ip")
+            .args([
+                "-n", b, "link", "add", "link", &self.if_b, "name", &name, "type", "vlan",
+            ])
+            .args(["id", &id.to_string()])
+            .output()
+            .expect("run ip");
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                err.contains("Unknown device type"),
+                "adding VLAN interface: {err}"
+            );
+            return None;
+        }
+        sh(&["ip", "-n", b, "addr", "add", "10.202.0.2/24", "dev", &name]);
+        sh(&["ip", "-n", b, "link", "set", &name, "up"]);
+        let link = sh(&["ip", "-n", &self.ns_a, "-o", "link", "show", &self.if_a]);
+        let mac = link
+            .split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .expect("sipd-side MAC")
+            .to_owned();
+        sh(&[
+            "ip",
+            "-n",
+            b,
+            "neigh",
+            "replace",
+            "10.202.0.1",
+            "lladdr",
+            &mac,
+            "dev",
+            &name,
+            "nud",
+            "permanent",
+        ]);
+        Some(Ipv4Addr::new(10, 202, 0, 2))
+    }
+
     /// `ip -d link show` of the sipd-side interface.
     pub fn link_a(&self) -> String {
         sh(&["ip", "-n", &self.ns_a, "-d", "link", "show", &self.if_a])
