@@ -8,7 +8,7 @@
 //!   tag (the sipd side has no VLAN interface, so only the AF_XDP path can answer). Skipped with a
 //!   message on kernels without 802.1Q support.
 //! - `kernel_traffic_passes_while_attached`: a kernel UDP echo on another port and ICMP echo keep
-//!   working with the program attached.
+//!   working with the program attached; the rtnetlink neighbour reader sees the client's MAC.
 //! - `guard_limits_rate_and_honours_lists_at_run_time`: a source over its rate is dropped, an
 //!   allow-listed one is not, block/unblock and rate changes apply without reattaching; counters
 //!   checked.
@@ -125,6 +125,15 @@ fn kernel_traffic_passes_while_attached() {
         net.in_b(|| support::icmp_ping(A_V4, Duration::from_secs(2))),
         "ICMP echo answered with XDP attached"
     );
+
+    // The neighbour-table reader (what the worker's next-hop cache is fed with) sees the client.
+    let if_a = net.if_a.clone();
+    let neigh = net.in_a(move || {
+        let idx = nix::net::if_::if_nametoindex(if_a.as_str()).expect("ifindex");
+        sipd::afxdp::neigh::dump_neighbours(idx).expect("rtnetlink dump")
+    });
+    let b_mac = support::mac_of(&net.ns_b, &net.if_b);
+    assert_eq!(neigh.get(&IpAddr::V4(B_V4)), Some(&b_mac), "{neigh:?}");
 
     let stats = sipd.stop();
     assert_eq!(

@@ -207,13 +207,11 @@ impl TestNet {
         }
         sh(&["ip", "-n", b, "addr", "add", "10.202.0.2/24", "dev", &name]);
         sh(&["ip", "-n", b, "link", "set", &name, "up"]);
-        let link = sh(&["ip", "-n", &self.ns_a, "-o", "link", "show", &self.if_a]);
-        let mac = link
-            .split_whitespace()
-            .skip_while(|w| *w != "link/ether")
-            .nth(1)
-            .expect("sipd-side MAC")
-            .to_owned();
+        let mac = mac_of(&self.ns_a, &self.if_a)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
         sh(&[
             "ip",
             "-n",
@@ -272,6 +270,21 @@ impl Drop for TestNet {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
+}
+
+/// The MAC address of interface `ifc` in namespace `ns`.
+pub fn mac_of(ns: &str, ifc: &str) -> [u8; 6] {
+    let link = sh(&["ip", "-n", ns, "-o", "link", "show", ifc]);
+    let text = link
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .expect("link/ether in ip link output");
+    let mut mac = [0u8; 6];
+    for (i, part) in text.split(':').enumerate().take(6) {
+        mac[i] = u8::from_str_radix(part, 16).expect("hex MAC");
+    }
+    mac
 }
 
 /// Sends `count` datagrams from `from` to `to` one at a time, waiting up to `wait` for each

@@ -51,6 +51,11 @@ pub enum XdpError {
     /// A map the program should define is missing (object and code out of step).
     #[error("map {0} missing from the XDP object")]
     MissingMap(&'static str),
+    /// sipd was built with `AYA_BUILD_SKIP=1`: no XDP program is embedded.
+    #[error(
+        "this sipd was built without the XDP program (AYA_BUILD_SKIP); rebuild after `cargo xtask setup`"
+    )]
+    NotBuilt,
     /// The program is missing from the object.
     #[error("program {0} missing from the XDP object")]
     MissingProgram(&'static str),
@@ -188,6 +193,9 @@ impl std::fmt::Debug for XdpDatapath {
 impl XdpDatapath {
     /// Loads the embedded program, configures its maps, attaches it to `cfg.iface`.
     pub fn attach(cfg: &XdpConfig) -> Result<Self> {
+        if XDP_OBJECT.is_empty() {
+            return Err(XdpError::NotBuilt);
+        }
         let ebpf = EbpfLoader::new().load(XDP_OBJECT)?;
         let mut dp = XdpDatapath {
             ebpf,
