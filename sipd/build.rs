@@ -69,8 +69,9 @@ fn main() -> anyhow::Result<()> {
 
     // With AYA_BUILD_SKIP=1 aya-build builds nothing: embed an empty object, which
     // `sipd::xdp` reports as "built without the XDP program" at run time.
+    // Overwrite, so an object from an earlier build in the same OUT_DIR is not embedded.
     let object = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR")?).join("sipd-xdp");
-    if !object.exists() {
+    if skip || !object.exists() {
         std::fs::write(&object, b"").context("writing the empty XDP object")?;
     }
     Ok(())
