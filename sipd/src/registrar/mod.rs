@@ -53,7 +53,7 @@ pub use stats::{AuthFailure, RegistrarStats};
 
 use bindings::{ContactUpdate, MAX_AOR_LEN, Update, UpdateError, aor_key};
 use redirect::RedirectTarget;
-use response::{Responder, put_date};
+use response::{Responder, Status, put_date};
 
 /// Most Contact values one REGISTER may carry (more: 400).
 pub const MAX_CONTACTS_PER_REQUEST: usize = 32;
@@ -303,8 +303,14 @@ impl Registrar {
         f: Fail,
         out: &mut [u8],
     ) -> Action {
-        self.responder
-            .respond(input, msg, stats, f.code, f.reason, |_| {}, out)
+        self.responder.respond(
+            input,
+            msg,
+            stats,
+            Status::new(f.code, f.reason),
+            |_| {},
+            out,
+        )
     }
 
     fn auth_reply(
@@ -342,8 +348,7 @@ impl Registrar {
                     input,
                     msg,
                     stats,
-                    code,
-                    reason,
+                    Status::new(code, reason),
                     |o| auth.put_challenge(o, proxy, stale, input.now_ms),
                     out,
                 )
@@ -367,8 +372,7 @@ impl Registrar {
                 input,
                 msg,
                 stats,
-                420,
-                "Bad Extension",
+                Status::new(420, "Bad Extension"),
                 |o| {
                     for h in msg.headers_named(HeaderName::Require) {
                         o.put(b"Unsupported: ");
@@ -484,8 +488,7 @@ impl Registrar {
                 input,
                 msg,
                 stats,
-                423,
-                "Interval Too Brief",
+                Status::new(423, "Interval Too Brief"),
                 |o| {
                     o.put(b"Min-Expires: ");
                     o.put_u64(u64::from(min));
@@ -516,8 +519,7 @@ impl Registrar {
                 input,
                 msg,
                 stats,
-                200,
-                "OK",
+                Status::new(200, "OK"),
                 |o| {
                     put_date(o, now);
                     put_contacts(o, bindings, now, true);
@@ -547,8 +549,7 @@ impl Registrar {
                     input,
                     msg,
                     stats,
-                    503,
-                    "Service Unavailable",
+                    Status::new(503, "Service Unavailable"),
                     |o| o.put(b"Retry-After: 60\r\n"),
                     out,
                 )
@@ -628,8 +629,7 @@ impl Registrar {
                     input,
                     msg,
                     stats,
-                    302,
-                    "Moved Temporarily",
+                    Status::new(302, "Moved Temporarily"),
                     |o| {
                         for c in contacts {
                             o.put(b"Contact: <");
@@ -654,8 +654,7 @@ impl Registrar {
                         input,
                         msg,
                         stats,
-                        302,
-                        "Moved Temporarily",
+                        Status::new(302, "Moved Temporarily"),
                         |o| put_contacts(o, bindings, now, false),
                         out,
                     ))

@@ -22,6 +22,19 @@ pub struct Responder {
     pub key: u64,
 }
 
+/// A status line: code and reason phrase.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Status<'r> {
+    pub code: u16,
+    pub reason: &'r str,
+}
+
+impl<'r> Status<'r> {
+    pub const fn new(code: u16, reason: &'r str) -> Self {
+        Status { code, reason }
+    }
+}
+
 /// Our To tag length: `sr` + 16 hex digits.
 const TAG_LEN: usize = 18;
 
@@ -60,15 +73,14 @@ impl Responder {
         self.tag(call_id, from_tag) == to_tag
     }
 
-    /// Writes a response with status `code` and `reason`; `extra` adds header lines (each ending
+    /// Writes a response with `status`; `extra` adds header lines (each ending
     /// in CRLF) after the copied ones. Counts the reply (or the overflow drop) in `stats`.
     pub fn respond(
         &self,
         input: &Input<'_>,
         msg: &Message<'_, '_>,
         stats: &ProxyStats,
-        code: u16,
-        reason: &str,
+        status: Status<'_>,
         extra: impl FnOnce(&mut Out<'_>),
         buf: &mut [u8],
     ) -> Action {
@@ -82,6 +94,7 @@ impl Responder {
             .next()
             .and_then(Result::ok)
             .and_then(|(_, v)| Via::parse(v).ok());
+        let Status { code, reason } = status;
         let mut out = Out::new(buf);
         out.put(b"SIP/2.0 ");
         out.put_u64(u64::from(code));

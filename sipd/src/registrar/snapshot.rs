@@ -180,8 +180,12 @@ pub struct LoadReport {
     pub valid_len: u64,
 }
 
-/// Parses journal bytes: the records of the valid prefix in order, and where it ends.
-pub fn parse_journal(bytes: &[u8]) -> (Vec<(Vec<u8>, Vec<Binding>)>, u64, Option<u64>) {
+/// One journal record: an AOR key and its bindings.
+pub type Record = (Vec<u8>, Vec<Binding>);
+
+/// Parses journal bytes: the records of the valid prefix in order, the length of that prefix,
+/// and the offset of a torn or corrupt record if one ended it.
+pub fn parse_journal(bytes: &[u8]) -> (Vec<Record>, u64, Option<u64>) {
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         // Empty or not ours: start over (an unreadable header is a torn first write).
         let torn = (!bytes.is_empty()).then_some(0);
