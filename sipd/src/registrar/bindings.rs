@@ -66,7 +66,8 @@ impl Binding {
         }
     }
 
-    fn target(&self) -> ContactTarget {
+    /// What the proxy forwards to for this binding.
+    pub fn target(&self) -> ContactTarget {
         ContactTarget {
             uri: self.target_uri(),
             addr: self.addr,
