@@ -977,3 +977,40 @@ fn hex_digest_helpers_are_public() {
     let h: HexDigest = ha1(Algorithm::Md5, "bob", REALM, "zanzibar");
     assert_eq!(h.as_str().len(), 32);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+    /// Whatever an Authorization header holds, the answer is a challenge or a 400, never a
+    /// registration (and never a panic).
+    #[test]
+    fn arbitrary_credentials_never_register(
+        value in proptest::string::string_regex("[ -~]{0,120}").unwrap(),
+        digest in proptest::bool::ANY,
+    ) {
+        let mut n = net(true);
+        let value = if digest { format!("Digest {value}") } else { value };
+        let msg = register(1, CALL, &format!("Authorization: {value}\nContact: <sip:bob@192.0.2.4>\n"));
+        let r = n.send(T0, &msg);
+        if let Action::Reply { code, .. } = r.action {
+            proptest::prop_assert!(code == 401 || code == 400, "{code}: {value}");
+        }
+        proptest::prop_assert_eq!(n.registrar.bindings().len(), 0);
+    }
+}
+
+#[test]
+fn metrics_list_gauges() {
+    let mut n = net(false);
+    let r = n.send(
+        T0,
+        &plain_register(1, "m", "Contact: <sip:bob@192.0.2.4>\n"),
+    );
+    assert_eq!(r.code(), 200);
+    let m = n.registrar.metrics();
+    assert!(m.contains(&("sipd_registrar_bindings", "", 1)));
+    assert!(m.contains(&("sipd_registrar_registers_ok_total", "", 1)));
+    assert!(
+        m.iter()
+            .any(|(name, label, _)| *name == "sipd_auth_failures_total" && *label == "replay")
+    );
+}

@@ -224,6 +224,25 @@ impl Registrar {
             .map_or(0, |j| j.dropped.load(std::sync::atomic::Ordering::Relaxed))
     }
 
+    /// Counters and gauges for the metrics endpoint: `(name, label, value)`, the counters of
+    /// [`RegistrarStats::counters`] plus the table's size, capacity and journal overflows.
+    pub fn metrics(&self) -> Vec<(&'static str, &'static str, u64)> {
+        let mut m = self.stats.counters();
+        m.push(("sipd_registrar_bindings", "", self.bindings.len() as u64));
+        m.push(("sipd_registrar_aors", "", self.bindings.aor_count() as u64));
+        m.push((
+            "sipd_registrar_bindings_capacity",
+            "",
+            self.bindings.capacity() as u64,
+        ));
+        m.push((
+            "sipd_registrar_journal_overflows_total",
+            "",
+            self.journal_overflows(),
+        ));
+        m
+    }
+
     fn is_our_domain(&self, host: &[u8]) -> bool {
         self.domains
             .iter()
