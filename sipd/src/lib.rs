@@ -2,6 +2,7 @@
 //!
 //! - [`sip`]: zero-copy SIP message parser with SIMD header scanning and typed header views.
 //! - [`proxy`]: the sans-IO stateless proxy core (RFC 3261 §16 with §16.11), groups and health.
+//! - [`registrar`]: registrar and location service, redirect server, digest authentication.
 //! - [`dialog`]: lock-free dialog table shared by all workers (call state, trunk limits, call records).
 //! - [`load`]: the SIP load generator (`sipd load uac|uas|blast`).
 //! - [`xdp`], [`afxdp`], [`wire`]: the kernel-bypass datapath (XDP steering program loader,
@@ -22,6 +23,7 @@ pub mod dialog;
 pub mod load;
 pub mod logging;
 pub mod proxy;
+pub mod registrar;
 pub mod runtime;
 pub mod sip;
 pub mod socket;
