@@ -439,10 +439,12 @@ impl Proxy {
             view.cseq.seq,
         );
         let marker = branch::loop_marker(h1);
-        if msg
-            .headers_named(HeaderName::Via)
-            .any(|h| memchr::memmem::find(h.value, &marker).is_some())
-        {
+        // §16.3 step 4: only a Via this proxy inserted (our sent-by) shows a loop; another proxy
+        // with the same secret computes the same `h1` for the same request.
+        if msg.headers_named(HeaderName::Via).any(|h| {
+            memchr::memmem::find(h.value, &marker).is_some()
+                && self.has_our_via_with(h.value, &marker, input.local)
+        }) {
             return Err(Reject::new(482, "Loop Detected"));
         }
         if msg.header(HeaderName::ProxyRequire).is_some() {
@@ -605,6 +607,18 @@ impl Proxy {
         Ok(NextHop {
             addr: SocketAddr::new(ip, uri.port().unwrap_or(5060)),
             transport,
+        })
+    }
+
+    /// A Via value in this header line carries `marker` in its branch and our sent-by.
+    fn has_our_via_with(&self, line: &[u8], marker: &[u8], local: SocketAddr) -> bool {
+        let our_port = self.config.advertise.map_or(local.port(), |a| a.port());
+        split_comma(line).flatten().any(|(_, value)| {
+            Via::parse(value).is_ok_and(|via| {
+                via.branch().is_some_and(|b| b.starts_with(marker))
+                    && self.is_our_domain(&via.host, local)
+                    && via.port.unwrap_or(5060) == our_port
+            })
         })
     }
 
