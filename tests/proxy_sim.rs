@@ -7,7 +7,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use sipd::proxy::{
@@ -300,6 +299,7 @@ fn retransmitted_invite_is_forwarded_with_the_same_branch_and_bob_sees_one_trans
 
 #[test]
 fn calls_complete_under_ten_percent_loss_with_retransmissions() {
+    let mut lossy_runs = 0;
     for seed in 1..=20 {
         let mut w = world(Sim::new(20, 100, seed), alice(plan()), Answer::Ok(300));
         w.sim.run_until(120_000);
@@ -313,8 +313,9 @@ fn calls_complete_under_ten_percent_loss_with_retransmissions() {
         let byes = bob.requests("BYE");
         assert!(!byes.is_empty());
         assert!(byes.iter().all(|m| m.branch(0) == byes[0].branch(0)));
-        assert!(w.sim.wire.iter().any(|r| r.lost), "seed {seed} lost nothing");
+        lossy_runs += usize::from(w.sim.wire.iter().any(|r| r.lost));
     }
+    assert!(lossy_runs >= 10, "only {lossy_runs} of 20 runs lost a message");
 }
 
 #[test]

@@ -557,6 +557,17 @@ impl Proxy {
                     strip_last_route: None,
                 });
             }
+            // §16.5: a Request-URI outside our domains is itself the only target (e.g. a UA's
+            // contact in the ACK and BYE of a record-routed dialog). Without DNS that works for
+            // an IP address or a name in the static hosts table.
+            if let Ok(hop) = self.uri_hop(&view.uri) {
+                return Ok(Decision {
+                    hop,
+                    new_uri: None,
+                    strip_route,
+                    strip_last_route: None,
+                });
+            }
         }
         if known_user {
             Err(Reject::new(480, "Temporarily Unavailable"))
