@@ -447,7 +447,11 @@ impl Proxy {
         }) {
             return Err(Reject::new(482, "Loop Detected"));
         }
-        if msg.header(HeaderName::ProxyRequire).is_some() {
+        // §8.2.2.3: Proxy-Require is ignored in a CANCEL and in a non-2xx ACK (a stateless proxy
+        // cannot tell that from a 2xx ACK, and never answers an ACK anyway).
+        if msg.header(HeaderName::ProxyRequire).is_some()
+            && !matches!(view.method, Method::Cancel | Method::Ack)
+        {
             // We support no option tags: every Proxy-Require tag is unsupported.
             return Err(Reject {
                 code: 420,
