@@ -479,7 +479,18 @@ impl Proxy {
         {
             let uri_bytes = route_uri_bytes(msg, last).ok_or(Reject::new(400, "Bad Route"))?;
             let uri = Uri::parse(uri_bytes).map_err(|_| Reject::new(400, "Bad Route"))?;
-            let hop = self.uri_hop(&uri)?;
+            // "Proceed as if it received this modified request": a Route left after the rewrite
+            // is the next hop (§16.6 step 7), else the new Request-URI.
+            let hop = match routes
+                .first
+                .filter(|f| f.header != last.header || f.offset != last.offset)
+            {
+                Some(first) => {
+                    let first = route_uri(msg, first).ok_or(Reject::new(400, "Bad Route"))?;
+                    self.uri_hop(&first)?
+                }
+                None => self.uri_hop(&uri)?,
+            };
             return Ok(Decision {
                 hop,
                 new_uri: Some(UriBytes::Borrowed(uri_bytes)),
