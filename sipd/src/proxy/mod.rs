@@ -912,7 +912,22 @@ impl Proxy {
         out.put(b" ");
         out.put_str(reject.reason);
         out.put(b"\r\n");
+        // Our To tag: a hash of the request's identity (all of it, whatever the header order), so
+        // retransmissions get the same tag and different requests different ones (§8.2.6.2).
         let mut tag_key = xxhash_rust::xxh3::Xxh3::with_seed(self.config.branch_secret);
+        for h in headers.iter().filter(|h| {
+            matches!(
+                h.name,
+                HeaderName::Via
+                    | HeaderName::From
+                    | HeaderName::To
+                    | HeaderName::CallId
+                    | HeaderName::CSeq
+            )
+        }) {
+            tag_key.update(h.value);
+        }
+        let tag = tag_key.digest();
         for h in headers {
             let line = &bytes[h.start as usize..h.end as usize];
             match h.name {
@@ -921,7 +936,6 @@ impl Proxy {
                     None => out.put(line),
                 },
                 HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
-                    tag_key.update(h.value);
                     out.put(line);
                 }
                 HeaderName::To => {
@@ -935,8 +949,7 @@ impl Proxy {
                         out.rewind(line.len());
                         out.put(&bytes[h.start as usize..value_end]);
                         out.put(b";tag=sd");
-                        tag_key.update(h.value);
-                        out.put_hex64(tag_key.digest());
+                        out.put_hex64(tag);
                         out.put(&bytes[value_end..h.end as usize]);
                     }
                 }
