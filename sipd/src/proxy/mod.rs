@@ -699,6 +699,10 @@ impl Proxy {
         let headers = msg.headers();
         let cfg = &*self.config;
         let sent_by = cfg.advertise.unwrap_or(input.local);
+        // A Route or Request-URI naming a broadcast or multicast address is never a next hop.
+        if is_broadcast_or_multicast(decision.hop.addr.ip()) {
+            return self.dropped(DropReason::Broadcast);
+        }
         let mut out = Out::new(buf);
 
         // Start line.
@@ -990,6 +994,10 @@ impl Proxy {
             }
             _ => input.source,
         };
+        // A spoofed broadcast or multicast source must not turn us into an amplifier.
+        if is_broadcast_or_multicast(to.ip()) {
+            return self.dropped(DropReason::Broadcast);
+        }
         Action::Reply {
             to,
             transport: input.transport,
