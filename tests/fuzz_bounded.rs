@@ -1,1 +1,2 @@
-#[path = "support/mod.rs"] mod support;
+#[path = "support/mod.rs"]
+mod support;

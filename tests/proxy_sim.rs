@@ -102,11 +102,7 @@ fn via_hosts(m: &Msg) -> Vec<String> {
         .iter()
         .map(|v| {
             let via = sipd::sip::via::Via::parse(v.as_bytes()).unwrap();
-            format!(
-                "{}:{}",
-                support::s(via.host_raw),
-                via.port.unwrap_or(5060)
-            )
+            format!("{}:{}", support::s(via.host_raw), via.port.unwrap_or(5060))
         })
         .collect()
 }
@@ -177,7 +173,10 @@ fn rfc3261_section4_invite_180_200_ack_bye_200_through_two_proxies() {
     assert!(!ok.1.body().is_empty());
 
     // The ACK and BYE followed the route set: Request-URI the contact, Route values consumed.
-    assert_eq!(uac.route_set, strs(&["sip:10.0.0.2:5060;lr", "sip:10.0.0.3:5060;lr"]));
+    assert_eq!(
+        uac.route_set,
+        strs(&["sip:10.0.0.2:5060;lr", "sip:10.0.0.3:5060;lr"])
+    );
     for m in [&ack, &bye] {
         assert_eq!(m.request_uri(), "sip:bob@10.0.0.4:5060");
         assert!(m.all("Route").is_empty(), "{m:?}");
@@ -250,7 +249,13 @@ fn busy_here_486_and_its_ack_reach_bob_on_the_invite_transaction() {
     assert_eq!(ack.request_uri(), inv.request_uri());
     assert_eq!(ack.to_tag().as_deref(), Some("a6c85cf"));
     // Bob stopped retransmitting the 486 once the ACK arrived: one 486 only.
-    assert_eq!(bob.sent.iter().filter(|(_, m)| m.status() == Some(486)).count(), 1);
+    assert_eq!(
+        bob.sent
+            .iter()
+            .filter(|(_, m)| m.status() == Some(486))
+            .count(),
+        1
+    );
 }
 
 #[test]
@@ -315,7 +320,10 @@ fn calls_complete_under_ten_percent_loss_with_retransmissions() {
         assert!(byes.iter().all(|m| m.branch(0) == byes[0].branch(0)));
         lossy_runs += usize::from(w.sim.wire.iter().any(|r| r.lost));
     }
-    assert!(lossy_runs >= 10, "only {lossy_runs} of 20 runs lost a message");
+    assert!(
+        lossy_runs >= 10,
+        "only {lossy_runs} of 20 runs lost a message"
+    );
 }
 
 #[test]
@@ -329,20 +337,12 @@ fn a_caller_behind_nat_gets_responses_at_its_public_address_via_rport() {
     assert_eq!(uac.invite_final, Some(200));
     assert_eq!(uac.bye_final, Some(200));
     let at_biloxi = &w.sim.records(addr(ATLANTA), addr(BILOXI))[0].msg;
-    assert_eq!(
-        at_biloxi.via_param(1, "rport"),
-        Some(Some("40000".into()))
-    );
+    assert_eq!(at_biloxi.via_param(1, "rport"), Some(Some("40000".into())));
     assert_eq!(
         at_biloxi.via_param(1, "received"),
         Some(Some("10.0.0.1".into()))
     );
-    assert!(
-        w.sim
-            .records(addr(ATLANTA), addr("10.0.0.1:40000"))
-            .len()
-            >= 3
-    );
+    assert!(w.sim.records(addr(ATLANTA), addr("10.0.0.1:40000")).len() >= 3);
 }
 
 const GW1: &str = "10.0.1.1:5060";
@@ -427,10 +427,7 @@ fn group_fails_over_when_its_first_target_stops_answering_options_and_comes_back
     let c3 = sim.add(caller(3, 50_000));
 
     sim.run_until(5_000);
-    let n_options = sim
-        .node::<Uas>(gw1)
-        .requests("OPTIONS")
-        .len();
+    let n_options = sim.node::<Uas>(gw1).requests("OPTIONS").len();
     assert!(n_options >= 4, "probed every second: {n_options}");
     assert_eq!(sim.node::<Uac>(c0).invite_final, Some(200));
     assert_eq!(sim.node::<Uas>(gw1).requests("INVITE").len(), 1);
@@ -451,7 +448,11 @@ fn group_fails_over_when_its_first_target_stops_answering_options_and_comes_back
     sim.down.remove(&addr(GW1));
     sim.run_until(40_000);
     let node: &ProxyNode = sim.node(px);
-    assert!(node.changes.len() == 2 && node.changes[1].1.up, "{:?}", node.changes);
+    assert!(
+        node.changes.len() == 2 && node.changes[1].1.up,
+        "{:?}",
+        node.changes
+    );
     assert_eq!(sim.node::<Uac>(c2).invite_final, Some(200));
     assert_eq!(sim.node::<Uas>(gw1).requests("INVITE").len(), 2);
 

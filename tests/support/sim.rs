@@ -11,9 +11,7 @@ use std::any::Any;
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 
-use sipd::proxy::{
-    Action, DropReason, HealthProber, Input, Proxy, Transport, group::HealthChange,
-};
+use sipd::proxy::{Action, DropReason, HealthProber, Input, Proxy, Transport, group::HealthChange};
 use sipd::sip::uri::{Host, Uri};
 use sipd::sip::via::{Rport, Via};
 
@@ -55,7 +53,11 @@ impl Record {
             Some(m) => m,
             None => {
                 let cseq = self.msg.header("CSeq").unwrap_or_default();
-                let method = cseq.split_whitespace().nth(1).unwrap_or_default().to_owned();
+                let method = cseq
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_owned();
                 format!("{} {method}", self.msg.status().unwrap_or(0))
             }
         }
@@ -101,7 +103,10 @@ impl Sim {
     }
 
     pub fn node_mut<T: Node>(&mut self, i: usize) -> &mut T {
-        self.nodes[i].as_any_mut().downcast_mut().expect("node type")
+        self.nodes[i]
+            .as_any_mut()
+            .downcast_mut()
+            .expect("node type")
     }
 
     fn random_per_mille(&mut self) -> u32 {
@@ -630,7 +635,10 @@ impl Node for Uac {
                 self.bye_final.get_or_insert(code);
             }
             "BYE" | "CANCEL" => {
-                for tx in [&mut self.bye_tx, &mut self.cancel_tx].into_iter().flatten() {
+                for tx in [&mut self.bye_tx, &mut self.cancel_tx]
+                    .into_iter()
+                    .flatten()
+                {
                     tx.proceeding = true;
                 }
             }
