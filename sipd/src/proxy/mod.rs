@@ -367,6 +367,10 @@ impl Proxy {
                 _ => return Err(Reject::new(400, "Duplicate Header")),
             }
         }
+        // RFC 4475 mcl01: with disagreeing Content-Lengths nobody knows where the body ends.
+        if msg.has_conflicting_content_length() {
+            return Err(Reject::new(400, "Conflicting Content-Length"));
+        }
         if msg.headers_named(HeaderName::MaxForwards).count() > 1 {
             return Err(Reject::new(400, "Duplicate Max-Forwards"));
         }
@@ -809,6 +813,9 @@ impl Proxy {
         let Some(first_via_header) = msg.header(HeaderName::Via) else {
             return self.dropped(DropReason::ResponseMalformed);
         };
+        if msg.has_conflicting_content_length() {
+            return self.dropped(DropReason::ResponseMalformed);
+        }
         let mut values = split_comma(first_via_header.value);
         let Some(Ok((first_offset, first_value))) = values.next() else {
             return self.dropped(DropReason::ResponseMalformed);
