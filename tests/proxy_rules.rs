@@ -118,6 +118,23 @@ fn syntax_errors_get_400() {
 }
 
 #[test]
+fn disagreeing_content_lengths_get_400_and_such_a_response_is_dropped() {
+    // RFC 4475 mcl01: nobody knows where the body ends; forwarding it (maybe onto a stream)
+    // would let the next hop frame it differently from us.
+    let mut h = routed();
+    let mut req = invite().add("Content-Length", "5").body(b"hello world!!");
+    req.content_length = true;
+    assert_eq!(h.req(&req).code(), 400);
+    let mut resp = response(200, &[OURS, "SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1"]);
+    let at = resp.len() - 2;
+    resp.splice(at..at, b"Content-Length: 4\r\n".iter().copied());
+    assert_eq!(
+        h.send_from(BILOXI_PROXY, &resp).dropped(),
+        DropReason::ResponseMalformed
+    );
+}
+
+#[test]
 fn another_sip_version_gets_505() {
     let mut h = routed();
     let mut req = invite();
