@@ -986,3 +986,15 @@ fn keepalives_and_garbage_are_dropped_without_an_answer() {
         DropReason::Malformed
     );
 }
+
+#[test]
+fn the_strict_routing_rewrite_never_puts_uri_headers_into_the_request_uri() {
+    // §19.1.5: a Request-URI carries no headers; §12.2.1.1 strips what a Request-URI cannot
+    // carry when a Route URI takes its place.
+    let mut h = routed();
+    let req = Req::new("BYE", "sip:192.0.2.1:5060;lr")
+        .set("Route", "<sip:bob@192.0.2.40:5062;transport=udp?X-A=b>");
+    let (to, out) = h.req(&req).forward();
+    assert_eq!(to, addr("192.0.2.40:5062"));
+    assert_eq!(out.request_uri(), "sip:bob@192.0.2.40:5062;transport=udp");
+}

@@ -483,6 +483,11 @@ impl Proxy {
         {
             let uri_bytes = route_uri_bytes(msg, last).ok_or(Reject::new(400, "Bad Route"))?;
             let uri = Uri::parse(uri_bytes).map_err(|_| Reject::new(400, "Bad Route"))?;
+            // §19.1.5: no headers in a Request-URI (§12.2.1.1 strips what it cannot carry).
+            let uri_bytes = match uri.headers_raw() {
+                Some(h) => &uri_bytes[..offset_in(uri_bytes, h).saturating_sub(1)],
+                None => uri_bytes,
+            };
             // "Proceed as if it received this modified request": a Route left after the rewrite
             // is the next hop (§16.6 step 7), else the new Request-URI.
             let hop = match routes
