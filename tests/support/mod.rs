@@ -157,7 +157,7 @@ impl Msg {
         tag_of(&self.header("To")?)
     }
 
-    pub fn from_tag(&self) -> Option<String> {
+    pub fn tag_of_from(&self) -> Option<String> {
         tag_of(&self.header("From")?)
     }
 }
