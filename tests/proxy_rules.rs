@@ -13,7 +13,7 @@ use sipd::proxy::{
     PrefixTable, ProxyConfig, RouteTarget, StaticLocation, Transport,
 };
 use support::sim::{Answer, Node, Uas};
-use support::{Harness, Msg, PROXY, Req, UAC, addr, atlanta_config, tag_of};
+use support::{Harness, Msg, Out, PROXY, Req, UAC, addr, atlanta_config, tag_of};
 
 fn hop(a: &str) -> RouteTarget {
     RouteTarget::Hop(NextHop {
@@ -604,6 +604,34 @@ fn ack_and_cancel_are_forwarded_statelessly() {
             .dropped(),
         DropReason::AckAbsorbed
     );
+}
+
+#[test]
+fn content_length_is_added_when_forwarding_onto_a_stream() {
+    // §16.6 step 9: a UDP request may omit Content-Length; a TCP next hop cannot frame it then.
+    let mut loc = StaticLocation::new();
+    let mut tcp = contact(
+        "sip:alice@192.0.2.101:5062;transport=tcp",
+        "192.0.2.101:5062",
+    );
+    tcp.transport = Transport::Tcp;
+    loc.insert("alice", "atlanta.com", vec![tcp]);
+    let mut h = Harness::with_location(atlanta_config(), Arc::new(loc));
+    let mut req = Req::new("MESSAGE", "sip:alice@atlanta.com").body(b"hello");
+    req.content_length = false;
+    let out = h.req(&req);
+    let Out::Forward { transport, msg, .. } = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(transport, Transport::Tcp);
+    assert_eq!(msg.all("Content-Length"), vec!["5"]);
+    assert_eq!(msg.body(), b"hello");
+    assert!(msg.vias()[0].starts_with("SIP/2.0/TCP "));
+    // Over UDP nothing is added.
+    let mut h = routed();
+    let mut req = invite().body(b"hello");
+    req.content_length = false;
+    assert!(h.req(&req).forward().1.all("Content-Length").is_empty());
 }
 
 #[test]

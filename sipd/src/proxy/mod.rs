@@ -792,6 +792,14 @@ impl Proxy {
         if mf_index.is_none() {
             out.put(b"Max-Forwards: 70\r\n");
         }
+        // §16.6 step 9: over a stream the next hop needs a Content-Length to frame the message.
+        if decision.hop.transport == Transport::Tcp
+            && msg.header(HeaderName::ContentLength).is_none()
+        {
+            out.put(b"Content-Length: ");
+            out.put_u64(msg.body().len() as u64);
+            out.put(b"\r\n");
+        }
         let last_end = headers.last().map_or(msg.start(), |h| h.end as usize);
         out.put(&bytes[last_end..msg.len()]);
 
