@@ -151,7 +151,10 @@ pub struct AuthSection {
 }
 
 fn d_algorithms() -> Vec<Spanned<String>> {
-    vec![Spanned::new(0..0, "SHA-256".to_owned()), Spanned::new(0..0, "MD5".to_owned())]
+    vec![
+        Spanned::new(0..0, "SHA-256".to_owned()),
+        Spanned::new(0..0, "MD5".to_owned()),
+    ]
 }
 fn d_nonce_ttl() -> Spanned<String> {
     Spanned::new(0..0, "300s".to_owned())
@@ -785,35 +788,59 @@ impl Checker<'_> {
         let routing = self.routing(&file, advertise);
         let registrar = file.registrar.as_ref().map(|r| {
             if r.min_expires > r.max_expires {
-                self.error(0..0, "registrar.min_expires", "min_expires is larger than max_expires");
+                self.error(
+                    0..0,
+                    "registrar.min_expires",
+                    "min_expires is larger than max_expires",
+                );
             }
             crate::registrar::RegistrarConfig {
                 domains: s.domains.clone(),
                 min_expires: r.min_expires,
                 max_expires: r.max_expires,
-                default_expires: r.default_expires.clamp(r.min_expires, r.max_expires.max(r.min_expires)),
+                default_expires: r
+                    .default_expires
+                    .clamp(r.min_expires, r.max_expires.max(r.min_expires)),
                 capacity: r.capacity,
                 max_contacts_per_aor: r.max_contacts_per_aor,
                 snapshot_path: r.snapshot.clone(),
                 use_source_address: r.use_source_address,
-                secret: s.branch_secret.unwrap_or(ProxyConfig::default().branch_secret),
+                secret: s
+                    .branch_secret
+                    .unwrap_or(ProxyConfig::default().branch_secret),
             }
         });
         if registrar.is_some() && s.domains.is_empty() {
-            self.error(0..0, "server.domains", "the registrar needs at least one domain");
+            self.error(
+                0..0,
+                "server.domains",
+                "the registrar needs at least one domain",
+            );
         }
         let auth = file.auth.as_ref().map(|a| self.auth(a));
         let redirect = crate::registrar::RedirectConfig {
-            domains: file.redirect.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+            domains: file
+                .redirect
+                .domains
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
             prefixes: file
                 .redirect
                 .prefixes
                 .iter()
-                .map(|p| crate::registrar::RedirectPrefix { prefix: p.prefix.get_ref().clone(), contacts: p.contacts.clone() })
+                .map(|p| crate::registrar::RedirectPrefix {
+                    prefix: p.prefix.get_ref().clone(),
+                    contacts: p.contacts.clone(),
+                })
                 .collect(),
         };
         if let Err(e) = crate::registrar::RedirectTable::new(&redirect) {
-            let span = file.redirect.prefixes.first().map_or(0..0, |p| p.prefix.span());
+            let span = file
+                .redirect
+                .prefixes
+                .first()
+                .map_or(0..0, |p| p.prefix.span());
             self.error(span, "redirect.prefixes", e.to_string());
         }
         let d = &file.dialogs;
@@ -831,15 +858,38 @@ impl Checker<'_> {
         };
         let mut trunks = Vec::new();
         for (i, t) in file.trunks.iter().enumerate() {
-            let sources = t.sources.iter().enumerate().filter_map(|(j, c)| self.cidr(c, &format!("trunks[{i}].sources[{j}]"))).collect();
-            trunks.push(Trunk { name: t.name.clone(), sources, max_calls: t.max_calls });
+            let sources = t
+                .sources
+                .iter()
+                .enumerate()
+                .filter_map(|(j, c)| self.cidr(c, &format!("trunks[{i}].sources[{j}]")))
+                .collect();
+            trunks.push(Trunk {
+                name: t.name.clone(),
+                sources,
+                max_calls: t.max_calls,
+            });
         }
         let g = &file.guard;
         let guard = crate::xdp::GuardSettings {
             rate_pps: g.rate,
-            burst: if g.burst == 0 { g.rate.saturating_mul(2) } else { g.burst },
-            allow: g.allow.iter().enumerate().filter_map(|(i, c)| self.cidr(c, &format!("guard.allow[{i}]"))).collect(),
-            block: g.block.iter().enumerate().filter_map(|(i, c)| self.cidr(c, &format!("guard.block[{i}]"))).collect(),
+            burst: if g.burst == 0 {
+                g.rate.saturating_mul(2)
+            } else {
+                g.burst
+            },
+            allow: g
+                .allow
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| self.cidr(c, &format!("guard.allow[{i}]")))
+                .collect(),
+            block: g
+                .block
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| self.cidr(c, &format!("guard.block[{i}]")))
+                .collect(),
         };
         Config {
             path: self.path.to_owned(),
@@ -897,7 +947,9 @@ impl Checker<'_> {
             Some(s) => s.clone().into_bytes(),
             None => {
                 // A per-start secret: nonces from before a restart are simply stale.
-                let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                let seed = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
                 format!("{}-{}", seed.as_nanos(), std::process::id()).into_bytes()
             }
         };
@@ -911,7 +963,11 @@ impl Checker<'_> {
         for (i, name) in a.algorithms.iter().enumerate() {
             match Algorithm::from_name(name.get_ref()) {
                 Some(alg) => algorithms.push(alg),
-                None => self.error(name.span(), format!("auth.algorithms[{i}]"), "algorithm must be MD5 or SHA-256"),
+                None => self.error(
+                    name.span(),
+                    format!("auth.algorithms[{i}]"),
+                    "algorithm must be MD5 or SHA-256",
+                ),
             }
         }
         if algorithms.is_empty() {

@@ -30,7 +30,7 @@ use crate::dialog::{DialogTable, RecordWriter};
 use crate::proxy::group::HealthProber;
 use crate::proxy::location::{LocationService, StaticLocation};
 use crate::proxy::stats::ProxyStats;
-use crate::proxy::{Proxy, ProxyConfig};
+use crate::proxy::{Proxy, ProxyConfig, RoutingCell};
 use crate::registrar::{Authenticator, Registrar, RegistrarConfig};
 use crate::socket::{ServerHandle, SocketConfig, SocketServer, TcpLimits, now_ms};
 use crate::xdp::{AttachMode, XdpConfig, XdpDatapath};
@@ -90,7 +90,10 @@ pub fn run(path: &Path) -> Result<()> {
 
     // Dialog table and call records.
     let records = match &config.call_records {
-        Some(p) => Some(RecordWriter::spawn(p, config.record_queue).with_context(|| format!("call records {}", p.display()))?),
+        Some(p) => Some(
+            RecordWriter::spawn(p, config.record_queue)
+                .with_context(|| format!("call records {}", p.display()))?,
+        ),
         None => None,
     };
     let dialogs = Arc::new(match &records {
@@ -99,15 +102,17 @@ pub fn run(path: &Path) -> Result<()> {
     });
     apply_trunk_limits(&config, &dialogs);
 
+    let routing_cell = RoutingCell::new(proxy_config.clone());
+    let trunks = config_trunks(&config);
     let make_proxy = {
-        let config = proxy_config.clone();
+        let cell = routing_cell.clone();
         let location = location.clone();
         let health = health.clone();
         let registrar = registrar.clone();
         let dialogs = dialogs.clone();
-        let trunks = config_trunks(&config);
         move |_worker: usize| {
-            let mut p = Proxy::new(config.clone(), location.clone(), health.clone())
+            let mut p = Proxy::new(cell.config(), location.clone(), health.clone())
+                .with_routing_cell(cell.clone())
                 .with_dialogs(dialogs.clone(), trunks.clone());
             if let Some(r) = &registrar {
                 p = p.with_registrar(r.clone());
@@ -121,7 +126,10 @@ pub fn run(path: &Path) -> Result<()> {
     }
     let afxdp = match config.mode {
         Mode::Socket => None,
-        Mode::Afxdp => Some(start_afxdp(&config, &make_proxy, &server).context("starting AF_XDP (mode = \"afxdp\")")?),
+        Mode::Afxdp => Some(
+            start_afxdp(&config, &make_proxy, &server)
+                .context("starting AF_XDP (mode = \"afxdp\")")?,
+        ),
         Mode::Auto => match start_afxdp(&config, &make_proxy, &server) {
             Ok(a) => Some(a),
             Err(e) => {
@@ -169,6 +177,7 @@ pub fn run(path: &Path) -> Result<()> {
     while let Ok(Event::Reload) = events_rx.recv() {
         let ctx = ReloadContext {
             slots: &mut slots,
+            routing_cell: &routing_cell,
             server: &server,
             group_targets: &group_targets,
             registrar: registrar.as_deref(),
@@ -188,7 +197,11 @@ pub fn run(path: &Path) -> Result<()> {
     let _ = housekeeping.1.join();
     if let Some(w) = records {
         match w.shutdown() {
-            Ok(s) => info!(written = s.written, dropped = s.dropped, "call records flushed"),
+            Ok(s) => info!(
+                written = s.written,
+                dropped = s.dropped,
+                "call records flushed"
+            ),
             Err(e) => error!(error = %e, "flushing call records"),
         }
     }
@@ -198,7 +211,11 @@ pub fn run(path: &Path) -> Result<()> {
         error!(error = %e, "flushing the bindings journal");
     }
     admin.stop();
-    info!(elapsed_ms = started.elapsed().as_millis() as u64, threads_joined = report.threads, "stopped");
+    info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        threads_joined = report.threads,
+        "stopped"
+    );
     Ok(())
 }
 
@@ -213,17 +230,31 @@ fn build_registrar(config: &Config) -> Result<(Option<Arc<Registrar>>, Option<Jo
         return Ok((None, None));
     }
     // Without [registrar], the registrar serves no domain: it only authenticates and redirects.
-    let rc = config.registrar.clone().unwrap_or(RegistrarConfig { domains: Vec::new(), ..RegistrarConfig::default() });
+    let rc = config.registrar.clone().unwrap_or(RegistrarConfig {
+        domains: Vec::new(),
+        ..RegistrarConfig::default()
+    });
     let mut registrar = Registrar::new(rc);
     if let Some(auth) = &config.auth {
-        let authenticator = Authenticator::new(auth.clone()).map_err(|e| anyhow!("credentials: {e}"))?;
+        let authenticator =
+            Authenticator::new(auth.clone()).map_err(|e| anyhow!("credentials: {e}"))?;
         registrar = registrar.with_auth(authenticator);
         info!(realm = %auth.realm, invite = auth.auth_invite, "digest authentication on");
     }
-    let mut registrar = registrar.with_redirect(&config.redirect).map_err(|e| anyhow!("redirect rules: {e}"))?;
-    let journal = match registrar.start_journal(now_ms()).context("bindings journal")? {
+    let mut registrar = registrar
+        .with_redirect(&config.redirect)
+        .map_err(|e| anyhow!("redirect rules: {e}"))?;
+    let journal = match registrar
+        .start_journal(now_ms())
+        .context("bindings journal")?
+    {
         Some((writer, report)) => {
-            info!(bindings = report.bindings, aors = report.aors, expired = report.expired, "bindings restored");
+            info!(
+                bindings = report.bindings,
+                aors = report.aors,
+                expired = report.expired,
+                "bindings restored"
+            );
             Some(writer)
         }
         None => None,
@@ -241,10 +272,18 @@ fn apply_trunk_limits(config: &Config, dialogs: &DialogTable) {
     }
 }
 
-fn start_sockets(config: &Config, make_proxy: impl Fn(usize) -> Proxy, prober: HealthProber) -> Result<ServerHandle> {
+fn start_sockets(
+    config: &Config,
+    make_proxy: impl Fn(usize) -> Proxy,
+    prober: HealthProber,
+) -> Result<ServerHandle> {
     let socket_config = SocketConfig {
         udp_listen: config.listen.clone(),
-        tcp_listen: if config.tcp { config.listen.clone() } else { Vec::new() },
+        tcp_listen: if config.tcp {
+            config.listen.clone()
+        } else {
+            Vec::new()
+        },
         workers: config.workers,
         cores: config.cores.clone(),
         tcp: TcpLimits {
@@ -256,10 +295,15 @@ fn start_sockets(config: &Config, make_proxy: impl Fn(usize) -> Proxy, prober: H
         ..SocketConfig::default()
     };
     let prober = (!prober.is_empty()).then_some(prober);
-    SocketServer::start(socket_config, make_proxy, prober).map_err(|e| anyhow!("starting the socket datapath: {e}"))
+    SocketServer::start(socket_config, make_proxy, prober)
+        .map_err(|e| anyhow!("starting the socket datapath: {e}"))
 }
 
-fn start_afxdp(config: &Config, make_proxy: &impl Fn(usize) -> Proxy, server: &ServerHandle) -> Result<Afxdp> {
+fn start_afxdp(
+    config: &Config,
+    make_proxy: &impl Fn(usize) -> Proxy,
+    server: &ServerHandle,
+) -> Result<Afxdp> {
     if config.interfaces.is_empty() {
         bail!("no [[datapath.interfaces]] configured");
     }
@@ -280,7 +324,9 @@ fn start_afxdp(config: &Config, make_proxy: &impl Fn(usize) -> Proxy, server: &S
         xc.sip_ports = config.sip_ports.clone();
         xc.guard = config.guard.clone();
         xc.mode = AttachMode::Auto;
-        let mut dp = match XdpDatapath::attach(&xc).with_context(|| format!("attaching XDP to {}", iface.name)) {
+        let mut dp = match XdpDatapath::attach(&xc)
+            .with_context(|| format!("attaching XDP to {}", iface.name))
+        {
             Ok(dp) => dp,
             Err(e) => {
                 afxdp.stop();
@@ -288,7 +334,8 @@ fn start_afxdp(config: &Config, make_proxy: &impl Fn(usize) -> Proxy, server: &S
             }
         };
         info!(iface = %iface.name, mode = ?dp.mode(), "XDP program attached");
-        let ifindex = nix::net::if_::if_nametoindex(iface.name.as_str()).with_context(|| format!("interface {}", iface.name))?;
+        let ifindex = nix::net::if_::if_nametoindex(iface.name.as_str())
+            .with_context(|| format!("interface {}", iface.name))?;
         let neighbours = NeighbourTable::new();
         neighbours
             .spawn_refresher(ifindex, Duration::from_secs(1), stop.clone())
@@ -302,18 +349,29 @@ fn start_afxdp(config: &Config, make_proxy: &impl Fn(usize) -> Proxy, server: &S
                 Err(e) => {
                     drop(dp);
                     afxdp.stop();
-                    return Err(anyhow!("binding AF_XDP on {} queue {queue}: {e}", iface.name));
+                    return Err(anyhow!(
+                        "binding AF_XDP on {} queue {queue}: {e}",
+                        iface.name
+                    ));
                 }
             };
-            dp.register_socket(queue, worker.fd()).with_context(|| format!("XSKMAP entry for queue {queue}"))?;
+            dp.register_socket(queue, worker.fd())
+                .with_context(|| format!("XSKMAP entry for queue {queue}"))?;
             info!(iface = %iface.name, queue, bind = ?worker.mode(), core = ?iface.cores.get(i), "AF_XDP worker");
             let proxy = make_proxy(index);
             index += 1;
             afxdp.proxy_stats.push(proxy.stats().clone());
-            let handler = ProxyFrames::new(proxy, neighbours.cache(), Some(server.tcp_handoff()), epoch);
+            let handler =
+                ProxyFrames::new(proxy, neighbours.cache(), Some(server.tcp_handoff()), epoch);
             afxdp.kernel_path.push(handler.kernel_path_stats());
-            afxdp.worker_stats.push((iface.name.clone(), queue, worker.stats()));
-            afxdp.workers.push(worker.spawn(handler, neighbours.cache(), stop.clone()).context("spawning an AF_XDP worker")?);
+            afxdp
+                .worker_stats
+                .push((iface.name.clone(), queue, worker.stats()));
+            afxdp.workers.push(
+                worker
+                    .spawn(handler, neighbours.cache(), stop.clone())
+                    .context("spawning an AF_XDP worker")?,
+            );
         }
         afxdp.datapaths.push(Arc::new(Mutex::new(dp)));
     }
@@ -322,6 +380,7 @@ fn start_afxdp(config: &Config, make_proxy: &impl Fn(usize) -> Proxy, server: &S
 
 struct ReloadContext<'a> {
     slots: &'a mut HealthSlots,
+    routing_cell: &'a RoutingCell,
     server: &'a ServerHandle,
     group_targets: &'a Arc<ArcSwap<Vec<(String, SocketAddr)>>>,
     registrar: Option<&'a Registrar>,
@@ -355,13 +414,13 @@ fn reload(path: &Path, running: &mut Config, ctx: ReloadContext<'_>) {
         }
     }
     let (proxy_config, probes) = ctx.slots.assign(&new.routing);
+    // Every worker (socket and AF_XDP) picks the new routing up on its next message; the
+    // socket threads also get it over their control channel (and count the reload).
+    ctx.routing_cell.publish(proxy_config.clone());
     if let Err(e) = ctx.server.reload(proxy_config.clone()) {
-        error!(error = %e, "reload could not reach the workers");
-        return;
+        warn!(error = %e, "reload could not reach every socket thread");
     }
     if let Some(a) = ctx.afxdp {
-        // AF_XDP workers read the shared routing cell on their next message.
-        crate::proxy::publish_routing(&a.proxy_stats, &proxy_config);
         for dp in &a.datapaths {
             let mut dp = dp.lock().unwrap_or_else(|p| p.into_inner());
             if let Err(e) = dp.set_guard(&new.guard) {
@@ -374,7 +433,8 @@ fn reload(path: &Path, running: &mut Config, ctx: ReloadContext<'_>) {
         warn!(error = %e, "health prober not replaced");
     }
     apply_trunk_limits(&new, ctx.dialogs);
-    ctx.group_targets.store(Arc::new(group_target_labels(&proxy_config)));
+    ctx.group_targets
+        .store(Arc::new(group_target_labels(&proxy_config)));
     info!(
         number_routes = proxy_config.number_routes.len(),
         domain_routes = proxy_config.domain_routes.len(),
@@ -391,7 +451,10 @@ fn group_target_labels(config: &ProxyConfig) -> Vec<(String, SocketAddr)> {
         for (i, t) in g.targets.iter().enumerate() {
             let slot = g.health_base + i;
             if labels.len() <= slot {
-                labels.resize(slot + 1, (String::new(), SocketAddr::from(([0, 0, 0, 0], 0))));
+                labels.resize(
+                    slot + 1,
+                    (String::new(), SocketAddr::from(([0, 0, 0, 0], 0))),
+                );
             }
             labels[slot] = (g.name.clone(), t.addr);
         }
@@ -400,7 +463,10 @@ fn group_target_labels(config: &ProxyConfig) -> Vec<(String, SocketAddr)> {
     labels
 }
 
-fn spawn_housekeeping(registrar: Option<Arc<Registrar>>, dialogs: Arc<DialogTable>) -> (Arc<AtomicBool>, JoinHandle<()>) {
+fn spawn_housekeeping(
+    registrar: Option<Arc<Registrar>>,
+    dialogs: Arc<DialogTable>,
+) -> (Arc<AtomicBool>, JoinHandle<()>) {
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let handle = std::thread::Builder::new()
@@ -438,17 +504,23 @@ fn forward_admin(admin_rx: Receiver<AdminCommand>, events: Sender<Event>) {
 
 fn watch_signals(events: Sender<Event>) -> Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT]).context("installing signal handlers")?;
-    std::thread::Builder::new().name("sipd-signals".into()).spawn(move || {
-        for signal in signals.forever() {
-            let event = if signal == SIGHUP { Event::Reload } else { Event::Shutdown };
-            info!(signal, "signal received");
-            if events.send(event).is_err() {
-                break;
+    let mut signals = signal_hook::iterator::Signals::new([SIGHUP, SIGTERM, SIGINT])
+        .context("installing signal handlers")?;
+    std::thread::Builder::new()
+        .name("sipd-signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                let event = if signal == SIGHUP {
+                    Event::Reload
+                } else {
+                    Event::Shutdown
+                };
+                info!(signal, "signal received");
+                if events.send(event).is_err() {
+                    break;
+                }
             }
-        }
-    })?;
+        })?;
     Ok(())
 }
 
@@ -467,7 +539,11 @@ impl MetricsSource for RegistrarMetrics {
         let mut last = "";
         for (name, labels, value) in self.0.metrics() {
             if name != last {
-                let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+                let kind = if name.ends_with("_total") {
+                    "counter"
+                } else {
+                    "gauge"
+                };
                 family(out, name, kind, "Registrar and authentication.");
                 last = name;
             }
@@ -488,16 +564,30 @@ struct AfxdpMetrics {
 
 impl MetricsSource for AfxdpMetrics {
     fn write_metrics(&self, out: &mut String) {
-        family(out, "sipd_xdp_packets_total", "counter", "XDP program verdicts (summed over CPUs), by interface.");
+        family(
+            out,
+            "sipd_xdp_packets_total",
+            "counter",
+            "XDP program verdicts (summed over CPUs), by interface.",
+        );
         for dp in &self.datapaths {
             let dp = dp.lock().unwrap_or_else(|p| p.into_inner());
             if let Ok(c) = dp.counters() {
                 for (name, v) in c.iter() {
-                    let _ = writeln!(out, "sipd_xdp_packets_total{{iface=\"{}\",verdict=\"{name}\"}} {v}", dp.iface());
+                    let _ = writeln!(
+                        out,
+                        "sipd_xdp_packets_total{{iface=\"{}\",verdict=\"{name}\"}} {v}",
+                        dp.iface()
+                    );
                 }
             }
         }
-        family(out, "sipd_afxdp_packets_total", "counter", "AF_XDP worker packets, per interface and queue.");
+        family(
+            out,
+            "sipd_afxdp_packets_total",
+            "counter",
+            "AF_XDP worker packets, per interface and queue.",
+        );
         for (iface, queue, s) in &self.workers {
             let s = s.snapshot();
             for (what, v) in [
@@ -509,17 +599,41 @@ impl MetricsSource for AfxdpMetrics {
                 ("no_neighbour", s.no_neighbour),
                 ("unframed", s.unframed),
             ] {
-                let _ = writeln!(out, "sipd_afxdp_packets_total{{iface=\"{iface}\",queue=\"{queue}\",what=\"{what}\"}} {v}");
+                let _ = writeln!(
+                    out,
+                    "sipd_afxdp_packets_total{{iface=\"{iface}\",queue=\"{queue}\",what=\"{what}\"}} {v}"
+                );
             }
         }
-        family(out, "sipd_afxdp_kernel_path_total", "counter", "Messages AF_XDP workers sent through the kernel, by reason.");
+        family(
+            out,
+            "sipd_afxdp_kernel_path_total",
+            "counter",
+            "Messages AF_XDP workers sent through the kernel, by reason.",
+        );
         let l = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
         let sum = |f: fn(&KernelPathStats) -> &std::sync::atomic::AtomicU64| -> u64 {
             self.kernel_path.iter().map(|k| l(f(k))).sum()
         };
-        let _ = writeln!(out, "sipd_afxdp_kernel_path_total{{reason=\"no_neighbour\"}} {}", sum(|k| &k.no_neighbour));
-        let _ = writeln!(out, "sipd_afxdp_kernel_path_total{{reason=\"other_family\"}} {}", sum(|k| &k.other_family));
-        let _ = writeln!(out, "sipd_afxdp_kernel_path_total{{reason=\"tcp\"}} {}", sum(|k| &k.tcp));
-        let _ = writeln!(out, "sipd_afxdp_kernel_path_total{{reason=\"failed\"}} {}", sum(|k| &k.failed));
+        let _ = writeln!(
+            out,
+            "sipd_afxdp_kernel_path_total{{reason=\"no_neighbour\"}} {}",
+            sum(|k| &k.no_neighbour)
+        );
+        let _ = writeln!(
+            out,
+            "sipd_afxdp_kernel_path_total{{reason=\"other_family\"}} {}",
+            sum(|k| &k.other_family)
+        );
+        let _ = writeln!(
+            out,
+            "sipd_afxdp_kernel_path_total{{reason=\"tcp\"}} {}",
+            sum(|k| &k.tcp)
+        );
+        let _ = writeln!(
+            out,
+            "sipd_afxdp_kernel_path_total{{reason=\"failed\"}} {}",
+            sum(|k| &k.failed)
+        );
     }
 }

@@ -47,8 +47,15 @@ pub struct ProxyFrames {
 
 impl ProxyFrames {
     /// `epoch` must be the `WorkerConfig::epoch` of the worker that runs this handler.
-    pub fn new(proxy: Proxy, neighbours: NeighbourCache, tcp: Option<TcpHandoff>, epoch: Instant) -> Self {
-        let wall_now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    pub fn new(
+        proxy: Proxy,
+        neighbours: NeighbourCache,
+        tcp: Option<TcpHandoff>,
+        epoch: Instant,
+    ) -> Self {
+        let wall_now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let wall_at_epoch_ms = wall_now.saturating_sub(epoch.elapsed().as_millis() as u64);
         ProxyFrames {
             proxy,
@@ -71,8 +78,14 @@ impl ProxyFrames {
     }
 
     fn via_kernel(&self, to: SocketAddr, bytes: &[u8]) -> bool {
-        let socket = if to.is_ipv4() { &self.kernel_v4 } else { &self.kernel_v6 };
-        socket.as_ref().is_some_and(|s| s.send_to(bytes, to).is_ok())
+        let socket = if to.is_ipv4() {
+            &self.kernel_v4
+        } else {
+            &self.kernel_v6
+        };
+        socket
+            .as_ref()
+            .is_some_and(|s| s.send_to(bytes, to).is_ok())
     }
 }
 
@@ -94,7 +107,9 @@ impl FrameHandler for ProxyFrames {
         };
         let (to, transport, len) = match self.proxy.handle(&input, tx_payload) {
             Action::Forward { to, transport, len } => (to, transport, len),
-            Action::Reply { to, transport, len, .. } => (to, transport, len),
+            Action::Reply {
+                to, transport, len, ..
+            } => (to, transport, len),
             Action::Drop(_) => return Verdict::Drop,
         };
         if transport == Transport::Tcp {
@@ -103,17 +118,32 @@ impl FrameHandler for ProxyFrames {
                 t.wake();
                 ok
             });
-            bump(if queued { &self.stats.tcp } else { &self.stats.failed });
+            bump(if queued {
+                &self.stats.tcp
+            } else {
+                &self.stats.failed
+            });
             return Verdict::Drop;
         }
         if to.is_ipv4() != dst.is_ipv4() {
             let sent = self.via_kernel(to, &tx_payload[..len]);
-            bump(if sent { &self.stats.other_family } else { &self.stats.failed });
+            bump(if sent {
+                &self.stats.other_family
+            } else {
+                &self.stats.failed
+            });
             return Verdict::Drop;
         }
-        if to.ip() != src.ip() && !is_unresolvable(to.ip()) && self.neighbours.lookup(to.ip()).is_none() {
+        if to.ip() != src.ip()
+            && !is_unresolvable(to.ip())
+            && self.neighbours.lookup(to.ip()).is_none()
+        {
             let sent = self.via_kernel(to, &tx_payload[..len]);
-            bump(if sent { &self.stats.no_neighbour } else { &self.stats.failed });
+            bump(if sent {
+                &self.stats.no_neighbour
+            } else {
+                &self.stats.failed
+            });
             return Verdict::Drop;
         }
         Verdict::Send { to, len }

@@ -175,7 +175,8 @@ impl Registrar {
     /// never a mix. A configuration with errors changes nothing.
     pub fn set_redirect(&self, config: &RedirectConfig) -> Result<(), PrefixError> {
         let table = RedirectTable::new(config)?;
-        self.redirect.store((!table.is_empty()).then(|| Arc::new(table)));
+        self.redirect
+            .store((!table.is_empty()).then(|| Arc::new(table)));
         Ok(())
     }
 

@@ -311,7 +311,13 @@ impl TcpHandoff {
         let mut buf = self.recycle.try_recv().unwrap_or_default();
         buf.clear();
         buf.extend_from_slice(bytes);
-        self.tx.try_send(Handoff { to, local, bytes: buf }).is_ok()
+        self.tx
+            .try_send(Handoff {
+                to,
+                local,
+                bytes: buf,
+            })
+            .is_ok()
     }
 
     /// Wakes the TCP thread to look at what was queued.
