@@ -1,6 +1,8 @@
 //! `cargo xtask <command>`: the project's automation. It orchestrates (installs prerequisites, runs
 //! cargo, builds test topologies); the eBPF object itself is built by `sipd/build.rs`.
 
+mod demo;
+mod netns;
 mod setup;
 
 use std::path::PathBuf;
@@ -20,6 +22,19 @@ struct Cli {
 enum Cmd {
     /// Install what building and testing needs (apt packages, rust-src, bpf-linker); idempotent.
     Setup,
+    /// The main job: a UAC / sipd (AF_XDP) / UAS topology in network namespaces, real
+    /// registrations and calls through sipd, a summary of what happened; then teardown.
+    Demo {
+        /// Seconds of calls.
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+        /// Calls per second offered.
+        #[arg(long, default_value_t = 500)]
+        rate: u32,
+        /// sipd's datapath: afxdp, socket or auto.
+        #[arg(long, default_value = "afxdp")]
+        mode: String,
+    },
     /// The whole test suite: setup, rustfmt, clippy (-D warnings), every test.
     Test {
         /// Skip the formatting and lint checks (only run the tests).
@@ -35,6 +50,15 @@ fn main() -> Result<()> {
     match cli.command {
         Cmd::Setup => setup::ensure_all(),
         Cmd::Test { no_lint } => test(no_lint),
+        Cmd::Demo {
+            seconds,
+            rate,
+            mode,
+        } => demo::run(&demo::DemoOptions {
+            seconds,
+            rate,
+            mode,
+        }),
     }
 }
 
