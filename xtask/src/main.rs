@@ -75,8 +75,9 @@ fn test(no_lint: bool) -> Result<()> {
             "warnings",
         ])?;
     }
-    cargo(&["test", "--workspace", "--all-targets"])?;
-    // Doc tests are not part of --all-targets.
+    // Libraries, binaries and integration tests. Benches are compiled by clippy above and run
+    // with `cargo bench`: in test mode they would build their large fixtures in a debug build.
+    cargo(&["test", "--workspace", "--lib", "--bins", "--tests"])?;
     cargo(&["test", "--workspace", "--doc"])?;
     Ok(())
 }
