@@ -683,10 +683,8 @@ impl Proxy {
 
         // §16.5 target determination.
         let mut known_user = false;
-        if let Some(host) = view.uri.host()
-            && self.is_our_domain(&host, input.local)
-            && let Some(user) = view.uri.user()
-        {
+        let ours = self.uri_in_our_domain(&view.uri, input.local);
+        if ours && let Some(user) = view.uri.user() {
             match self
                 .location
                 .lookup(user, view.uri.host_raw(), input.now_ms, view.call_id)
@@ -721,10 +719,6 @@ impl Proxy {
                 strip_last_route: None,
             });
         }
-        let ours = view
-            .uri
-            .host()
-            .is_some_and(|h| self.is_our_domain(&h, input.local));
         if !ours {
             let by_domain = view.uri.host().and_then(|h| match h {
                 Host::Name(name) => with_lower(name, |n| cfg.domain_routes.get(n)),
@@ -836,6 +830,16 @@ impl Proxy {
 
     fn is_our_ip(&self, ip: IpAddr, local: SocketAddr) -> bool {
         ip == local.ip() || self.config.advertise.is_some_and(|a| a.ip() == ip)
+    }
+
+    /// A Request-URI in our domain: one of our domain names, or one of our addresses on our
+    /// port (a UA that shares our IP on another port, e.g. on loopback, is not us).
+    fn uri_in_our_domain(&self, uri: &Uri<'_>, local: SocketAddr) -> bool {
+        match uri.host() {
+            Some(h @ Host::Name(_)) => self.is_our_domain(&h, local),
+            Some(_) => self.uri_is_us(uri, local),
+            None => false,
+        }
     }
 
     /// A URI that names this proxy: one of our domains or addresses, on our port (or none).
