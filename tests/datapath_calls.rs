@@ -20,6 +20,8 @@
 //!   source over the configured rate is limited while an allow-listed one is not (counted in
 //!   `sipd_xdp_packets_total`); after SIGKILL no XDP program is left and UDP to 5060 reaches a
 //!   kernel socket.
+//! - `afxdp_load_200_calls`: `sipd load uac` places 200 calls through sipd on AF_XDP to
+//!   `sipd load uas` (routed by number prefix); all complete, none fails, the dialogs add up.
 
 mod support;
 
@@ -49,7 +51,8 @@ fn sa(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
 // ---------------------------------------------------------------------------------------------
 // Configuration and metrics
 
-fn write_config(net: &TestNet, mode: &str, guard: &str) -> PathBuf {
+/// `extra`: more TOML appended (sections of their own).
+fn write_config(net: &TestNet, mode: &str, extra: &str) -> PathBuf {
     let path = std::env::temp_dir().join(format!("{}-sipd.toml", net.ns_a));
     let text = format!(
         r#"
@@ -77,8 +80,7 @@ listen = "{ADMIN}"
 [log]
 level = "{level}"
 
-[guard]
-{guard}
+{extra}
 "#,
         iface = net.if_a,
         // SIPD_TEST_LOG=debug shows what sipd did with each message.
@@ -99,8 +101,8 @@ impl Drop for TempFile {
 
 /// Starts `sipd run` in the sipd namespace and waits for its admin endpoint (and, on AF_XDP, for
 /// the attached program and the worker).
-fn start_sipd(net: &TestNet, mode: &str, guard: &str) -> (Sipd, TempFile) {
-    let config = TempFile(write_config(net, mode, guard));
+fn start_sipd(net: &TestNet, mode: &str, extra: &str) -> (Sipd, TempFile) {
+    let config = TempFile(write_config(net, mode, extra));
     let sipd = Sipd::spawn_run(&net.ns_a, &config.0);
     if mode == "afxdp" {
         sipd.wait_line("XDP program attached", Duration::from_secs(20))
@@ -629,11 +631,11 @@ enum Outcome {
 impl Outcome {
     /// Messages sipd forwards in this flow.
     fn forwarded(self) -> u64 {
-        self.from_caller() + self.from_callee()
+        self.by_caller() + self.by_callee()
     }
 
     /// Requests from the caller: INVITE, then ACK and BYE, or ACK, or CANCEL and ACK.
-    fn from_caller(self) -> u64 {
+    fn by_caller(self) -> u64 {
         match self {
             Outcome::Answer | Outcome::Cancel => 3,
             Outcome::Busy => 2,
@@ -641,7 +643,7 @@ impl Outcome {
     }
 
     /// Responses from the callee: 180, 200, 200 (BYE); 486; 180, 200 (CANCEL), 487.
-    fn from_callee(self) -> u64 {
+    fn by_callee(self) -> u64 {
         match self {
             Outcome::Answer | Outcome::Cancel => 3,
             Outcome::Busy => 1,
@@ -830,7 +832,7 @@ fn run_calls(net: &TestNet, mode: &str) {
         fn add(&mut self, outcome: Outcome, caller_on_tcp: bool) {
             self.forwarded += outcome.forwarded();
             if caller_on_tcp {
-                self.over_tcp += outcome.from_caller();
+                self.over_tcp += outcome.by_caller();
             }
             self.calls += 1;
             self.answered += u64::from(outcome == Outcome::Answer);
@@ -1121,7 +1123,9 @@ fn afxdp_run_guard_kernel_traffic_and_sigkill() {
     let (sipd, _config) = start_sipd(
         &net,
         "afxdp",
-        &format!("rate = 5\nburst = 10\nallow = [\"{B_V4}/32\"]\nblock = [\"{blocked}/32\"]"),
+        &format!(
+            "[guard]\nrate = 5\nburst = 10\nallow = [\"{B_V4}/32\"]\nblock = [\"{blocked}/32\"]"
+        ),
     );
 
     // Kernel traffic next to the program: UDP echo on another port, ICMP echo (ARP first).
@@ -1201,4 +1205,79 @@ fn afxdp_run_guard_kernel_traffic_and_sigkill() {
         "a kernel socket on 5060 answers after SIGKILL"
     );
     assert_eq!(echo.join().unwrap(), 3);
+}
+
+#[test]
+fn afxdp_load_200_calls() {
+    require_root_or_skip!();
+    let _serial = support::serial();
+    let net = TestNet::new();
+    const CALLS: u64 = 200;
+    let uas_addr = sa(B2_V4, 5080);
+    let (sipd, _config) = start_sipd(
+        &net,
+        "afxdp",
+        &format!("[[routing.numbers]]\nprefix = \"+4930\"\ntarget = \"udp:{uas_addr}\"\n"),
+    );
+    let bin = env!("CARGO_BIN_EXE_sipd");
+    let mut uas = std::process::Command::new("ip")
+        .args(["netns", "exec", &net.ns_b, bin, "load", "uas", "--listen"])
+        .arg(uas_addr.to_string())
+        .args(["--duration", "30s", "--quiet"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn sipd load uas");
+    /// Kills the UAS also when an assertion fails.
+    struct Kill<'a>(&'a mut std::process::Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _uas = Kill(&mut uas);
+    std::thread::sleep(Duration::from_millis(300));
+    let out = std::process::Command::new("timeout")
+        .args(["30", "ip", "netns", "exec", &net.ns_b, bin, "load", "uac"])
+        .args(["--target", &sa(A_V4, SIP_PORT).to_string()])
+        .args(["--local", &sa(B_V4, 5090).to_string()])
+        .args([
+            "--calls",
+            &CALLS.to_string(),
+            "--rate",
+            "500",
+            "--json",
+            "--quiet",
+        ])
+        .output()
+        .expect("run sipd load uac");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(j["completed"], CALLS, "{j}");
+    assert_eq!(j["failed"], 0, "{j}");
+
+    let m = metrics(&net);
+    // INVITE, 180, 200, ACK, BYE, 200 per call (retransmissions would add more).
+    assert!(metric(&m, "sipd_forwarded_total", &[]) >= 6 * CALLS, "{m}");
+    assert_eq!(
+        metric(&m, "sipd_socket_rx_packets_total", &[]),
+        0,
+        "all UDP on AF_XDP:\n{m}"
+    );
+    assert!(
+        metric(&m, "sipd_afxdp_packets_total", &["what=\"rx\""]) >= 6 * CALLS,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "sipd_dialogs_calls_created_total", &[]),
+        CALLS,
+        "{m}"
+    );
+    assert_eq!(metric(&m, "sipd_dialogs_calls_active", &[]), 0, "{m}");
+    sipd.terminate();
 }
