@@ -362,7 +362,12 @@ fn start_afxdp(
             index += 1;
             afxdp.proxy_stats.push(proxy.stats().clone());
             let handler =
-                ProxyFrames::new(proxy, neighbours.cache(), Some(server.tcp_handoff()), epoch);
+                ProxyFrames::new(proxy, neighbours.cache(), Some(server.tcp_handoff()), epoch)
+                    .with_listen_sockets(
+                        server
+                            .udp_senders()
+                            .context("duplicating the UDP listen sockets")?,
+                    );
             afxdp.kernel_path.push(handler.kernel_path_stats());
             afxdp
                 .worker_stats

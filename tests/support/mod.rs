@@ -229,6 +229,17 @@ impl TestNet {
         Some(Ipv4Addr::new(10, 202, 0, 2))
     }
 
+    /// Adds one more address (CIDR, e.g. `10.201.0.9/24` or `fd00:201::3/64`) on the client side.
+    pub fn add_addr_b(&self, cidr: &str) {
+        let mut args = vec![
+            "ip", "-n", &self.ns_b, "addr", "add", cidr, "dev", &self.if_b,
+        ];
+        if cidr.contains(':') {
+            args.push("nodad");
+        }
+        sh(&args);
+    }
+
     /// `ip -d link show` of the sipd-side interface.
     pub fn link_a(&self) -> String {
         sh(&["ip", "-n", &self.ns_a, "-d", "link", "show", &self.if_a])
@@ -270,6 +281,28 @@ impl Drop for TestNet {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
+}
+
+/// Datagrams the kernel of namespace `ns` dropped for a bad UDP checksum (IPv4 and IPv6 summed:
+/// `UdpInCsumErrors` + `Udp6InCsumErrors`).
+pub fn udp_csum_errors(ns: &str) -> u64 {
+    let snmp = sh(&["ip", "netns", "exec", ns, "cat", "/proc/net/snmp"]);
+    // Two "Udp:" lines: names, then values.
+    let udp: Vec<&str> = snmp.lines().filter(|l| l.starts_with("Udp:")).collect();
+    let v4 = match udp.as_slice() {
+        [names, values] => names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == "InCsumErrors")
+            .map_or(0, |(_, v)| v.parse().unwrap_or(0)),
+        _ => 0,
+    };
+    let snmp6 = sh(&["ip", "netns", "exec", ns, "cat", "/proc/net/snmp6"]);
+    let v6 = snmp6
+        .lines()
+        .find_map(|l| l.strip_prefix("Udp6InCsumErrors"))
+        .map_or(0, |v| v.trim().parse().unwrap_or(0));
+    v4 + v6
 }
 
 /// The MAC address of interface `ifc` in namespace `ns`.
@@ -409,6 +442,69 @@ impl Sipd {
         Sipd {
             child: Some(child),
             lines: rx,
+        }
+    }
+
+    /// Starts `sipd run --config <config>` inside `ns`. Its log (stderr) is read into the same
+    /// line channel as stdout (and echoed to the test's stderr), so [`Sipd::wait_line`] can wait
+    /// for log lines such as `admin endpoint`.
+    pub fn spawn_run(ns: &str, config: &std::path::Path) -> Self {
+        let mut child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                env!("CARGO_BIN_EXE_sipd"),
+                "run",
+                "--config",
+            ])
+            .arg(config)
+            .env_remove("SIPD_LOG")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sipd run");
+        let (tx, rx) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        let tx2 = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                eprintln!("[sipd] {line}");
+                let _ = tx2.send(line);
+            }
+        });
+        Sipd {
+            child: Some(child),
+            lines: rx,
+        }
+    }
+
+    /// SIGTERM and wait (bounded) for a clean exit; panics if sipd does not exit 0 in time.
+    pub fn terminate(mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.pid() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let child = self.child.as_mut().unwrap();
+        loop {
+            if let Some(status) = child.try_wait().expect("wait sipd") {
+                self.child = None;
+                assert!(status.success(), "sipd exited with {status}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sipd did not exit within 10 s of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -3,8 +3,8 @@
 //! message is written once, straight into the frame that leaves.
 //!
 //! What the fast path cannot send goes through the kernel instead, counted:
-//! - a next hop whose MAC is not in the neighbour cache yet: sent once through a kernel UDP
-//!   socket, which makes the kernel resolve it (the cache picks it up at its next refresh);
+//! - a next hop whose MAC is not in the neighbour cache yet: sent through a kernel UDP socket
+//!   until the cache picks it up at its next refresh (the kernel resolves it meanwhile);
 //! - a next hop of the other IP family (the TX frame has the received family's header room);
 //! - a message the core forwards over TCP: queued to the socket backend's TCP thread.
 
@@ -38,6 +38,8 @@ pub struct ProxyFrames {
     neighbours: NeighbourCache,
     kernel_v4: Option<UdpSocket>,
     kernel_v6: Option<UdpSocket>,
+    /// Sockets bound to the listen addresses (see [`ProxyFrames::with_listen_sockets`]).
+    listen: Vec<(SocketAddr, UdpSocket)>,
     tcp: Option<TcpHandoff>,
     /// Wall-clock milliseconds at the workers' epoch: the worker passes milliseconds since
     /// its epoch and the core wants wall-clock time (shared with the socket backend).
@@ -63,10 +65,20 @@ impl ProxyFrames {
             // Ephemeral ports: only the first datagram to a new neighbour leaves this way.
             kernel_v4: UdpSocket::bind("0.0.0.0:0").ok(),
             kernel_v6: UdpSocket::bind("[::]:0").ok(),
+            listen: Vec::new(),
             tcp,
             wall_at_epoch_ms,
             stats: Arc::new(KernelPathStats::default()),
         }
+    }
+
+    /// Kernel-path datagrams leave from the socket bound to the address the frame came to
+    /// (`ServerHandle::udp_senders`), so a reply comes from the address and port its request
+    /// went to (RFC 3581 §4, NATs) and requests from sipd's Via port. Without one that fits,
+    /// from an ephemeral port.
+    pub fn with_listen_sockets(mut self, sockets: Vec<(SocketAddr, UdpSocket)>) -> Self {
+        self.listen = sockets;
+        self
     }
 
     pub fn proxy(&self) -> &Proxy {
@@ -77,15 +89,24 @@ impl ProxyFrames {
         self.stats.clone()
     }
 
-    fn via_kernel(&self, to: SocketAddr, bytes: &[u8]) -> bool {
-        let socket = if to.is_ipv4() {
-            &self.kernel_v4
-        } else {
-            &self.kernel_v6
+    fn via_kernel(&self, local: SocketAddr, to: SocketAddr, bytes: &[u8]) -> bool {
+        // The listen socket the frame came to; for the other family, one on the same port.
+        let bound = self
+            .listen
+            .iter()
+            .filter(|(a, _)| a.is_ipv4() == to.is_ipv4())
+            .max_by_key(|(a, _)| {
+                (
+                    a.ip() == local.ip() || a.ip().is_unspecified(),
+                    a.port() == local.port(),
+                )
+            });
+        let socket = match bound {
+            Some((_, s)) => Some(s),
+            None if to.is_ipv4() => self.kernel_v4.as_ref(),
+            None => self.kernel_v6.as_ref(),
         };
-        socket
-            .as_ref()
-            .is_some_and(|s| s.send_to(bytes, to).is_ok())
+        socket.is_some_and(|s| s.send_to(bytes, to).is_ok())
     }
 }
 
@@ -126,7 +147,7 @@ impl FrameHandler for ProxyFrames {
             return Verdict::Drop;
         }
         if to.is_ipv4() != dst.is_ipv4() {
-            let sent = self.via_kernel(to, &tx_payload[..len]);
+            let sent = self.via_kernel(dst, to, &tx_payload[..len]);
             bump(if sent {
                 &self.stats.other_family
             } else {
@@ -138,7 +159,7 @@ impl FrameHandler for ProxyFrames {
             && !is_unresolvable(to.ip())
             && self.neighbours.lookup(to.ip()).is_none()
         {
-            let sent = self.via_kernel(to, &tx_payload[..len]);
+            let sent = self.via_kernel(dst, to, &tx_payload[..len]);
             bump(if sent {
                 &self.stats.no_neighbour
             } else {

@@ -293,6 +293,9 @@ pub struct ServerHandle {
     shutdown_timeout: Duration,
     stopped: bool,
     handoff: TcpHandoff,
+    /// Duplicates of worker 0's UDP sockets with their bound addresses, for other threads that
+    /// must send from the listen address (see [`ServerHandle::udp_senders`]).
+    udp_senders: Vec<(SocketAddr, UdpSocket)>,
 }
 
 /// Hands messages the core forwards over TCP to the TCP thread, from any thread (the AF_XDP
@@ -395,6 +398,13 @@ impl SocketServer {
             None => Vec::new(),
         };
 
+        let udp_senders = udp_dups
+            .iter()
+            .zip(&udp_addrs)
+            .map(|(s, &a)| s.try_clone().map(|s| (a, s)))
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(io_err("duplicate UDP socket"))?;
+
         let mut tcp_listeners = Vec::with_capacity(config.tcp_listen.len());
         let mut tcp_addrs = Vec::with_capacity(config.tcp_listen.len());
         for &requested in &config.tcp_listen {
@@ -439,6 +449,7 @@ impl SocketServer {
             done,
             shutdown_timeout: config.shutdown_timeout,
             stopped: false,
+            udp_senders,
         };
 
         // The TCP thread first: workers may hand off from their first batch on.
@@ -541,6 +552,17 @@ impl ServerHandle {
     pub fn local_addrs(&self) -> Vec<(Transport, SocketAddr)> {
         let udp = self.udp_addrs.iter().map(|&a| (Transport::Udp, a));
         udp.chain(self.tcp_addrs.iter().map(|&a| (Transport::Tcp, a)))
+            .collect()
+    }
+
+    /// Duplicates of the UDP listen sockets (the same sockets, not new members of their
+    /// SO_REUSEPORT groups, so they take no share of the received traffic), with their bound
+    /// addresses: for sending from a listen address on another thread (the AF_XDP workers'
+    /// kernel path, so replies keep leaving from the port requests came to, RFC 3581 §4).
+    pub fn udp_senders(&self) -> io::Result<Vec<(SocketAddr, UdpSocket)>> {
+        self.udp_senders
+            .iter()
+            .map(|(a, s)| s.try_clone().map(|s| (*a, s)))
             .collect()
     }
 

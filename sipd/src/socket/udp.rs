@@ -58,7 +58,11 @@ struct TxMeta {
 struct Buffers {
     rx: Vec<u8>,
     tx: Vec<u8>,
-    rx_headers: MultiHeaders<SockaddrStorage>,
+    /// One set per socket: the kernel shrinks each header's `msg_namelen` to the length of the
+    /// address it stored and nix does not reset it, so a header that last held an IPv4 source
+    /// (16 bytes) would truncate the next IPv6 one to its first 16 bytes. A socket only ever
+    /// sees one address family (a dual-stack socket reports IPv4 peers as mapped IPv6).
+    rx_headers: Vec<MultiHeaders<SockaddrStorage>>,
     tx_headers: MultiHeaders<SockaddrStorage>,
     rx_meta: [RxMeta; MAX_BATCH],
     tx_meta: Vec<TxMeta>,
@@ -70,7 +74,9 @@ impl UdpWorker {
         let mut bufs = Buffers {
             rx: vec![0; n * SLOT_LEN],
             tx: vec![0; n * SLOT_LEN],
-            rx_headers: MultiHeaders::preallocate(n, None),
+            rx_headers: (0..self.sockets.len())
+                .map(|_| MultiHeaders::preallocate(n, None))
+                .collect(),
             tx_headers: MultiHeaders::preallocate(n, None),
             rx_meta: [RxMeta {
                 len: 0,
@@ -200,7 +206,7 @@ impl UdpWorker {
             std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or(&mut []))]);
         let result = recvmmsg(
             fd,
-            &mut bufs.rx_headers,
+            &mut bufs.rx_headers[s],
             iovs[..self.batch].iter_mut(),
             MsgFlags::MSG_DONTWAIT,
             None,
