@@ -286,7 +286,18 @@ impl Worker {
         // returned queues keep the UMEM and the socket alive.
         let (tx_q, rx_q, fq_cq) = unsafe { Socket::new(sock_cfg, &umem, &iface, cfg.queue) }
             .map_err(|e| bind_err(error_chain(&e)))?;
-        let (fq, cq) = fq_cq.ok_or_else(|| bind_err("UMEM already bound elsewhere".into()))?;
+        let (mut fq, cq) = fq_cq.ok_or_else(|| bind_err("UMEM already bound elsewhere".into()))?;
+        // Fill the fill ring now, before the caller puts the socket into the XSKMAP: a datagram
+        // redirected to a socket with an empty fill ring is dropped by the kernel, so a burst
+        // arriving between registration and the worker's first loop would be lost.
+        let n_ring = cfg.ring_frames as usize;
+        // SAFETY: these frames are new and owned by no one else; they now belong to the kernel.
+        let filled = unsafe { fq.produce(&frames[..n_ring.min(frames.len())]) };
+        if filled != n_ring.min(frames.len()) {
+            return Err(bind_err(format!(
+                "fill ring took {filled} of {n_ring} frames"
+            )));
+        }
         Ok(Worker {
             cfg: cfg.clone(),
             mode,
@@ -355,13 +366,9 @@ impl Worker {
         let ttl = self.cfg.ttl;
         let stats = self.stats.clone();
 
-        let (fill, pool) = self.frames.split_at(n_ring);
+        // The first `n_ring` frames went to the fill ring in `bind`; the rest are the TX pool.
+        let (_, pool) = self.frames.split_at(n_ring);
         let mut free_tx: Vec<FrameDesc> = pool.to_vec();
-        // SAFETY: these frames are new and owned by no one else; they now belong to the kernel.
-        let filled = unsafe { self.fq.produce(fill) };
-        if filled != fill.len() {
-            tracing::error!(filled, "fill ring refused the initial frames");
-        }
 
         let mut rx = vec![FrameDesc::default(); batch];
         let mut done = vec![FrameDesc::default(); n_ring];
