@@ -80,6 +80,16 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9060")]
         admin: SocketAddr,
     },
+    /// Reflect SIP/UDP over AF_XDP without SIP work: the machine's forwarding limit.
+    ///
+    /// Attaches the XDP program to IFACE and sends every SIP datagram straight back to its
+    /// sender (addresses and ports swapped, checksums recomputed). `cargo xtask bench` uses it
+    /// as the "limit" target.
+    ///
+    /// Example:
+    ///   sipd reflect --iface eth0 --queues 0
+    #[command(verbatim_doc_comment)]
+    Reflect(sipd::cli_reflect::ReflectArgs),
     /// Generate SIP load: place calls (uac), answer them (uas), or flood requests (blast).
     Load(Box<sipd::load::cli::LoadArgs>),
 }
@@ -99,6 +109,16 @@ fn main() -> ExitCode {
         Command::Stats { admin, raw } => stats(admin, raw),
         Command::Reload { admin } => reload(admin),
         Command::Load(args) => sipd::load::cli::main(*args),
+        Command::Reflect(args) => {
+            sipd::logging::init(sipd::config::LogFormat::Text, "info");
+            match sipd::cli_reflect::run(args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
     }
 }
 

@@ -167,6 +167,9 @@ pub struct Proxy {
     location: Arc<dyn LocationService>,
     health: Arc<Health>,
     stats: Arc<ProxyStats>,
+    /// Registrar, authentication and redirect server (shared by every worker), consulted for
+    /// each valid request before routing.
+    registrar: Option<Arc<crate::registrar::Registrar>>,
 }
 
 /// A reply the request path decided on.
@@ -252,7 +255,17 @@ impl Proxy {
             location,
             health,
             stats: Arc::new(ProxyStats::default()),
+            registrar: None,
         }
+    }
+
+    /// Lets `registrar` answer REGISTERs for its domains, challenge requests that need
+    /// authentication, redirect and absorb the ACKs of its own responses. (To forward to
+    /// registered contacts, give the registrar, or its bindings, to [`Proxy::new`] as the
+    /// location service as well.)
+    pub fn with_registrar(mut self, registrar: Arc<crate::registrar::Registrar>) -> Self {
+        self.registrar = Some(registrar);
+        self
     }
 
     /// This worker's counters (for the metrics endpoint).
@@ -339,6 +352,11 @@ impl Proxy {
             }
             Err(reject) => return self.reply(input, msg.headers(), &reject, out),
         };
+        if let Some(registrar) = &self.registrar
+            && let Some(action) = registrar.handle(input, msg, &self.stats, out)
+        {
+            return action;
+        }
         match self.route(input, msg, &view) {
             Ok(decision) => self.forward_request(input, msg, &view, &decision, out),
             // Never answer an ACK (RFC 3261 §17): an unroutable ACK is the ACK of a final
@@ -1055,7 +1073,7 @@ fn write_without_value(
 
 /// Copies the top Via header line with `received` (when the sent-by differs from the source
 /// address, or rport was requested) and the `rport` value filled in (RFC 3261 §18.2.1, RFC 3581).
-fn write_received_via(
+pub(crate) fn write_received_via(
     out: &mut Out<'_>,
     bytes: &[u8],
     h: &Header<'_>,

@@ -1,0 +1,548 @@
+//! One AF_XDP socket and its loop (see the module docs for frame ownership).
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use xsk_rs::config::{
+    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
+};
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
+
+use super::{FrameHandler, NextHop, Verdict};
+use crate::wire::frame::{UdpHeaders, emit_udp_headers, parse_udp, payload_offset};
+
+/// Whether to ask for zero-copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ZeroCopy {
+    /// Try zero-copy, fall back to copy mode.
+    #[default]
+    Auto,
+    /// Zero-copy or fail.
+    Require,
+    /// Copy mode only.
+    Off,
+}
+
+/// How the socket ended up bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindMode {
+    /// The driver DMAs into the UMEM.
+    ZeroCopy,
+    /// The kernel copies between its buffers and the UMEM (veth, drivers without AF_XDP support).
+    Copy,
+}
+
+/// Worker settings.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Interface name.
+    pub iface: String,
+    /// RX queue to bind.
+    pub queue: u32,
+    /// Frames given to the fill ring; the same number again forms the TX pool. Power of two.
+    pub ring_frames: u32,
+    /// Frame size (power of two, 2048 or 4096).
+    pub frame_size: u32,
+    /// Largest RX batch.
+    pub batch: usize,
+    /// Core to pin the worker thread to.
+    pub core: Option<usize>,
+    /// Zero-copy preference.
+    pub zero_copy: ZeroCopy,
+    /// How long an idle worker sleeps in `poll` before looking at its stop flag (ms).
+    pub idle_poll_ms: i32,
+    /// TTL / hop limit of what it sends.
+    pub ttl: u8,
+    /// Start of the `now_ms` clock handed to the handler (share it between workers).
+    pub epoch: Instant,
+}
+
+impl WorkerConfig {
+    /// Defaults for `iface` queue `queue`: 2048 + 2048 frames of 2 KiB (8 MiB of UMEM), batches of
+    /// 64, zero-copy attempted.
+    pub fn new(iface: impl Into<String>, queue: u32) -> Self {
+        WorkerConfig {
+            iface: iface.into(),
+            queue,
+            ring_frames: 2048,
+            frame_size: 2048,
+            batch: 64,
+            core: None,
+            zero_copy: ZeroCopy::Auto,
+            idle_poll_ms: 100,
+            ttl: 64,
+            epoch: Instant::now(),
+        }
+    }
+}
+
+/// Errors setting a worker up.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// A setting is out of range.
+    #[error("bad worker setting: {0}")]
+    Config(String),
+    /// The UMEM could not be created (locked memory: `ulimit -l`, CAP_IPC_LOCK).
+    #[error("creating the UMEM: {0}")]
+    Umem(String),
+    /// The socket could not be created or bound.
+    #[error("binding AF_XDP socket to {iface} queue {queue} ({mode}): {detail}")]
+    Bind {
+        /// Interface.
+        iface: String,
+        /// Queue.
+        queue: u32,
+        /// Mode tried.
+        mode: &'static str,
+        /// What the library said, with the OS error.
+        detail: String,
+    },
+}
+
+/// Counters of one worker, updated once per batch.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Frames received.
+    pub rx: AtomicU64,
+    /// Frames put on the TX ring.
+    pub tx: AtomicU64,
+    /// Frames that were not a UDP datagram the wire parser accepts.
+    pub unparsed: AtomicU64,
+    /// Datagrams the handler dropped.
+    pub handler_dropped: AtomicU64,
+    /// Datagrams dropped for want of a free TX frame.
+    pub no_tx_frame: AtomicU64,
+    /// Datagrams dropped because the next hop's MAC is unknown.
+    pub no_neighbour: AtomicU64,
+    /// Datagrams dropped because the handler's answer could not be framed (family change,
+    /// oversize).
+    pub unframed: AtomicU64,
+    /// `sendto` kicks.
+    pub tx_kicks: AtomicU64,
+}
+
+/// A plain copy of [`WorkerStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct WorkerStatsSnapshot {
+    pub rx: u64,
+    pub tx: u64,
+    pub unparsed: u64,
+    pub handler_dropped: u64,
+    pub no_tx_frame: u64,
+    pub no_neighbour: u64,
+    pub unframed: u64,
+    pub tx_kicks: u64,
+}
+
+impl WorkerStats {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> WorkerStatsSnapshot {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        WorkerStatsSnapshot {
+            rx: l(&self.rx),
+            tx: l(&self.tx),
+            unparsed: l(&self.unparsed),
+            handler_dropped: l(&self.handler_dropped),
+            no_tx_frame: l(&self.no_tx_frame),
+            no_neighbour: l(&self.no_neighbour),
+            unframed: l(&self.unframed),
+            tx_kicks: l(&self.tx_kicks),
+        }
+    }
+}
+
+/// Batch-local counters, added to the shared ones once per batch.
+#[derive(Default)]
+struct Local {
+    rx: u64,
+    tx: u64,
+    unparsed: u64,
+    handler_dropped: u64,
+    no_tx_frame: u64,
+    no_neighbour: u64,
+    unframed: u64,
+    tx_kicks: u64,
+}
+
+impl Local {
+    fn flush(&mut self, s: &WorkerStats) {
+        let add = |a: &AtomicU64, v: &mut u64| {
+            if *v != 0 {
+                a.fetch_add(*v, Ordering::Relaxed);
+                *v = 0;
+            }
+        };
+        add(&s.rx, &mut self.rx);
+        add(&s.tx, &mut self.tx);
+        add(&s.unparsed, &mut self.unparsed);
+        add(&s.handler_dropped, &mut self.handler_dropped);
+        add(&s.no_tx_frame, &mut self.no_tx_frame);
+        add(&s.no_neighbour, &mut self.no_neighbour);
+        add(&s.unframed, &mut self.unframed);
+        add(&s.tx_kicks, &mut self.tx_kicks);
+    }
+}
+
+/// A bound AF_XDP socket with its UMEM, ready to run (create it, register [`Worker::fd`] in the
+/// XSKMAP, then [`Worker::run`] it, usually on its own thread via [`Worker::spawn`]).
+pub struct Worker {
+    cfg: WorkerConfig,
+    mode: BindMode,
+    umem: Umem,
+    fq: FillQueue,
+    cq: CompQueue,
+    tx_q: TxQueue,
+    rx_q: RxQueue,
+    frames: Vec<FrameDesc>,
+    stats: Arc<WorkerStats>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("iface", &self.cfg.iface)
+            .field("queue", &self.cfg.queue)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Creates the UMEM and binds the socket: zero-copy first (unless disabled), then copy mode.
+    /// libxdp's own XDP program is never loaded; register [`Worker::fd`] in sipd's XSKMAP.
+    pub fn bind(cfg: WorkerConfig) -> Result<Self, WorkerError> {
+        let attempts: &[BindMode] = match cfg.zero_copy {
+            ZeroCopy::Auto => &[BindMode::ZeroCopy, BindMode::Copy],
+            ZeroCopy::Require => &[BindMode::ZeroCopy],
+            ZeroCopy::Off => &[BindMode::Copy],
+        };
+        let mut last = None;
+        for &mode in attempts {
+            match Self::bind_mode(&cfg, mode) {
+                Ok(w) => {
+                    tracing::info!(iface = %cfg.iface, queue = cfg.queue, ?mode,
+                        "AF_XDP socket bound");
+                    return Ok(w);
+                }
+                Err(e) => {
+                    tracing::info!(iface = %cfg.iface, queue = cfg.queue, ?mode, error = %e,
+                        "AF_XDP bind failed");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| WorkerError::Config("no bind mode to try".into())))
+    }
+
+    fn bind_mode(cfg: &WorkerConfig, mode: BindMode) -> Result<Self, WorkerError> {
+        let bad = |m: String| WorkerError::Config(m);
+        if !cfg.ring_frames.is_power_of_two() || cfg.batch == 0 {
+            return Err(bad(format!(
+                "ring_frames {} must be a power of two and batch > 0",
+                cfg.ring_frames
+            )));
+        }
+        let ring = QueueSize::new(cfg.ring_frames).map_err(|e| bad(e.to_string()))?;
+        let umem_cfg = UmemConfig::builder()
+            .frame_size(FrameSize::new(cfg.frame_size).map_err(|e| bad(e.to_string()))?)
+            .fill_queue_size(ring)
+            .comp_queue_size(ring)
+            .build()
+            .map_err(|e| bad(e.to_string()))?;
+        let total = NonZeroU32::new(cfg.ring_frames * 2).ok_or_else(|| bad("no frames".into()))?;
+        let (umem, frames) =
+            Umem::new(umem_cfg, total, false).map_err(|e| WorkerError::Umem(error_chain(&e)))?;
+
+        let mut bind = BindFlags::XDP_USE_NEED_WAKEUP;
+        bind |= match mode {
+            BindMode::ZeroCopy => BindFlags::XDP_ZEROCOPY,
+            BindMode::Copy => BindFlags::XDP_COPY,
+        };
+        let sock_cfg = SocketConfig::builder()
+            .rx_queue_size(ring)
+            .tx_queue_size(ring)
+            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+            .bind_flags(bind)
+            .build();
+        let iface: Interface = cfg
+            .iface
+            .parse()
+            .map_err(|_| bad(format!("interface name {:?}", cfg.iface)))?;
+        let bind_err = |detail: String| WorkerError::Bind {
+            iface: cfg.iface.clone(),
+            queue: cfg.queue,
+            mode: match mode {
+                BindMode::ZeroCopy => "zero-copy",
+                BindMode::Copy => "copy",
+            },
+            detail,
+        };
+        // SAFETY: the UMEM is new and used by this socket only, so no frame is aliased; the
+        // returned queues keep the UMEM and the socket alive.
+        let (tx_q, rx_q, fq_cq) = unsafe { Socket::new(sock_cfg, &umem, &iface, cfg.queue) }
+            .map_err(|e| bind_err(error_chain(&e)))?;
+        let (fq, cq) = fq_cq.ok_or_else(|| bind_err("UMEM already bound elsewhere".into()))?;
+        Ok(Worker {
+            cfg: cfg.clone(),
+            mode,
+            umem,
+            fq,
+            cq,
+            tx_q,
+            rx_q,
+            frames,
+            stats: Arc::default(),
+        })
+    }
+
+    /// The socket's descriptor, for the XSKMAP.
+    pub fn fd(&self) -> RawFd {
+        self.rx_q.fd().as_raw_fd()
+    }
+
+    /// The RX queue it is bound to.
+    pub fn queue(&self) -> u32 {
+        self.cfg.queue
+    }
+
+    /// Zero-copy or copy.
+    pub fn mode(&self) -> BindMode {
+        self.mode
+    }
+
+    /// Its counters (shareable with a stats reader).
+    pub fn stats(&self) -> Arc<WorkerStats> {
+        self.stats.clone()
+    }
+
+    /// Runs the loop on a new thread pinned to `cfg.core` (if set) until `stop` is set.
+    pub fn spawn<H, N>(
+        self,
+        handler: H,
+        next_hop: N,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>>
+    where
+        H: FrameHandler + Send + 'static,
+        N: NextHop + Send + 'static,
+    {
+        let name = format!("sipd-xsk-{}", self.cfg.queue);
+        std::thread::Builder::new().name(name).spawn(move || {
+            if let Some(core) = self.cfg.core {
+                let ok = core_affinity::set_for_current(core_affinity::CoreId { id: core });
+                tracing::info!(queue = self.cfg.queue, core, pinned = ok, "worker thread");
+            }
+            self.run(handler, next_hop, &stop);
+        })
+    }
+
+    /// The loop: receive a batch, hand each datagram to `handler`, refill, transmit, recycle
+    /// completions. Returns when `stop` is set (checked every batch and every idle poll).
+    pub fn run<H: FrameHandler, N: NextHop>(
+        mut self,
+        mut handler: H,
+        mut next_hop: N,
+        stop: &AtomicBool,
+    ) {
+        let n_ring = self.cfg.ring_frames as usize;
+        let batch = self.cfg.batch.min(n_ring);
+        let epoch = self.cfg.epoch;
+        let ttl = self.cfg.ttl;
+        let stats = self.stats.clone();
+
+        let (fill, pool) = self.frames.split_at(n_ring);
+        let mut free_tx: Vec<FrameDesc> = pool.to_vec();
+        // SAFETY: these frames are new and owned by no one else; they now belong to the kernel.
+        let filled = unsafe { self.fq.produce(fill) };
+        if filled != fill.len() {
+            tracing::error!(filled, "fill ring refused the initial frames");
+        }
+
+        let mut rx = vec![FrameDesc::default(); batch];
+        let mut done = vec![FrameDesc::default(); n_ring];
+        let mut tx_batch: Vec<FrameDesc> = Vec::with_capacity(batch);
+        let mut in_flight = 0usize;
+        let mut ident: u16 = 0;
+        let mut local = Local::default();
+
+        while !stop.load(Ordering::Relaxed) {
+            if in_flight > 0 {
+                // SAFETY: completed descriptors are frames we produced on the TX ring; the kernel
+                // is done with them, so they return to the pool.
+                let n = unsafe { self.cq.consume(&mut done) };
+                free_tx.extend_from_slice(&done[..n]);
+                in_flight -= n;
+            }
+
+            // SAFETY: RX descriptors name frames of this UMEM that the kernel filled and hands
+            // back to us.
+            let n = unsafe { self.rx_q.consume(&mut rx) };
+            if n == 0 {
+                if in_flight > 0 {
+                    if self.tx_q.needs_wakeup() {
+                        local.tx_kicks += 1;
+                        let _ = self.tx_q.wakeup();
+                    }
+                    // Completions are due soon; don't sleep long.
+                    let _ = self.rx_q.poll(0);
+                } else {
+                    // Sleeping in poll() also wakes the driver up for the fill ring when it
+                    // asked for that (needs_wakeup).
+                    let _ = self.rx_q.poll(self.cfg.idle_poll_ms);
+                }
+                local.flush(&stats);
+                continue;
+            }
+            local.rx += n as u64;
+            let now_ms = epoch.elapsed().as_millis() as u64;
+
+            for desc in &rx[..n] {
+                // SAFETY: `desc` came off the RX ring: ours until we put it on the fill ring,
+                // and only read here.
+                let data = unsafe { self.umem.data(desc) };
+                let frame = data.contents();
+                let Ok(meta) = parse_udp(frame) else {
+                    local.unparsed += 1;
+                    continue;
+                };
+                let Some(mut txd) = free_tx.pop() else {
+                    local.no_tx_frame += 1;
+                    continue;
+                };
+                // SAFETY: `txd` is from the free pool, so neither the kernel nor another view
+                // holds it; the RX frame borrowed above is a different frame.
+                let mut out = unsafe { self.umem.data_mut(&mut txd) };
+                let mut cur = out.cursor();
+                let cap = cur.buf_len();
+                cur.set_pos(cap);
+                let buf = out.contents_mut();
+                let off = payload_offset(meta.dst.is_ipv6(), meta.vlan_tci.is_some());
+                let verdict = handler.handle(
+                    now_ms,
+                    meta.src,
+                    meta.dst,
+                    &frame[meta.payload.clone()],
+                    &mut buf[off..],
+                );
+                let sent_len = match verdict {
+                    Verdict::Drop => {
+                        local.handler_dropped += 1;
+                        None
+                    }
+                    Verdict::Send { to, len } => frame_reply(
+                        &meta,
+                        to,
+                        len,
+                        ttl,
+                        &mut ident,
+                        buf,
+                        &mut next_hop,
+                        &mut local,
+                    ),
+                };
+                match sent_len {
+                    Some(l) => {
+                        out.cursor().set_pos(l);
+                        tx_batch.push(txd);
+                    }
+                    None => free_tx.push(txd),
+                }
+            }
+
+            // SAFETY: every frame of the batch was only read above and goes back to the kernel.
+            // The fill ring holds as many slots as there are RX frames, so it has room.
+            let refilled = unsafe { self.fq.produce(&rx[..n]) };
+            if refilled != n {
+                tracing::error!(n, "fill ring full: RX frames lost");
+            }
+
+            if !tx_batch.is_empty() {
+                // SAFETY: the frames hold complete datagrams and are handed to the kernel until
+                // they come back on the completion ring. The TX ring is as large as the pool.
+                let produced = unsafe { self.tx_q.produce(&tx_batch) };
+                if produced == tx_batch.len() {
+                    in_flight += produced;
+                    local.tx += produced as u64;
+                } else {
+                    local.no_tx_frame += tx_batch.len() as u64;
+                    free_tx.extend_from_slice(&tx_batch);
+                }
+                tx_batch.clear();
+                if self.tx_q.needs_wakeup() {
+                    local.tx_kicks += 1;
+                    let _ = self.tx_q.wakeup();
+                }
+            } else if self.fq.needs_wakeup() {
+                let _ = self.rx_q.poll(0);
+            }
+            local.flush(&stats);
+        }
+        local.flush(&stats);
+        tracing::info!(queue = self.cfg.queue, stats = ?stats.snapshot(), "worker stopped");
+    }
+}
+
+/// Writes the headers of the handler's answer; the frame length, or `None` (counted) if it
+/// cannot be sent.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn frame_reply<N: NextHop>(
+    rx: &crate::wire::frame::UdpFrame,
+    to: SocketAddr,
+    len: usize,
+    ttl: u8,
+    ident: &mut u16,
+    buf: &mut [u8],
+    next_hop: &mut N,
+    local: &mut Local,
+) -> Option<usize> {
+    if to.is_ipv6() != rx.dst.is_ipv6() {
+        // The payload was written for the received family's header room.
+        local.unframed += 1;
+        return None;
+    }
+    let dst_mac = if to.ip() == rx.src.ip() {
+        rx.src_mac
+    } else {
+        match next_hop.lookup(to.ip()) {
+            Some(m) => m,
+            None => {
+                local.no_neighbour += 1;
+                return None;
+            }
+        }
+    };
+    *ident = ident.wrapping_add(1);
+    let h = UdpHeaders {
+        src_mac: rx.dst_mac,
+        dst_mac,
+        vlan_tci: rx.vlan_tci,
+        src: rx.dst,
+        dst: to,
+        ttl,
+        ipv4_ident: *ident,
+    };
+    match emit_udp_headers(buf, &h, len) {
+        Ok(l) => Some(l),
+        Err(_) => {
+            local.unframed += 1;
+            None
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}
