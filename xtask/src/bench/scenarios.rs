@@ -9,6 +9,7 @@
 //!   ACK, BYE, 200: six per call with record-routing);
 //! - register: the DUT is the registrar, so it received and sent what the UAC sent and received.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -16,12 +17,14 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::targets::{AUTH_PASS, AUTH_USER, DOMAIN, Dut, Env, TargetKind, tail};
-use super::topo::{self, CpuMeter, DUT_IP, Proc, SIP_PORT, UAC_IP, UAS_IP, round1};
+use super::topo::{self, CpuMeter, DUT_IP, Proc, SIP_PORT, UAC_IP, UAS_IP, round1, udp_counters};
 
 /// How long each part runs (`--quick` or the full run).
 #[derive(Clone, Debug, Serialize)]
 pub struct Timing {
     pub forward_s: f64,
+    pub forward_step_s: f64,
+    pub forward_steps: u32,
     pub calls_probe_s: f64,
     pub calls_step_s: f64,
     pub calls_steps: u32,
@@ -33,6 +36,8 @@ impl Timing {
     pub fn quick() -> Timing {
         Timing {
             forward_s: 3.0,
+            forward_step_s: 2.0,
+            forward_steps: 4,
             calls_probe_s: 2.0,
             calls_step_s: 2.0,
             calls_steps: 4,
@@ -43,7 +48,9 @@ impl Timing {
 
     pub fn full() -> Timing {
         Timing {
-            forward_s: 10.0,
+            forward_s: 8.0,
+            forward_step_s: 4.0,
+            forward_steps: 6,
             calls_probe_s: 4.0,
             calls_step_s: 5.0,
             calls_steps: 6,
@@ -77,6 +84,9 @@ pub struct Cell {
     pub steps: Vec<Step>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dut_counters: Option<Value>,
+    /// Kernel UDP counters of both namespaces over the run (where datagrams were dropped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub udp: Option<Value>,
 }
 
 impl Cell {
@@ -96,6 +106,14 @@ pub struct Step {
     pub failed_pct: f64,
     pub retransmissions: u64,
     pub pass: bool,
+}
+
+/// One client run: its report, the DUT's CPU (process tree %, core %) and the UDP counters.
+#[derive(Clone)]
+struct Run {
+    rep: Value,
+    cpu: (f64, f64),
+    udp: Value,
 }
 
 /// The generator: `sipd load` processes in the peers namespace.
@@ -172,7 +190,11 @@ impl Gen<'_, '_> {
         duration: f64,
         dut: &mut Dut,
         timeout: Duration,
-    ) -> Result<(Value, (f64, f64))> {
+    ) -> Result<Run> {
+        let udp0 = [
+            udp_counters(&self.env.topo.dut),
+            udp_counters(&self.env.topo.peers),
+        ];
         let (mut p, json) = self.spawn(name, args)?;
         let t0 = Instant::now();
         topo::sleep(Duration::from_secs_f64(duration * 0.1))?;
@@ -188,7 +210,30 @@ impl Gen<'_, '_> {
         let status = p.wait(timeout)?;
         let report = read_report(&json, status.code())
             .with_context(|| format!("{name}: {}", tail(&json.with_extension("log"), 4)))?;
-        Ok((report, cpu))
+        let udp1 = [
+            udp_counters(&self.env.topo.dut),
+            udp_counters(&self.env.topo.peers),
+        ];
+        let delta = |a: &BTreeMap<String, u64>, b: &BTreeMap<String, u64>| -> Value {
+            b.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        Value::from(v.saturating_sub(*a.get(k).unwrap_or(&0))),
+                    )
+                })
+                .collect::<serde_json::Map<String, Value>>()
+                .into()
+        };
+        let udp = serde_json::json!({
+            "dut": delta(&udp0[0], &udp1[0]),
+            "peers": delta(&udp0[1], &udp1[1]),
+        });
+        Ok(Run {
+            rep: report,
+            cpu,
+            udp,
+        })
     }
 
     /// Waits for a UAS to end by itself and returns its report.
@@ -234,13 +279,17 @@ pub fn forward(g: &Gen, dut: &mut Dut, t: &Timing) -> Result<Cell> {
         "500ms".into(),
     ];
     let before = dut.counters(g.env);
-    let (blast, (cpu, core)) =
-        g.client("blast", args, d, dut, Duration::from_secs_f64(d + 15.0))?;
+    let Run {
+        rep: blast,
+        cpu: (cpu, core),
+        udp,
+    } = g.client("blast", args, d, dut, Duration::from_secs_f64(d + 15.0))?;
     dut.check_alive()?;
     let dur = f(&blast, &["duration_s"]).max(1e-3);
     let sent = u(&blast, &["msgs_sent"]);
     let rx = u(&blast, &["msgs_received"]);
     let mut cell = Cell {
+        udp: Some(udp),
         cpu_pct: Some(cpu),
         dut_core_pct: Some(core),
         duration_s: Some(round1(dur)),
@@ -271,12 +320,146 @@ pub fn forward(g: &Gen, dut: &mut Dut, t: &Timing) -> Result<Cell> {
     Ok(cell)
 }
 
+/// (1b) Sustained forwarding: the highest fixed blast rate that loses < 1% (of requests without
+/// a response; for the limit, of datagrams not reflected) and delivers >= 97% of what it offers,
+/// searched from the full-blast goodput upwards or downwards. Full blast overloads a socket-based
+/// DUT (its receive buffer overflows, and the generator spends its core on datagrams that are
+/// dropped), so its goodput can lie below what the DUT sustains.
+pub fn forward_sustained(g: &Gen, dut: &mut Dut, t: &Timing, max: &Cell) -> Result<Cell> {
+    let limit = dut.kind == TargetKind::Limit;
+    let start = if limit {
+        max.msgs_per_s
+    } else {
+        max.calls_per_s
+    };
+    let Some(start) = start.filter(|r| *r > 0.0) else {
+        return Ok(Cell::skipped("no full-blast goodput measured"));
+    };
+    let d = t.forward_step_s;
+    let run = |dut: &mut Dut, rate: f64| -> Result<Run> {
+        let uas = if limit {
+            None
+        } else {
+            Some(g.uas(true, d + 15.0)?)
+        };
+        let args = vec![
+            "blast".to_string(),
+            "--target".into(),
+            target_addr(),
+            "--local".into(),
+            format!("{UAC_IP}:0"),
+            "--rate".into(),
+            format!("{}", rate.round() as u64),
+            "--duration".into(),
+            secs(d),
+            "--drain".into(),
+            "500ms".into(),
+        ];
+        let r = g.client(
+            "blast-rate",
+            args,
+            d,
+            dut,
+            Duration::from_secs_f64(d + 15.0),
+        );
+        drop(uas);
+        dut.check_alive()?;
+        r
+    };
+    // (good per second, loss %)
+    let judge = |rep: &Value| -> (f64, f64) {
+        let dur = f(rep, &["duration_s"]).max(1e-3);
+        let sent = u(rep, &["msgs_sent"]);
+        let good = if limit {
+            u(rep, &["msgs_received"])
+        } else {
+            u(rep, &["completed"])
+        };
+        (good as f64 / dur, pct(sent.saturating_sub(good), sent))
+    };
+    let mut steps = Vec::new();
+    let mut best: Option<(Run, f64)> = None;
+    let (mut lo, mut hi): (Option<f64>, Option<f64>) = (None, None);
+    let mut rate = start;
+    for _ in 0..t.forward_steps {
+        let step = run(dut, rate)?;
+        let (good, loss) = judge(&step.rep);
+        let pass = loss < 1.0 && good >= 0.97 * rate;
+        steps.push(Step {
+            offered_per_s: rate.round(),
+            calls_per_s: round1(good),
+            failed_pct: loss,
+            retransmissions: 0,
+            pass,
+        });
+        if pass {
+            lo = Some(rate);
+            if best.as_ref().is_none_or(|b| good > judge(&b.0.rep).0) {
+                best = Some((step, rate));
+            }
+        } else {
+            hi = Some(rate);
+        }
+        rate = match (lo, hi) {
+            (Some(l), Some(h)) => (l + h) / 2.0,
+            (Some(l), None) => l * 1.3,
+            (None, Some(h)) => h * 0.7,
+            (None, None) => unreachable!(),
+        };
+        if let (Some(l), Some(h)) = (lo, hi)
+            && h - l < 0.03 * h
+        {
+            break;
+        }
+    }
+    let Some((
+        Run {
+            rep,
+            cpu: (cpu, core),
+            udp,
+        },
+        offered,
+    )) = best
+    else {
+        return Ok(Cell {
+            msgs_per_s: Some(0.0),
+            note: Some("no rate lost < 1%".into()),
+            steps,
+            ..Cell::default()
+        });
+    };
+    let (good, loss) = judge(&rep);
+    let per_txn = if limit { 1.0 } else { 2.0 };
+    Ok(Cell {
+        msgs_per_s: Some(round1(good * per_txn)),
+        calls_per_s: (!limit).then_some(round1(good)),
+        failed_pct: Some(loss),
+        p50_us: None,
+        p99_us: None,
+        cpu_pct: Some(cpu),
+        dut_core_pct: Some(core),
+        offered_per_s: Some(offered.round()),
+        duration_s: Some(round1(f(&rep, &["duration_s"]))),
+        note: Some(if limit {
+            "datagrams reflected per second at the highest rate with < 1% loss".into()
+        } else {
+            "2 x answered OPTIONS per second (request + response forwarded) at the highest \
+             rate with < 1% unanswered"
+                .into()
+        }),
+        udp: Some(udp),
+        steps,
+        ..Cell::default()
+    })
+}
+
 /// (2) Calls per second at < 0.1% failed: a closed-loop probe (`--rate max`, 200 in flight)
 /// estimates the capacity, then fixed-rate runs bisect for the highest rate that passes: failed
-/// (and unfinished) calls < 0.1% of attempted and at least 97% of the offered rate completed
-/// within the load period.
+/// (and unfinished) calls < 0.1% of attempted, retransmitted messages < 0.1% of attempted calls
+/// (T1 is 100 ms, so a retransmission is a lost or badly delayed message), and at least 97% of
+/// the offered rate completed within the load period.
 pub fn calls(g: &Gen, dut: &mut Dut, t: &Timing) -> Result<Cell> {
-    let run = |dut: &mut Dut, rate: Option<f64>, d: f64| -> Result<(Value, (f64, f64))> {
+    let run = |dut: &mut Dut, rate: Option<f64>, d: f64| -> Result<Run> {
         let (uas, _) = g.uas(false, d + 15.0)?;
         let mut args = vec![
             "uac".to_string(),
@@ -304,7 +487,7 @@ pub fn calls(g: &Gen, dut: &mut Dut, t: &Timing) -> Result<Cell> {
         dut.check_alive()?;
         r
     };
-    let probe = run(dut, None, t.calls_probe_s)?.0;
+    let probe = run(dut, None, t.calls_probe_s)?.rep;
     let estimate = f(&probe, &["calls_per_s"]);
     if estimate <= 0.0 {
         return Ok(Cell {
@@ -314,30 +497,34 @@ pub fn calls(g: &Gen, dut: &mut Dut, t: &Timing) -> Result<Cell> {
         });
     }
     let mut steps = Vec::new();
-    let mut best: Option<(Value, (f64, f64), f64)> = None;
+    let mut best: Option<(Run, f64)> = None;
     let (mut lo, mut hi): (Option<f64>, Option<f64>) = (None, None);
     let mut rate = estimate * 0.9;
     for _ in 0..t.calls_steps {
-        let (rep, cpu) = run(dut, Some(rate), t.calls_step_s)?;
-        let attempted = u(&rep, &["attempted"]);
-        let bad = u(&rep, &["failed"]) + u(&rep, &["in_progress"]);
+        let step = run(dut, Some(rate), t.calls_step_s)?;
+        let rep = &step.rep;
+        let attempted = u(rep, &["attempted"]);
+        let bad = u(rep, &["failed"]) + u(rep, &["in_progress"]);
         let failed = pct(bad, attempted);
-        let cps = f(&rep, &["calls_per_s"]);
-        let pass = attempted > 0 && failed < 0.1 && cps >= 0.97 * rate;
+        let cps = f(rep, &["calls_per_s"]);
+        let retrans = u(rep, &["retransmissions"]);
+        // Strict: a retransmission means a message was lost or took over T1 (100 ms).
+        let pass =
+            attempted > 0 && failed < 0.1 && pct(retrans, attempted) < 0.1 && cps >= 0.97 * rate;
         steps.push(Step {
             offered_per_s: rate.round(),
             calls_per_s: round1(cps),
             failed_pct: failed,
-            retransmissions: u(&rep, &["retransmissions"]),
+            retransmissions: retrans,
             pass,
         });
         if pass {
             lo = Some(rate);
             if best
                 .as_ref()
-                .is_none_or(|b| cps > f(&b.0, &["calls_per_s"]))
+                .is_none_or(|b| cps > f(&b.0.rep, &["calls_per_s"]))
             {
-                best = Some((rep, cpu, rate));
+                best = Some((step.clone(), rate));
             }
         } else {
             hi = Some(rate);
@@ -354,7 +541,15 @@ pub fn calls(g: &Gen, dut: &mut Dut, t: &Timing) -> Result<Cell> {
             break;
         }
     }
-    let Some((rep, (cpu, core), offered)) = best else {
+    let Some((
+        Run {
+            rep,
+            cpu: (cpu, core),
+            udp,
+        },
+        offered,
+    )) = best
+    else {
         return Ok(Cell {
             calls_per_s: Some(0.0),
             note: Some(format!(
@@ -383,22 +578,26 @@ pub fn calls(g: &Gen, dut: &mut Dut, t: &Timing) -> Result<Cell> {
         note: Some(format!(
             "closed-loop probe: {estimate:.0} calls/s; latency is INVITE to 200 OK"
         )),
+        udp: Some(udp),
         steps,
         ..Cell::default()
     })
 }
 
-/// (4) Latency at 50% of the measured forwarding maximum: blast at a fixed rate (half the
-/// transactions/s that forwarding reached), request-to-response percentiles.
+/// (4) Latency at 50% of the measured forwarding maximum: OPTIONS transactions from a UAC
+/// (`--scenario options`, which times every request to its final response) at half the
+/// transactions/s that forwarding reached, through the DUT to a stateless UAS.
 pub fn latency(g: &Gen, dut: &mut Dut, t: &Timing, fwd: &Cell) -> Result<Cell> {
     let Some(max_tps) = fwd.calls_per_s.filter(|r| *r > 0.0) else {
         return Ok(Cell::skipped("no forwarding maximum measured"));
     };
     let rate = (max_tps * 0.5).round().max(1.0);
     let d = t.latency_s;
-    let (uas, uas_json) = g.uas(true, d + 3.0)?;
+    let (uas, _) = g.uas(true, d + 15.0)?;
     let args = vec![
-        "blast".to_string(),
+        "uac".to_string(),
+        "--scenario".into(),
+        "options".into(),
         "--target".into(),
         target_addr(),
         "--local".into(),
@@ -407,39 +606,47 @@ pub fn latency(g: &Gen, dut: &mut Dut, t: &Timing, fwd: &Cell) -> Result<Cell> {
         format!("{rate}"),
         "--duration".into(),
         secs(d),
-        "--drain".into(),
-        "500ms".into(),
+        "--t1".into(),
+        "100ms".into(),
     ];
-    let (rep, (cpu, core)) = g.client(
-        "blast-latency",
+    let Run {
+        rep,
+        cpu: (cpu, core),
+        udp,
+    } = g.client(
+        "uac-latency",
         args,
         d,
         dut,
-        Duration::from_secs_f64(d + 15.0),
+        Duration::from_secs_f64(d + 20.0),
     )?;
-    let uas = g.uas_report(uas, &uas_json)?;
+    drop(uas);
     dut.check_alive()?;
     let dur = f(&rep, &["duration_s"]).max(1e-3);
-    let sent = u(&rep, &["msgs_sent"]);
-    let completed = u(&rep, &["completed"]);
-    let msgs = u(&rep, &["msgs_received"]) + u(&uas, &["msgs_received"]);
+    let msgs = u(&rep, &["msgs_sent"]) + u(&rep, &["msgs_received"]);
+    let lat = |q: &str| u(&rep, &["latency_us", "request_to_response", q]);
     Ok(Cell {
         msgs_per_s: Some(round1(msgs as f64 / dur)),
-        calls_per_s: Some(round1(completed as f64 / dur)),
-        failed_pct: Some(pct(sent.saturating_sub(completed), sent)),
-        p50_us: Some(u(&rep, &["latency_us", "request_to_response", "p50"])),
-        p99_us: Some(u(&rep, &["latency_us", "request_to_response", "p99"])),
+        calls_per_s: Some(round1(f(&rep, &["calls_per_s"]))),
+        failed_pct: Some(pct(
+            u(&rep, &["failed"]) + u(&rep, &["in_progress"]),
+            u(&rep, &["attempted"]),
+        )),
+        p50_us: Some(lat("p50")),
+        p99_us: Some(lat("p99")),
         cpu_pct: Some(cpu),
         dut_core_pct: Some(core),
         offered_per_s: Some(rate),
         duration_s: Some(round1(dur)),
+        retransmissions: Some(u(&rep, &["retransmissions"])),
         note: Some(format!(
-            "OPTIONS at {rate} requests/s (50% of the forwarding maximum); latency is the \
-             generator's request-to-response time through the DUT twice and the UAS (p999 {} us, \
-             max {} us)",
-            u(&rep, &["latency_us", "request_to_response", "p999"]),
-            u(&rep, &["latency_us", "request_to_response", "max"]),
+            "OPTIONS at {rate}/s (50% of the forwarding maximum); request-to-response through \
+             the DUT twice and the UAS: p90 {} us, p999 {} us, max {} us",
+            lat("p90"),
+            lat("p999"),
+            lat("max"),
         )),
+        udp: Some(udp),
         ..Cell::default()
     })
 }
@@ -472,7 +679,11 @@ pub fn register(g: &Gen, dut: &mut Dut, t: &Timing, auth: bool) -> Result<Cell> 
         args.extend(["--auth".into(), format!("{AUTH_USER}:{AUTH_PASS}")]);
     }
     let before = dut.counters(g.env);
-    let (rep, (cpu, core)) = g.client(
+    let Run {
+        rep,
+        cpu: (cpu, core),
+        udp,
+    } = g.client(
         if auth {
             "uac-register-auth"
         } else {
@@ -502,6 +713,7 @@ pub fn register(g: &Gen, dut: &mut Dut, t: &Timing, auth: bool) -> Result<Cell> 
         retransmissions: Some(u(&rep, &["retransmissions"])),
         note: Some(format!("responses received: {responses}")),
         dut_counters: counters_delta(before, dut.counters(g.env)),
+        udp: Some(udp),
         ..Cell::default()
     })
 }

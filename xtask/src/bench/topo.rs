@@ -498,3 +498,36 @@ impl CpuMeter {
 pub fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
+
+/// UDP counters of a namespace's kernel (from its /proc/net/snmp): where datagrams were lost.
+pub fn udp_counters(ns: &str) -> std::collections::BTreeMap<String, u64> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", ns, "cat", "/proc/net/snmp"])
+        .stdin(Stdio::null())
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let udp: Vec<&str> = out.lines().filter(|l| l.starts_with("Udp: ")).collect();
+    let mut m = std::collections::BTreeMap::new();
+    if let [names, values] = udp[..] {
+        for (k, v) in names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .skip(1)
+        {
+            if [
+                "InDatagrams",
+                "NoPorts",
+                "InErrors",
+                "RcvbufErrors",
+                "SndbufErrors",
+            ]
+            .contains(&k)
+                && let Ok(v) = v.parse()
+            {
+                m.insert(k.to_string(), v);
+            }
+        }
+    }
+    m
+}
