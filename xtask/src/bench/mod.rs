@@ -107,6 +107,16 @@ pub struct Results {
 }
 
 pub fn run(root: &Path, args: BenchArgs) -> Result<()> {
+    let r = run_inner(root, args);
+    // Every guard (namespaces, processes) has been dropped by now.
+    if topo::stop_requested() {
+        eprintln!("xtask bench: interrupted; namespaces and processes cleaned up");
+        std::process::exit(130);
+    }
+    r
+}
+
+fn run_inner(root: &Path, args: BenchArgs) -> Result<()> {
     if !crate::setup::is_root() {
         bail!("cargo xtask bench needs root (network namespaces, veth, XDP)");
     }
