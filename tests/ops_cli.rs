@@ -59,6 +59,7 @@ fn config_text(sip: u16, admin: u16, number_target: u16) -> String {
 [server]
 listen = ["127.0.0.1:{sip}"]
 tcp = false
+record_route = true
 domains = ["biloxi.example.com"]
 workers = 1
 
@@ -142,7 +143,7 @@ fn check_config_reports_file_line_and_key() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("bad.toml:18: routing.numbers[0].prefix"),
+        err.contains("bad.toml:19: routing.numbers[0].prefix"),
         "{err}"
     );
 
@@ -301,5 +302,147 @@ fn run_metrics_reload_and_sigterm() {
     std::io::Read::read_to_string(daemon.0.stderr.as_mut().unwrap(), &mut log).unwrap();
     assert!(log.contains("reload rejected"), "{log}");
     assert!(log.contains("configuration reloaded"), "{log}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn load_json(child: Child) -> serde_json::Value {
+    let out = child.wait_with_output().unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "sipd load printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn metrics_match_a_load_and_reload_under_load_loses_no_call() {
+    let dir = temp_dir("load");
+    let (sip, admin, uas_port) = (free_udp_port(), free_tcp_port(), free_udp_port());
+    let records = dir.join("calls.jsonl");
+    let config = dir.join("sipd.toml");
+    let text = config_text(sip, admin, uas_port)
+        + &format!("\n[dialogs]\nrecords = \"{}\"\n", records.display());
+    write(&config, &text);
+    let child = sipd()
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut daemon = Daemon(child);
+    wait_admin(admin);
+
+    let uas = sipd()
+        .args([
+            "load",
+            "uas",
+            "--listen",
+            &format!("127.0.0.1:{uas_port}"),
+            "--duration",
+            "6s",
+            "--json",
+            "-q",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let uac = sipd()
+        .args([
+            "load",
+            "uac",
+            "--target",
+            &format!("127.0.0.1:{sip}"),
+            "--local",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--uri",
+            "sip:+4930{n}@biloxi.example.com",
+            "--rate",
+            "100",
+            "--duration",
+            "4s",
+            "--json",
+            "-q",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Reload twice while calls flow: once with an equivalent file plus a new route, once by SIGHUP.
+    std::thread::sleep(Duration::from_millis(1200));
+    write(
+        &config,
+        &(text.clone()
+            + "\n[[routing.numbers]]\nprefix = \"+4989\"\ntarget = \"udp:127.0.0.1:9\"\n"),
+    );
+    let out = sipd()
+        .args(["reload", "--admin", &format!("127.0.0.1:{admin}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    std::thread::sleep(Duration::from_millis(1200));
+    signal(&daemon.0, "-HUP");
+    let uac = load_json(uac);
+    // The UAS stops by itself at the end of its duration.
+    let uas = load_json(uas);
+
+    assert!(uac["attempted"].as_u64().unwrap() >= 300, "{uac}");
+    assert_eq!(
+        uac["failed"], 0,
+        "no call may fail across two reloads: {uac}"
+    );
+    assert_eq!(uac["completed"], uac["attempted"], "{uac}");
+    // sipd's own counters against the generators' counts.
+    let sent_by_uac = uac["msgs_sent"].as_f64().unwrap();
+    let sent_by_uas = uas["msgs_sent"].as_f64().unwrap();
+    assert_eq!(
+        metric(admin, "sipd_forwarded_total{kind=\"request\"}"),
+        sent_by_uac
+    );
+    assert_eq!(
+        metric(admin, "sipd_forwarded_total{kind=\"response\"}"),
+        sent_by_uas
+    );
+    assert_eq!(
+        metric(admin, "sipd_requests_total{method=\"INVITE\"}"),
+        uac["requests_sent"]["INVITE"].as_f64().unwrap()
+    );
+    assert_eq!(
+        metric(admin, "sipd_requests_total{method=\"BYE\"}"),
+        uac["requests_sent"]["BYE"].as_f64().unwrap()
+    );
+    assert_eq!(
+        metric(admin, "sipd_dialogs_calls_active"),
+        0.0,
+        "every call ended"
+    );
+    assert_eq!(
+        metric(admin, "sipd_dialogs_calls_created_total"),
+        uac["attempted"].as_f64().unwrap()
+    );
+
+    // SIGTERM flushes one call record per completed call.
+    signal(&daemon.0, "-TERM");
+    let started = Instant::now();
+    while daemon.0.try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no exit within 10 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lines = std::fs::read_to_string(&records).unwrap();
+    let completed = uac["completed"].as_u64().unwrap() as usize;
+    assert_eq!(lines.lines().count(), completed, "one record per call");
+    let first: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert!(
+        first["callee"].as_str().unwrap().starts_with("sip:+4930"),
+        "{first}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -82,6 +82,169 @@ pub struct FileConfig {
     pub routing: RoutingSection,
     #[serde(default)]
     pub groups: Vec<GroupSection>,
+    pub registrar: Option<RegistrarSection>,
+    pub auth: Option<AuthSection>,
+    #[serde(default)]
+    pub redirect: RedirectSection,
+    #[serde(default)]
+    pub dialogs: DialogsSection,
+    #[serde(default)]
+    pub trunks: Vec<TrunkSection>,
+    #[serde(default)]
+    pub guard: GuardSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrarSection {
+    #[serde(default = "d_min_expires")]
+    pub min_expires: u32,
+    #[serde(default = "d_max_expires")]
+    pub max_expires: u32,
+    #[serde(default = "d_default_expires")]
+    pub default_expires: u32,
+    #[serde(default = "d_bindings")]
+    pub capacity: usize,
+    #[serde(default = "d_contacts")]
+    pub max_contacts_per_aor: usize,
+    /// The bindings journal; bindings survive a restart when set.
+    pub snapshot: Option<PathBuf>,
+    #[serde(default = "yes")]
+    pub use_source_address: bool,
+}
+
+fn d_min_expires() -> u32 {
+    60
+}
+fn d_max_expires() -> u32 {
+    7200
+}
+fn d_default_expires() -> u32 {
+    3600
+}
+fn d_bindings() -> usize {
+    100_000
+}
+fn d_contacts() -> usize {
+    10
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSection {
+    pub realm: String,
+    /// `user:realm:HA1` lines (`sipd passwd` writes them); reloaded on SIGHUP.
+    pub credentials: Option<PathBuf>,
+    #[serde(default = "d_algorithms")]
+    pub algorithms: Vec<Spanned<String>>,
+    #[serde(default = "d_nonce_ttl")]
+    pub nonce_ttl: Spanned<String>,
+    /// Challenge INVITEs from our own users (407) too, not only REGISTER (401).
+    #[serde(default)]
+    pub invite: bool,
+    /// Keys the stateless nonces; instances that share users need the same. Random per start
+    /// when absent.
+    pub secret: Option<String>,
+}
+
+fn d_algorithms() -> Vec<Spanned<String>> {
+    vec![
+        Spanned::new(0..0, "SHA-256".to_owned()),
+        Spanned::new(0..0, "MD5".to_owned()),
+    ]
+}
+fn d_nonce_ttl() -> Spanned<String> {
+    Spanned::new(0..0, "300s".to_owned())
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectSection {
+    /// Requests for these domains are answered 302 with the users' registered contacts.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub prefixes: Vec<RedirectPrefixSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectPrefixSection {
+    pub prefix: Spanned<String>,
+    /// Contact URIs for the 302 (`{user}` is replaced by the Request-URI user); empty: the
+    /// location service's contacts.
+    #[serde(default)]
+    pub contacts: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DialogsSection {
+    #[serde(default = "d_dialogs")]
+    pub capacity: usize,
+    #[serde(default = "d_early")]
+    pub early_timeout: Spanned<String>,
+    #[serde(default = "d_session")]
+    pub session_timeout: Spanned<String>,
+    /// Call records (JSON lines); none when absent.
+    pub records: Option<PathBuf>,
+    #[serde(default = "d_record_queue")]
+    pub record_queue: usize,
+}
+
+fn d_dialogs() -> usize {
+    100_000
+}
+fn d_early() -> Spanned<String> {
+    Spanned::new(0..0, "180s".to_owned())
+}
+fn d_session() -> Spanned<String> {
+    Spanned::new(0..0, "1800s".to_owned())
+}
+fn d_record_queue() -> usize {
+    65_536
+}
+
+impl Default for DialogsSection {
+    fn default() -> Self {
+        DialogsSection {
+            capacity: d_dialogs(),
+            early_timeout: d_early(),
+            session_timeout: d_session(),
+            records: None,
+            record_queue: d_record_queue(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrunkSection {
+    pub name: String,
+    /// Source prefixes that belong to the trunk.
+    pub sources: Vec<Spanned<String>>,
+    /// Concurrent calls allowed from the trunk (an INVITE over it gets 503).
+    pub max_calls: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct GuardSection {
+    /// SIP datagrams per second per source, enforced in XDP before userspace; 0 disables.
+    #[serde(default)]
+    pub rate: u32,
+    /// Token bucket depth (datagrams).
+    #[serde(default)]
+    pub burst: u32,
+    /// Trusted trunks by CIDR: never rate limited.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
+    /// Always dropped in XDP.
+    #[serde(default)]
+    pub block: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -351,6 +514,38 @@ pub struct Config {
     pub tcp_idle_timeout: Duration,
     /// The routing part the workers use; swapped as a whole on reload.
     pub routing: Routing,
+    /// The registrar (None: sipd registers nobody; the location service is empty).
+    pub registrar: Option<crate::registrar::RegistrarConfig>,
+    pub auth: Option<crate::registrar::AuthConfig>,
+    pub redirect: crate::registrar::RedirectConfig,
+    pub dialogs: crate::dialog::DialogConfig,
+    pub call_records: Option<PathBuf>,
+    pub record_queue: usize,
+    /// Trunks: (name, source prefixes, concurrent-call limit); trunk id = index + 1.
+    pub trunks: Vec<Trunk>,
+    pub guard: crate::xdp::GuardSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trunk {
+    pub name: String,
+    pub sources: Vec<crate::xdp::Cidr>,
+    pub max_calls: Option<u32>,
+}
+
+impl Config {
+    /// The trunk id (1-based; 0 = no trunk) of a source address: the longest matching prefix.
+    pub fn trunk_of(trunks: &[Trunk], ip: IpAddr) -> u32 {
+        let mut best: Option<(u8, u32)> = None;
+        for (i, t) in trunks.iter().enumerate() {
+            for c in &t.sources {
+                if c.contains(ip) && best.is_none_or(|(len, _)| c.prefix_len() > len) {
+                    best = Some((c.prefix_len(), i as u32 + 1));
+                }
+            }
+        }
+        best.map_or(0, |(_, id)| id)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -591,6 +786,111 @@ impl Checker<'_> {
             );
         }
         let routing = self.routing(&file, advertise);
+        let registrar = file.registrar.as_ref().map(|r| {
+            if r.min_expires > r.max_expires {
+                self.error(
+                    0..0,
+                    "registrar.min_expires",
+                    "min_expires is larger than max_expires",
+                );
+            }
+            crate::registrar::RegistrarConfig {
+                domains: s.domains.clone(),
+                min_expires: r.min_expires,
+                max_expires: r.max_expires,
+                default_expires: r
+                    .default_expires
+                    .clamp(r.min_expires, r.max_expires.max(r.min_expires)),
+                capacity: r.capacity,
+                max_contacts_per_aor: r.max_contacts_per_aor,
+                snapshot_path: r.snapshot.clone(),
+                use_source_address: r.use_source_address,
+                secret: s
+                    .branch_secret
+                    .unwrap_or(ProxyConfig::default().branch_secret),
+            }
+        });
+        if registrar.is_some() && s.domains.is_empty() {
+            self.error(
+                0..0,
+                "server.domains",
+                "the registrar needs at least one domain",
+            );
+        }
+        let auth = file.auth.as_ref().map(|a| self.auth(a));
+        let redirect = crate::registrar::RedirectConfig {
+            domains: file
+                .redirect
+                .domains
+                .iter()
+                .map(|d| d.to_ascii_lowercase())
+                .collect(),
+            prefixes: file
+                .redirect
+                .prefixes
+                .iter()
+                .map(|p| crate::registrar::RedirectPrefix {
+                    prefix: p.prefix.get_ref().clone(),
+                    contacts: p.contacts.clone(),
+                })
+                .collect(),
+        };
+        if let Err(e) = crate::registrar::RedirectTable::new(&redirect) {
+            let span = file
+                .redirect
+                .prefixes
+                .first()
+                .map_or(0..0, |p| p.prefix.span());
+            self.error(span, "redirect.prefixes", e.to_string());
+        }
+        let d = &file.dialogs;
+        let early = self.duration(&d.early_timeout, "dialogs.early_timeout");
+        let session = self.duration(&d.session_timeout, "dialogs.session_timeout");
+        if d.capacity == 0 {
+            self.error(0..0, "dialogs.capacity", "must be at least 1");
+        }
+        let dialogs = crate::dialog::DialogConfig {
+            capacity: d.capacity.max(1),
+            early_timeout_ms: early.map_or(180_000, |t| t.as_millis() as u64),
+            session_timeout_ms: session.map_or(1_800_000, |t| t.as_millis() as u64),
+            max_trunks: file.trunks.len() + 1,
+            ..crate::dialog::DialogConfig::default()
+        };
+        let mut trunks = Vec::new();
+        for (i, t) in file.trunks.iter().enumerate() {
+            let sources = t
+                .sources
+                .iter()
+                .enumerate()
+                .filter_map(|(j, c)| self.cidr(c, &format!("trunks[{i}].sources[{j}]")))
+                .collect();
+            trunks.push(Trunk {
+                name: t.name.clone(),
+                sources,
+                max_calls: t.max_calls,
+            });
+        }
+        let g = &file.guard;
+        let guard = crate::xdp::GuardSettings {
+            rate_pps: g.rate,
+            burst: if g.burst == 0 {
+                g.rate.saturating_mul(2)
+            } else {
+                g.burst
+            },
+            allow: g
+                .allow
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| self.cidr(c, &format!("guard.allow[{i}]")))
+                .collect(),
+            block: g
+                .block
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| self.cidr(c, &format!("guard.block[{i}]")))
+                .collect(),
+        };
         Config {
             path: self.path.to_owned(),
             listen,
@@ -620,7 +920,70 @@ impl Checker<'_> {
             tcp_max_buffer: s.tcp_max_buffer,
             tcp_idle_timeout: tcp_idle.unwrap_or(Duration::from_secs(120)),
             routing,
+            registrar,
+            auth,
+            redirect,
+            dialogs,
+            call_records: d.records.clone(),
+            record_queue: d.record_queue.max(16),
+            trunks,
+            guard,
         }
+    }
+
+    fn cidr(&mut self, value: &Spanned<String>, key: &str) -> Option<crate::xdp::Cidr> {
+        match value.get_ref().parse::<crate::xdp::Cidr>() {
+            Ok(c) => Some(c),
+            Err(e) => {
+                self.error(value.span(), key, format!("{:?}: {e}", value.get_ref()));
+                None
+            }
+        }
+    }
+
+    fn auth(&mut self, a: &AuthSection) -> crate::registrar::AuthConfig {
+        use crate::registrar::digest::Algorithm;
+        let secret = match &a.secret {
+            Some(s) => s.clone().into_bytes(),
+            None => {
+                // A per-start secret: nonces from before a restart are simply stale.
+                let seed = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                format!("{}-{}", seed.as_nanos(), std::process::id()).into_bytes()
+            }
+        };
+        let mut cfg = crate::registrar::AuthConfig::new(a.realm.clone(), secret);
+        cfg.credentials_path = a.credentials.clone();
+        cfg.auth_invite = a.invite;
+        if let Some(ttl) = self.duration(&a.nonce_ttl, "auth.nonce_ttl") {
+            cfg.nonce_ttl = ttl;
+        }
+        let mut algorithms = Vec::new();
+        for (i, name) in a.algorithms.iter().enumerate() {
+            match Algorithm::from_name(name.get_ref()) {
+                Some(alg) => algorithms.push(alg),
+                None => self.error(
+                    name.span(),
+                    format!("auth.algorithms[{i}]"),
+                    "algorithm must be MD5 or SHA-256",
+                ),
+            }
+        }
+        if algorithms.is_empty() {
+            self.error(0..0, "auth.algorithms", "at least one algorithm");
+        } else {
+            cfg.algorithms = algorithms;
+        }
+        cfg.generation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as u32);
+        if let Some(path) = &a.credentials
+            && let Err(e) = crate::registrar::credentials::Credentials::load(path)
+        {
+            self.error(0..0, "auth.credentials", format!("{}: {e}", path.display()));
+        }
+        cfg
     }
 
     fn routing(&mut self, file: &FileConfig, advertise: Option<SocketAddr>) -> Routing {

@@ -90,6 +90,15 @@ enum Command {
     ///   sipd reflect --iface eth0 --queues 0
     #[command(verbatim_doc_comment)]
     Reflect(sipd::cli_reflect::ReflectArgs),
+    /// Print a credentials line (user:realm:HA1) for the [auth] credentials file.
+    ///
+    /// The password is read from standard input unless --password is given; plain passwords are
+    /// never stored, only H(user:realm:password).
+    ///
+    /// Example:
+    ///   echo secret | sipd passwd bob biloxi.example.com >> /etc/sipd/credentials
+    #[command(verbatim_doc_comment)]
+    Passwd(sipd::registrar::cli::Args),
     /// Generate SIP load: place calls (uac), answer them (uas), or flood requests (blast).
     Load(Box<sipd::load::cli::LoadArgs>),
 }
@@ -109,6 +118,13 @@ fn main() -> ExitCode {
         Command::Stats { admin, raw } => stats(admin, raw),
         Command::Reload { admin } => reload(admin),
         Command::Load(args) => sipd::load::cli::main(*args),
+        Command::Passwd(args) => match sipd::registrar::cli::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::Reflect(args) => {
             sipd::logging::init(sipd::config::LogFormat::Text, "info");
             match sipd::cli_reflect::run(args) {

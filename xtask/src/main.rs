@@ -2,6 +2,8 @@
 //! cargo, builds test topologies); the eBPF object itself is built by `sipd/build.rs`.
 
 mod bench;
+mod demo;
+mod netns;
 mod setup;
 
 use std::path::PathBuf;
@@ -21,6 +23,19 @@ struct Cli {
 enum Cmd {
     /// Install what building and testing needs (apt packages, rust-src, bpf-linker); idempotent.
     Setup,
+    /// The main job: a UAC / sipd (AF_XDP) / UAS topology in network namespaces, real
+    /// registrations and calls through sipd, a summary of what happened; then teardown.
+    Demo {
+        /// Seconds of calls.
+        #[arg(long, default_value_t = 5)]
+        seconds: u32,
+        /// Calls per second offered.
+        #[arg(long, default_value_t = 500)]
+        rate: u32,
+        /// sipd's datapath: afxdp, socket or auto.
+        #[arg(long, default_value = "afxdp")]
+        mode: String,
+    },
     /// The whole test suite: setup, rustfmt, clippy (-D warnings), every test.
     Test {
         /// Skip the formatting and lint checks (only run the tests).
@@ -40,6 +55,15 @@ fn main() -> Result<()> {
         Cmd::Setup => setup::ensure_all(),
         Cmd::Test { no_lint } => test(no_lint),
         Cmd::Bench(args) => bench::run(&root, args),
+        Cmd::Demo {
+            seconds,
+            rate,
+            mode,
+        } => demo::run(&demo::DemoOptions {
+            seconds,
+            rate,
+            mode,
+        }),
     }
 }
 
@@ -56,8 +80,9 @@ fn test(no_lint: bool) -> Result<()> {
             "warnings",
         ])?;
     }
-    cargo(&["test", "--workspace", "--all-targets"])?;
-    // Doc tests are not part of --all-targets.
+    // Libraries, binaries and integration tests. Benches are compiled by clippy above and run
+    // with `cargo bench`: in test mode they would build their large fixtures in a debug build.
+    cargo(&["test", "--workspace", "--lib", "--bins", "--tests"])?;
     cargo(&["test", "--workspace", "--doc"])?;
     Ok(())
 }

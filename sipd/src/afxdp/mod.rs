@@ -27,6 +27,7 @@
 #![allow(unsafe_code)]
 
 pub mod neigh;
+pub mod proxy_frames;
 pub mod reflect;
 mod worker;
 

@@ -24,6 +24,12 @@ pub mod writer;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+
+use crate::config::{Config, Trunk};
+use crate::dialog::{CallKey, DialogKey, DialogTable, Refused, Tag};
 
 use crate::sip::cseq::CSeq;
 use crate::sip::message::{
@@ -170,6 +176,39 @@ pub struct Proxy {
     /// Registrar, authentication and redirect server (shared by every worker), consulted for
     /// each valid request before routing.
     registrar: Option<Arc<crate::registrar::Registrar>>,
+    /// The shared dialog table and how sources map to trunks, when calls are tracked.
+    dialogs: Option<(Arc<DialogTable>, Arc<Vec<Trunk>>)>,
+    /// Where reloaded routing is published, and the version this worker has applied.
+    routing: Option<(Arc<RoutingCell>, u64)>,
+}
+
+/// The routing configuration shared by workers that cannot be sent a control message (AF_XDP
+/// workers): a reload publishes here and each worker picks it up on its next message, at the
+/// cost of one atomic load per message.
+#[derive(Debug)]
+pub struct RoutingCell {
+    config: ArcSwap<ProxyConfig>,
+    version: AtomicU64,
+}
+
+impl RoutingCell {
+    pub fn new(config: Arc<ProxyConfig>) -> Arc<RoutingCell> {
+        Arc::new(RoutingCell {
+            config: ArcSwap::new(config),
+            version: AtomicU64::new(0),
+        })
+    }
+
+    /// The routing in force.
+    pub fn config(&self) -> Arc<ProxyConfig> {
+        self.config.load_full()
+    }
+
+    /// Makes `config` the routing of every worker attached to this cell.
+    pub fn publish(&self, config: Arc<ProxyConfig>) {
+        self.config.store(config);
+        self.version.fetch_add(1, Ordering::Release);
+    }
 }
 
 /// A reply the request path decided on.
@@ -207,6 +246,8 @@ struct RequestView<'a> {
     uri: Uri<'a>,
     call_id: &'a [u8],
     from_tag: &'a [u8],
+    from_uri: &'a [u8],
+    to_tag: &'a [u8],
     cseq: CSeq<'a>,
     max_forwards: Option<u32>,
     top_via: Via<'a>,
@@ -256,6 +297,8 @@ impl Proxy {
             health,
             stats: Arc::new(ProxyStats::default()),
             registrar: None,
+            dialogs: None,
+            routing: None,
         }
     }
 
@@ -265,6 +308,21 @@ impl Proxy {
     /// location service as well.)
     pub fn with_registrar(mut self, registrar: Arc<crate::registrar::Registrar>) -> Self {
         self.registrar = Some(registrar);
+        self
+    }
+
+    /// Tracks calls in the shared dialog table (RFC 3261 §12): an INVITE that would exceed the
+    /// table or its trunk's limit of concurrent calls is answered 503.
+    pub fn with_dialogs(mut self, table: Arc<DialogTable>, trunks: Arc<Vec<Trunk>>) -> Self {
+        self.dialogs = Some((table, trunks));
+        self
+    }
+
+    /// Follows the routing published in `cell` (live reload without a control channel).
+    pub fn with_routing_cell(mut self, cell: Arc<RoutingCell>) -> Self {
+        self.config = cell.config.load_full();
+        let seen = cell.version.load(Ordering::Acquire);
+        self.routing = Some((cell, seen));
         self
     }
 
@@ -285,6 +343,13 @@ impl Proxy {
 
     /// Handles one message: writes what to send into `out` and says where.
     pub fn handle(&mut self, input: &Input<'_>, out: &mut [u8]) -> Action {
+        if let Some((cell, seen)) = &mut self.routing {
+            let version = cell.version.load(Ordering::Acquire);
+            if version != *seen {
+                self.config = cell.config.load_full();
+                *seen = version;
+            }
+        }
         let bytes = input.bytes;
         if bytes.iter().all(|&b| b == b'\r' || b == b'\n') {
             return self.dropped(DropReason::KeepAlive);
@@ -358,11 +423,83 @@ impl Proxy {
             return action;
         }
         match self.route(input, msg, &view) {
-            Ok(decision) => self.forward_request(input, msg, &view, &decision, out),
+            Ok(decision) => {
+                if let Err(reject) = self.track_request(input, &view) {
+                    return self.reply(input, msg.headers(), &reject, out);
+                }
+                self.forward_request(input, msg, &view, &decision, out)
+            }
             // Never answer an ACK (RFC 3261 §17): an unroutable ACK is the ACK of a final
             // response we generated.
             Err(_) if is_ack => self.dropped(DropReason::AckAbsorbed),
             Err(reject) => self.reply(input, msg.headers(), &reject, out),
+        }
+    }
+
+    /// Updates the dialog table for a request about to be forwarded; refuses an INVITE the
+    /// table or its trunk has no room for.
+    fn track_request(&self, input: &Input<'_>, view: &RequestView<'_>) -> Result<(), Reject> {
+        let Some((table, trunks)) = &self.dialogs else {
+            return Ok(());
+        };
+        let now = input.now_ms;
+        let call = || CallKey::new(view.call_id, view.from_tag);
+        let dialog = || DialogKey::new(view.call_id, view.from_tag, view.to_tag);
+        match view.method {
+            Method::Invite if view.to_tag.is_empty() => {
+                let trunk = Config::trunk_of(trunks, input.source.ip());
+                let caller = std::str::from_utf8(view.from_uri).unwrap_or_default();
+                let callee = std::str::from_utf8(view.uri_raw).unwrap_or_default();
+                match table.on_invite(call(), trunk, caller, callee, now) {
+                    Ok(_) => Ok(()),
+                    Err(Refused::Full) => Err(Reject::new(503, "Service Unavailable")),
+                    Err(Refused::TrunkLimit) => Err(Reject::new(503, "Trunk Call Limit Reached")),
+                }
+            }
+            Method::Cancel => {
+                table.on_cancel(call(), now);
+                Ok(())
+            }
+            Method::Bye => {
+                table.on_bye(dialog(), now);
+                Ok(())
+            }
+            _ if !view.to_tag.is_empty() => {
+                table.touch(dialog(), now);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Updates the dialog table for a response about to be forwarded (INVITE and BYE answers).
+    fn track_response(&self, input: &Input<'_>, msg: &Message<'_, '_>) {
+        let Some((table, _)) = &self.dialogs else {
+            return;
+        };
+        let (Some(status), Some(cseq), Some(call_id), Some(from), Some(to)) = (
+            msg.status(),
+            msg.value(HeaderName::CSeq)
+                .and_then(|v| CSeq::parse(v).ok()),
+            msg.value(HeaderName::CallId),
+            msg.value(HeaderName::From)
+                .and_then(|v| NameAddr::parse(v).ok()),
+            msg.value(HeaderName::To)
+                .and_then(|v| NameAddr::parse(v).ok()),
+        ) else {
+            return;
+        };
+        let from_tag = from.tag().unwrap_or_default();
+        match cseq.method {
+            b"INVITE" => {
+                let call = CallKey::new(call_id, from_tag);
+                table.on_response(call, to.tag().map(Tag::new), status, input.now_ms);
+            }
+            b"BYE" => {
+                let dialog = DialogKey::new(call_id, from_tag, to.tag().unwrap_or_default());
+                table.on_bye_response(dialog, status, input.now_ms);
+            }
+            _ => {}
         }
     }
 
@@ -385,6 +522,10 @@ impl Proxy {
                 _ => return Err(Reject::new(400, "Duplicate Header")),
             }
         }
+        // RFC 4475 mcl01: with disagreeing Content-Lengths nobody knows where the body ends.
+        if msg.has_conflicting_content_length() {
+            return Err(Reject::new(400, "Conflicting Content-Length"));
+        }
         if msg.headers_named(HeaderName::MaxForwards).count() > 1 {
             return Err(Reject::new(400, "Duplicate Max-Forwards"));
         }
@@ -395,7 +536,7 @@ impl Proxy {
         let from = msg.value(HeaderName::From).unwrap_or_default();
         let from = NameAddr::parse(from).map_err(|_| Reject::new(400, "Bad From"))?;
         let to = msg.value(HeaderName::To).unwrap_or_default();
-        NameAddr::parse(to).map_err(|_| Reject::new(400, "Bad To"))?;
+        let to = NameAddr::parse(to).map_err(|_| Reject::new(400, "Bad To"))?;
         let call_id = msg.value(HeaderName::CallId).unwrap_or_default();
         if call_id.is_empty()
             || call_id
@@ -428,6 +569,8 @@ impl Proxy {
             uri,
             call_id,
             from_tag: from.tag().unwrap_or_default(),
+            from_uri: from.uri_raw,
+            to_tag: to.tag().unwrap_or_default(),
             cseq,
             max_forwards,
             top_via,
@@ -457,13 +600,19 @@ impl Proxy {
             view.cseq.seq,
         );
         let marker = branch::loop_marker(h1);
-        if msg
-            .headers_named(HeaderName::Via)
-            .any(|h| memchr::memmem::find(h.value, &marker).is_some())
-        {
+        // §16.3 step 4: only a Via this proxy inserted (our sent-by) shows a loop; another proxy
+        // with the same secret computes the same `h1` for the same request.
+        if msg.headers_named(HeaderName::Via).any(|h| {
+            memchr::memmem::find(h.value, &marker).is_some()
+                && self.has_our_via_with(h.value, &marker, input.local)
+        }) {
             return Err(Reject::new(482, "Loop Detected"));
         }
-        if msg.header(HeaderName::ProxyRequire).is_some() {
+        // §8.2.2.3: Proxy-Require is ignored in a CANCEL and in a non-2xx ACK (a stateless proxy
+        // cannot tell that from a 2xx ACK, and never answers an ACK anyway).
+        if msg.header(HeaderName::ProxyRequire).is_some()
+            && !matches!(view.method, Method::Cancel | Method::Ack)
+        {
             // We support no option tags: every Proxy-Require tag is unsupported.
             return Err(Reject {
                 code: 420,
@@ -491,7 +640,23 @@ impl Proxy {
         {
             let uri_bytes = route_uri_bytes(msg, last).ok_or(Reject::new(400, "Bad Route"))?;
             let uri = Uri::parse(uri_bytes).map_err(|_| Reject::new(400, "Bad Route"))?;
-            let hop = self.uri_hop(&uri)?;
+            // §19.1.5: no headers in a Request-URI (§12.2.1.1 strips what it cannot carry).
+            let uri_bytes = match uri.headers_raw() {
+                Some(h) => &uri_bytes[..offset_in(uri_bytes, h).saturating_sub(1)],
+                None => uri_bytes,
+            };
+            // "Proceed as if it received this modified request": a Route left after the rewrite
+            // is the next hop (§16.6 step 7), else the new Request-URI.
+            let hop = match routes
+                .first
+                .filter(|f| f.header != last.header || f.offset != last.offset)
+            {
+                Some(first) => {
+                    let first = route_uri(msg, first).ok_or(Reject::new(400, "Bad Route"))?;
+                    self.uri_hop(&first)?
+                }
+                None => self.uri_hop(&uri)?,
+            };
             return Ok(Decision {
                 hop,
                 new_uri: Some(UriBytes::Borrowed(uri_bytes)),
@@ -518,10 +683,8 @@ impl Proxy {
 
         // §16.5 target determination.
         let mut known_user = false;
-        if let Some(host) = view.uri.host()
-            && self.is_our_domain(&host, input.local)
-            && let Some(user) = view.uri.user()
-        {
+        let ours = self.uri_in_our_domain(&view.uri, input.local);
+        if ours && let Some(user) = view.uri.user() {
             match self
                 .location
                 .lookup(user, view.uri.host_raw(), input.now_ms, view.call_id)
@@ -556,10 +719,6 @@ impl Proxy {
                 strip_last_route: None,
             });
         }
-        let ours = view
-            .uri
-            .host()
-            .is_some_and(|h| self.is_our_domain(&h, input.local));
         if !ours {
             let by_domain = view.uri.host().and_then(|h| match h {
                 Host::Name(name) => with_lower(name, |n| cfg.domain_routes.get(n)),
@@ -567,6 +726,17 @@ impl Proxy {
             });
             if let Some(target) = by_domain.or(cfg.default_route.as_ref()) {
                 return self.target_hop(target, view).map(|hop| Decision {
+                    hop,
+                    new_uri: None,
+                    strip_route,
+                    strip_last_route: None,
+                });
+            }
+            // §16.5: a Request-URI outside our domains is itself the only target (e.g. a UA's
+            // contact in the ACK and BYE of a record-routed dialog). Without DNS that works for
+            // an IP address or a name in the static hosts table.
+            if let Ok(hop) = self.uri_hop(&view.uri) {
+                return Ok(Decision {
                     hop,
                     new_uri: None,
                     strip_route,
@@ -626,6 +796,18 @@ impl Proxy {
         })
     }
 
+    /// A Via value in this header line carries `marker` in its branch and our sent-by.
+    fn has_our_via_with(&self, line: &[u8], marker: &[u8], local: SocketAddr) -> bool {
+        let our_port = self.config.advertise.map_or(local.port(), |a| a.port());
+        split_comma(line).flatten().any(|(_, value)| {
+            Via::parse(value).is_ok_and(|via| {
+                via.branch().is_some_and(|b| b.starts_with(marker))
+                    && self.is_our_domain(&via.host, local)
+                    && via.port.unwrap_or(5060) == our_port
+            })
+        })
+    }
+
     fn resolve(&self, host: &Host<'_>) -> Option<IpAddr> {
         match *host {
             Host::Ipv4(a) => Some(IpAddr::V4(a)),
@@ -648,6 +830,16 @@ impl Proxy {
 
     fn is_our_ip(&self, ip: IpAddr, local: SocketAddr) -> bool {
         ip == local.ip() || self.config.advertise.is_some_and(|a| a.ip() == ip)
+    }
+
+    /// A Request-URI in our domain: one of our domain names, or one of our addresses on our
+    /// port (a UA that shares our IP on another port, e.g. on loopback, is not us).
+    fn uri_in_our_domain(&self, uri: &Uri<'_>, local: SocketAddr) -> bool {
+        match uri.host() {
+            Some(h @ Host::Name(_)) => self.is_our_domain(&h, local),
+            Some(_) => self.uri_is_us(uri, local),
+            None => false,
+        }
     }
 
     /// A URI that names this proxy: one of our domains or addresses, on our port (or none).
@@ -677,6 +869,10 @@ impl Proxy {
         let headers = msg.headers();
         let cfg = &*self.config;
         let sent_by = cfg.advertise.unwrap_or(input.local);
+        // A Route or Request-URI naming a broadcast or multicast address is never a next hop.
+        if is_broadcast_or_multicast(decision.hop.addr.ip()) {
+            return self.dropped(DropReason::Broadcast);
+        }
         let mut out = Out::new(buf);
 
         // Start line.
@@ -757,6 +953,14 @@ impl Proxy {
         if mf_index.is_none() {
             out.put(b"Max-Forwards: 70\r\n");
         }
+        // §16.6 step 9: over a stream the next hop needs a Content-Length to frame the message.
+        if decision.hop.transport == Transport::Tcp
+            && msg.header(HeaderName::ContentLength).is_none()
+        {
+            out.put(b"Content-Length: ");
+            out.put_u64(msg.body().len() as u64);
+            out.put(b"\r\n");
+        }
         let last_end = headers.last().map_or(msg.start(), |h| h.end as usize);
         out.put(&bytes[last_end..msg.len()]);
 
@@ -783,6 +987,9 @@ impl Proxy {
         let Some(first_via_header) = msg.header(HeaderName::Via) else {
             return self.dropped(DropReason::ResponseMalformed);
         };
+        if msg.has_conflicting_content_length() {
+            return self.dropped(DropReason::ResponseMalformed);
+        }
         let mut values = split_comma(first_via_header.value);
         let Some(Ok((first_offset, first_value))) = values.next() else {
             return self.dropped(DropReason::ResponseMalformed);
@@ -854,6 +1061,7 @@ impl Proxy {
             _ => next.port.unwrap_or(5060),
         };
         let transport = Transport::from_token(next.transport).unwrap_or(Transport::Udp);
+        self.track_response(input, msg);
         let mut out = Out::new(buf);
         out.put(&bytes[..cut_from]);
         out.put(&bytes[cut_to..]);
@@ -890,7 +1098,22 @@ impl Proxy {
         out.put(b" ");
         out.put_str(reject.reason);
         out.put(b"\r\n");
+        // Our To tag: a hash of the request's identity (all of it, whatever the header order), so
+        // retransmissions get the same tag and different requests different ones (§8.2.6.2).
         let mut tag_key = xxhash_rust::xxh3::Xxh3::with_seed(self.config.branch_secret);
+        for h in headers.iter().filter(|h| {
+            matches!(
+                h.name,
+                HeaderName::Via
+                    | HeaderName::From
+                    | HeaderName::To
+                    | HeaderName::CallId
+                    | HeaderName::CSeq
+            )
+        }) {
+            tag_key.update(h.value);
+        }
+        let tag = tag_key.digest();
         for h in headers {
             let line = &bytes[h.start as usize..h.end as usize];
             match h.name {
@@ -899,7 +1122,6 @@ impl Proxy {
                     None => out.put(line),
                 },
                 HeaderName::Via | HeaderName::From | HeaderName::CallId | HeaderName::CSeq => {
-                    tag_key.update(h.value);
                     out.put(line);
                 }
                 HeaderName::To => {
@@ -913,8 +1135,7 @@ impl Proxy {
                         out.rewind(line.len());
                         out.put(&bytes[h.start as usize..value_end]);
                         out.put(b";tag=sd");
-                        tag_key.update(h.value);
-                        out.put_hex64(tag_key.digest());
+                        out.put_hex64(tag);
                         out.put(&bytes[value_end..h.end as usize]);
                     }
                 }
@@ -955,6 +1176,10 @@ impl Proxy {
             }
             _ => input.source,
         };
+        // A spoofed broadcast or multicast source must not turn us into an amplifier.
+        if is_broadcast_or_multicast(to.ip()) {
+            return self.dropped(DropReason::Broadcast);
+        }
         Action::Reply {
             to,
             transport: input.transport,

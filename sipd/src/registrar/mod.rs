@@ -106,7 +106,8 @@ pub struct Registrar {
     domains: Vec<String>,
     bindings: Arc<Bindings>,
     auth: Option<Authenticator>,
-    redirect: Option<RedirectTable>,
+    /// Swapped whole on reload (`set_redirect`); bindings and auth state stay.
+    redirect: arc_swap::ArcSwapOption<RedirectTable>,
     journal: Option<JournalQueue>,
     responder: Responder,
     stats: RegistrarStats,
@@ -148,7 +149,7 @@ impl Registrar {
                 .collect(),
             bindings,
             auth: None,
-            redirect: None,
+            redirect: arc_swap::ArcSwapOption::empty(),
             journal: None,
             responder: Responder {
                 key: config.secret ^ 0x7461_6773,
@@ -165,10 +166,18 @@ impl Registrar {
     }
 
     /// Answers the requests matching these rules with 302.
-    pub fn with_redirect(mut self, config: &RedirectConfig) -> Result<Registrar, PrefixError> {
-        let table = RedirectTable::new(config)?;
-        self.redirect = (!table.is_empty()).then_some(table);
+    pub fn with_redirect(self, config: &RedirectConfig) -> Result<Registrar, PrefixError> {
+        self.set_redirect(config)?;
         Ok(self)
+    }
+
+    /// Replaces the redirect rules (live reload): requests see the old rules or the new ones,
+    /// never a mix. A configuration with errors changes nothing.
+    pub fn set_redirect(&self, config: &RedirectConfig) -> Result<(), PrefixError> {
+        let table = RedirectTable::new(config)?;
+        self.redirect
+            .store((!table.is_empty()).then(|| Arc::new(table)));
+        Ok(())
     }
 
     /// Records every change in the journal whose writer owns the other end.
@@ -297,7 +306,8 @@ impl Registrar {
                 verdict => return Some(self.auth_reply(input, msg, stats, verdict, true, out)),
             }
         }
-        let table = self.redirect.as_ref()?;
+        let rules = self.redirect.load();
+        let table = rules.as_deref()?;
         let to_tagged = msg
             .value(HeaderName::To)
             .and_then(|v| NameAddr::parse(v).ok())

@@ -292,6 +292,38 @@ pub struct ServerHandle {
     done: Receiver<()>,
     shutdown_timeout: Duration,
     stopped: bool,
+    handoff: TcpHandoff,
+}
+
+/// Hands messages the core forwards over TCP to the TCP thread, from any thread (the AF_XDP
+/// workers use it; the UDP workers have their own copy of the same channel).
+#[derive(Clone, Debug)]
+pub struct TcpHandoff {
+    tx: Sender<Handoff>,
+    recycle: Receiver<Vec<u8>>,
+    waker: Arc<mio::Waker>,
+}
+
+impl TcpHandoff {
+    /// Queues `bytes` for `to` (sent-by `local`); `false` when the queue is full (count a drop).
+    /// Call [`TcpHandoff::wake`] once per batch.
+    pub fn send(&self, to: SocketAddr, local: SocketAddr, bytes: &[u8]) -> bool {
+        let mut buf = self.recycle.try_recv().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(bytes);
+        self.tx
+            .try_send(Handoff {
+                to,
+                local,
+                bytes: buf,
+            })
+            .is_ok()
+    }
+
+    /// Wakes the TCP thread to look at what was queued.
+    pub fn wake(&self) {
+        let _ = self.waker.wake();
+    }
 }
 
 /// What [`ServerHandle::shutdown`] did.
@@ -397,6 +429,11 @@ impl SocketServer {
             tcp_proxy: Arc::new(ProxyStats::default()),
             tcp_stats: Arc::new(TcpStats::default()),
             controls: Vec::with_capacity(workers + 1),
+            handoff: TcpHandoff {
+                tx: handoff_tx.clone(),
+                recycle: recycle_rx.clone(),
+                waker: tcp_waker.clone(),
+            },
             tcp_waker: tcp_waker.clone(),
             threads: Vec::with_capacity(workers + 1),
             done,
@@ -493,6 +530,11 @@ impl ServerHandle {
                 source: e,
             }),
         }
+    }
+
+    /// A sender into the TCP thread's hand-off queue.
+    pub fn tcp_handoff(&self) -> TcpHandoff {
+        self.handoff.clone()
     }
 
     /// Every bound address with its transport (UDP first).

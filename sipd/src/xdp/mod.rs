@@ -327,6 +327,29 @@ impl XdpDatapath {
             .map_err(|source| XdpError::Map { map: name, source })
     }
 
+    /// Applies a whole guard configuration (a reload): the rate and burst, and the allow and
+    /// block lists made equal to `guard`'s (prefixes added and removed one by one; the program
+    /// stays attached and keeps running).
+    pub fn set_guard(&mut self, guard: &GuardSettings) -> Result<()> {
+        self.set_rate(guard.rate_pps, guard.burst)?;
+        let lists = self.guard_lists()?;
+        let current = |name: &str| lists.get(name).cloned().unwrap_or_default();
+        let (allowed, blocked) = (current(maps::GUARD_ALLOW), current(maps::GUARD_BLOCK));
+        for c in guard.allow.iter().filter(|c| !allowed.contains(c)) {
+            self.allow(*c)?;
+        }
+        for c in allowed.iter().filter(|c| !guard.allow.contains(c)) {
+            self.disallow(*c)?;
+        }
+        for c in guard.block.iter().filter(|c| !blocked.contains(c)) {
+            self.block(*c)?;
+        }
+        for c in blocked.iter().filter(|c| !guard.block.contains(c)) {
+            self.unblock(*c)?;
+        }
+        Ok(())
+    }
+
     /// Forgets every per-source bucket (sources start again with a full burst).
     pub fn reset_buckets(&mut self) -> Result<()> {
         let name = maps::GUARD_BUCKETS;
