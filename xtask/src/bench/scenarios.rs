@@ -252,6 +252,10 @@ fn read_report(json: &std::path::Path, code: Option<i32>) -> Result<Value> {
     serde_json::from_str(&s).with_context(|| format!("parsing {}", json.display()))
 }
 
+/// Request-URI of the forwarding scenarios: a domain that is not the registrar's, so every DUT
+/// forwards it to the UAS (sipd by its default route, Kamailio by `$du`).
+const FWD_URI: &str = "sip:+4930{n}@carrier.example.net";
+
 fn target_addr() -> String {
     format!("{DUT_IP}:{SIP_PORT}")
 }
@@ -271,6 +275,8 @@ pub fn forward(g: &Gen, dut: &mut Dut, t: &Timing) -> Result<Cell> {
         target_addr(),
         "--local".into(),
         format!("{UAC_IP}:0"),
+        "--uri".into(),
+        FWD_URI.into(),
         "--rate".into(),
         "max".into(),
         "--duration".into(),
@@ -348,6 +354,8 @@ pub fn forward_sustained(g: &Gen, dut: &mut Dut, t: &Timing, max: &Cell) -> Resu
             target_addr(),
             "--local".into(),
             format!("{UAC_IP}:0"),
+            "--uri".into(),
+            FWD_URI.into(),
             "--rate".into(),
             format!("{}", rate.round() as u64),
             "--duration".into(),
@@ -467,6 +475,8 @@ pub fn calls(g: &Gen, dut: &mut Dut, t: &Timing) -> Result<Cell> {
             target_addr(),
             "--local".into(),
             format!("{UAC_IP}:0"),
+            "--uri".into(),
+            FWD_URI.into(),
             "--duration".into(),
             secs(d),
             // Timer B = 64*T1 = 6.4 s: a lost call fails within the step, not after 32 s.
@@ -602,6 +612,8 @@ pub fn latency(g: &Gen, dut: &mut Dut, t: &Timing, fwd: &Cell) -> Result<Cell> {
         target_addr(),
         "--local".into(),
         format!("{UAC_IP}:0"),
+        "--uri".into(),
+        FWD_URI.into(),
         "--rate".into(),
         format!("{rate}"),
         "--duration".into(),
@@ -652,8 +664,8 @@ pub fn latency(g: &Gen, dut: &mut Dut, t: &Timing, fwd: &Cell) -> Result<Cell> {
 }
 
 /// (3) REGISTER/s against the DUT's registrar, closed loop (200 in flight), every REGISTER a
-/// new AOR in the registrar's domain; with `auth` each registration is challenged (401) and
-/// answered with Digest credentials first.
+/// new AOR in the registrar's domain; with `auth` each registration of the credentials' AOR is
+/// challenged (401) and answered with Digest credentials (MD5, qop=auth) first.
 pub fn register(g: &Gen, dut: &mut Dut, t: &Timing, auth: bool) -> Result<Cell> {
     let d = t.register_s;
     let mut args = vec![
@@ -665,7 +677,14 @@ pub fn register(g: &Gen, dut: &mut Dut, t: &Timing, auth: bool) -> Result<Cell> 
         "--local".into(),
         format!("{UAC_IP}:0"),
         "--uri".into(),
-        format!("sip:+4930{{n}}@{DOMAIN}"),
+        // Without auth every REGISTER is a new AOR (the registrar's insert path). With auth the
+        // AOR is the credentials' user (a registrar answers 403 to valid credentials for another
+        // user's AOR), so each registration refreshes that one binding.
+        if auth {
+            format!("sip:{AUTH_USER}@{DOMAIN}")
+        } else {
+            format!("sip:+4930{{n}}@{DOMAIN}")
+        },
         "--rate".into(),
         "max".into(),
         "--limit".into(),

@@ -98,8 +98,18 @@ impl Dut {
         match kind {
             TargetKind::SipdAfxdp | TargetKind::SipdSocket => {
                 let cfg = stem.with_extension("toml");
-                std::fs::write(&cfg, sipd_config(kind, env.dut_core, auth))
-                    .with_context(|| format!("writing {}", cfg.display()))?;
+                let credentials = if auth {
+                    let path = stem.with_extension("credentials");
+                    write_credentials(&env.sipd, &path)?;
+                    Some(path)
+                } else {
+                    None
+                };
+                std::fs::write(
+                    &cfg,
+                    sipd_config(kind, env.dut_core, credentials.as_deref()),
+                )
+                .with_context(|| format!("writing {}", cfg.display()))?;
                 let args = vec![
                     "run".to_string(),
                     "--config".into(),
@@ -319,8 +329,8 @@ fn sipd_admin(env: &Env, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Sums Prometheus samples by metric name and the `reason` label (the bench's record needs the
-/// totals, not every worker's line).
+/// Sums Prometheus samples over workers and queues (the record needs the totals per metric and
+/// reason, not every worker's line).
 fn prometheus_totals(text: &str) -> serde_json::Value {
     let mut m = std::collections::BTreeMap::<String, f64>::new();
     for line in text.lines() {
@@ -333,14 +343,24 @@ fn prometheus_totals(text: &str) -> serde_json::Value {
         let Ok(v) = value.parse::<f64>() else {
             continue;
         };
-        let name = key.split('{').next().unwrap_or(key);
-        let reason = key
-            .split("reason=\"")
-            .nth(1)
-            .and_then(|r| r.split('"').next());
-        let k = match reason {
-            Some(r) => format!("{name}{{reason={r}}}"),
-            None => name.to_string(),
+        let k = match key.split_once('{') {
+            None => key.to_string(),
+            Some((name, labels)) => {
+                let kept: Vec<&str> = labels
+                    .trim_end_matches('}')
+                    .split(',')
+                    .filter(|l| {
+                        !["worker=", "queue=", "core="]
+                            .iter()
+                            .any(|p| l.trim().starts_with(p))
+                    })
+                    .collect();
+                if kept.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{name}{{{}}}", kept.join(","))
+                }
+            }
         };
         *m.entry(k).or_default() += v;
     }
@@ -348,9 +368,10 @@ fn prometheus_totals(text: &str) -> serde_json::Value {
 }
 
 /// The sipd configuration of a target: listen on the DUT address, one worker pinned to the DUT
-/// core, record-route (so a call's ACK and BYE come through, as through Kamailio's rr), every
-/// request that is not for our domain to the UAS.
-pub fn sipd_config(kind: TargetKind, core: usize, auth: bool) -> String {
+/// core, record-route (so a call's ACK and BYE come through, as through Kamailio's rr), the
+/// registrar for [`DOMAIN`] (with Digest auth from `credentials` when given), every request for
+/// another domain to the UAS.
+pub fn sipd_config(kind: TargetKind, core: usize, credentials: Option<&Path>) -> String {
     let mode = if kind == TargetKind::SipdAfxdp {
         "afxdp"
     } else {
@@ -362,7 +383,7 @@ pub fn sipd_config(kind: TargetKind, core: usize, auth: bool) -> String {
 listen = ["{DUT_IP}:{SIP_PORT}"]
 tcp = false
 record_route = true
-domains = []
+domains = ["{DOMAIN}"]
 workers = 1
 cores = [{core}]
 
@@ -388,10 +409,45 @@ level = "warn"
 
 [routing]
 default = "udp:{UAS_IP}:{SIP_PORT}"
+
+[registrar]
+# Every REGISTER of the bench is a new AOR: room for a full run's worth.
+capacity = 2000000
 "#
     ));
-    let _ = auth;
+    if let Some(c) = credentials {
+        s.push_str(&format!(
+            // MD5 only: Kamailio's pv_www_authenticate uses MD5 too, and `sipd load uac`
+            // answers only the first WWW-Authenticate, and only if it is MD5.
+            "\n[auth]\nrealm = \"{DOMAIN}\"\ncredentials = \"{}\"\nalgorithms = [\"MD5\"]\n",
+            c.display()
+        ));
+    }
     s
+}
+
+/// `echo PASS | sipd passwd USER DOMAIN > path`: the credentials file of the auth scenario.
+fn write_credentials(sipd: &Path, path: &Path) -> Result<()> {
+    use std::io::Write as _;
+    let mut child = Command::new(sipd)
+        .args(["passwd", AUTH_USER, DOMAIN])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("sipd passwd")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        writeln!(stdin, "{AUTH_PASS}")?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "sipd passwd: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    std::fs::write(path, &out.stdout).with_context(|| format!("{}", path.display()))?;
+    Ok(())
 }
 
 /// Why sipd cannot run the REGISTER scenarios in this build, if it cannot.
