@@ -182,7 +182,7 @@ pub fn write(res: &Results, path: &Path) -> Result<()> {
     )?;
     bars(
         &panels[2],
-        "Latency at 50% of the forwarding maximum",
+        "Latency at 50% of the sustained forwarding maximum",
         "microseconds",
         &names,
         &[
