@@ -1,6 +1,7 @@
 //! `cargo xtask <command>`: the project's automation. It orchestrates (installs prerequisites, runs
 //! cargo, builds test topologies); the eBPF object itself is built by `sipd/build.rs`.
 
+mod bench;
 mod demo;
 mod netns;
 mod setup;
@@ -41,6 +42,9 @@ enum Cmd {
         #[arg(long)]
         no_lint: bool,
     },
+    /// Throughput and latency of sipd (AF_XDP and sockets) beside Kamailio and the AF_XDP limit,
+    /// in network namespaces on this machine (root). Writes target/bench/<timestamp>.json + .svg.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> Result<()> {
@@ -50,6 +54,7 @@ fn main() -> Result<()> {
     match cli.command {
         Cmd::Setup => setup::ensure_all(),
         Cmd::Test { no_lint } => test(no_lint),
+        Cmd::Bench(args) => bench::run(&root, args),
         Cmd::Demo {
             seconds,
             rate,
