@@ -1,7 +1,9 @@
 //! Stateless nonces and nonce-count replay protection.
 //!
-//! **Nonce.** `hex(issued_ms:8 | generation:4 | mac:12)`, 48 hex digits, where
-//! `mac = HMAC-SHA256(secret, issued_ms | generation | realm)[..12]`. Any worker verifies a nonce
+//! **Nonce.** `hex(issued_ms:8 | generation:4 | serial:4 | mac:12)`, 56 hex digits, where
+//! `mac = HMAC-SHA256(secret, issued_ms | generation | serial | realm)[..12]` and `serial` counts
+//! the challenges of this process, so two challenges issued in the same millisecond (many clients
+//! at once) never share a nonce and their `nc=00000001` answers are not taken for replays. Any worker verifies a nonce
 //! with the secret alone: a bad MAC is a forged or tampered nonce; a good MAC older than the TTL
 //! (or from an earlier generation, i.e. before a restart) is *stale* (RFC 2617 `stale=true`: the
 //! client retries with the new nonce without asking its user again).
@@ -26,7 +28,8 @@ use sha2::Sha256;
 use super::digest::hex_encode;
 
 /// Length of a nonce in hex digits.
-pub const NONCE_LEN: usize = 48;
+pub const NONCE_LEN: usize = 56;
+const HEAD_LEN: usize = 8 + 4 + 4;
 const MAC_LEN: usize = 12;
 
 /// Issues and verifies stateless nonces.
@@ -36,6 +39,8 @@ pub struct NonceKey {
     realm: Box<[u8]>,
     generation: u32,
     ttl_ms: u64,
+    /// Shared by clones, so every challenge of the process gets its own serial.
+    serial: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl std::fmt::Debug for NonceKey {
@@ -69,6 +74,7 @@ impl NonceKey {
             realm: realm.as_bytes().into(),
             generation,
             ttl_ms,
+            serial: std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0)),
         }
     }
 
@@ -76,10 +82,9 @@ impl NonceKey {
         self.ttl_ms
     }
 
-    fn tag(&self, issued_ms: u64, generation: u32) -> [u8; MAC_LEN] {
+    fn tag(&self, head: &[u8; HEAD_LEN]) -> [u8; MAC_LEN] {
         let mut m = self.mac.clone();
-        m.update(&issued_ms.to_be_bytes());
-        m.update(&generation.to_be_bytes());
+        m.update(head);
         m.update(&self.realm);
         let full = m.finalize().into_bytes();
         let mut out = [0u8; MAC_LEN];
@@ -89,10 +94,16 @@ impl NonceKey {
 
     /// A new nonce issued at `now_ms`.
     pub fn issue(&self, now_ms: u64) -> [u8; NONCE_LEN] {
-        let mut raw = [0u8; 8 + 4 + MAC_LEN];
-        raw[..8].copy_from_slice(&now_ms.to_be_bytes());
-        raw[8..12].copy_from_slice(&self.generation.to_be_bytes());
-        raw[12..].copy_from_slice(&self.tag(now_ms, self.generation));
+        let serial = self
+            .serial
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut head = [0u8; HEAD_LEN];
+        head[..8].copy_from_slice(&now_ms.to_be_bytes());
+        head[8..12].copy_from_slice(&self.generation.to_be_bytes());
+        head[12..16].copy_from_slice(&serial.to_be_bytes());
+        let mut raw = [0u8; HEAD_LEN + MAC_LEN];
+        raw[..HEAD_LEN].copy_from_slice(&head);
+        raw[HEAD_LEN..].copy_from_slice(&self.tag(&head));
         let mut out = [0u8; NONCE_LEN];
         hex_encode(&raw, &mut out);
         out
@@ -105,11 +116,13 @@ impl NonceKey {
         };
         let issued_ms = u64::from_be_bytes(raw[..8].try_into().unwrap_or_default());
         let generation = u32::from_be_bytes(raw[8..12].try_into().unwrap_or_default());
-        let expected = self.tag(issued_ms, generation);
+        let mut head = [0u8; HEAD_LEN];
+        head.copy_from_slice(&raw[..HEAD_LEN]);
+        let expected = self.tag(&head);
         // Constant time: the comparison does not stop at the first differing byte.
         let diff = expected
             .iter()
-            .zip(&raw[12..])
+            .zip(&raw[HEAD_LEN..])
             .fold(0u8, |acc, (a, b)| acc | (a ^ b));
         if diff != 0 {
             return NonceCheck::Invalid;
@@ -301,5 +314,31 @@ mod tests {
                 "{nonce} replayed"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod unique_nonce_tests {
+    use super::*;
+
+    #[test]
+    fn challenges_in_the_same_millisecond_get_different_nonces() {
+        let key = NonceKey::new(b"secret", "biloxi.example.com", 7, 300_000);
+        let clone = key.clone();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            assert!(seen.insert(key.issue(1_000)), "nonce repeated");
+            assert!(seen.insert(clone.issue(1_000)), "a clone repeated a nonce");
+        }
+        for n in &seen {
+            assert!(matches!(
+                key.check(n, 1_000),
+                NonceCheck::Valid { issued_ms: 1_000 }
+            ));
+        }
+        // Changing the serial (or anything under the MAC) makes it invalid.
+        let mut tampered = key.issue(1_000);
+        tampered[24] = if tampered[24] == b'0' { b'1' } else { b'0' };
+        assert!(matches!(key.check(&tampered, 1_000), NonceCheck::Invalid));
     }
 }
