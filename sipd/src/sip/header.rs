@@ -255,8 +255,13 @@ impl HeaderName {
             ],
             _ => &[],
         };
+        // The first byte rules out all but (almost always) one candidate before a full compare.
+        let Some(first) = name.first().map(u8::to_ascii_lowercase) else {
+            return Other;
+        };
         for &candidate in candidates {
-            if candidate.as_str().as_bytes().eq_ignore_ascii_case(name) {
+            let canonical = candidate.as_str().as_bytes();
+            if canonical[0].to_ascii_lowercase() == first && canonical.eq_ignore_ascii_case(name) {
                 return candidate;
             }
         }
