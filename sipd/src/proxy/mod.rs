@@ -603,7 +603,7 @@ impl Proxy {
         // §16.3 step 4: only a Via this proxy inserted (our sent-by) shows a loop; another proxy
         // with the same secret computes the same `h1` for the same request.
         if msg.headers_named(HeaderName::Via).any(|h| {
-            memchr::memmem::find(h.value, &marker).is_some()
+            branch::contains_marker(h.value, &marker)
                 && self.has_our_via_with(h.value, &marker, input.local)
         }) {
             return Err(Reject::new(482, "Loop Detected"));
