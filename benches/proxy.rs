@@ -213,10 +213,7 @@ fn bench(c: &mut Criterion) {
     let oks: Vec<Vec<u8>> = (0..CALLS).map(|n| with_call_id(&ok, n)).collect();
     let ringings: Vec<Vec<u8>> = (0..CALLS).map(|n| with_call_id(&ringing, n)).collect();
     let call_ids: Vec<String> = (0..CALLS)
-        .map(|n| {
-            let m = String::from_utf8(with_call_id(CALL_ID.as_bytes(), n)).unwrap();
-            m
-        })
+        .map(|n| String::from_utf8(with_call_id(CALL_ID.as_bytes(), n)).unwrap())
         .collect();
     let (mut pd, table, tap) = with_dialogs(proxy());
     // Ends every call of the batch (untimed) so the next batch creates them again.
