@@ -716,6 +716,10 @@ pub struct Uas {
     pub contact: String,
     pub answer: Answer,
     pub to_tag: String,
+    /// Downstream forking (e.g. two phones of one user behind this address): when not empty,
+    /// an INVITE is answered with one 180 per tag here, in order, each an early dialog of its
+    /// own; the final response carries `to_tag`.
+    pub ring_tags: Vec<String>,
     invites: Vec<ServerInvite>,
     pub received: Vec<(u64, Msg)>,
     pub sent: Vec<(u64, Msg)>,
@@ -728,6 +732,7 @@ impl Uas {
             contact: format!("sip:{user}@{addr}"),
             answer,
             to_tag: "a6c85cf".into(),
+            ring_tags: Vec::new(),
             invites: Vec::new(),
             received: Vec::new(),
             sent: Vec::new(),
@@ -743,6 +748,18 @@ impl Uas {
     }
 
     fn respond(&self, req: &Msg, code: u16, reason: &str, dialog: bool, body: &str) -> Vec<u8> {
+        self.respond_tagged(req, code, reason, dialog, body, &self.to_tag)
+    }
+
+    fn respond_tagged(
+        &self,
+        req: &Msg,
+        code: u16,
+        reason: &str,
+        dialog: bool,
+        body: &str,
+        to_tag: &str,
+    ) -> Vec<u8> {
         let mut head = format!("SIP/2.0 {code} {reason}\r\n");
         for v in req.all("Via") {
             head.push_str(&format!("Via: {v}\r\n"));
@@ -756,7 +773,7 @@ impl Uas {
         let to = if tag_of(&to).is_some() || code == 100 {
             to
         } else {
-            format!("{to};tag={}", self.to_tag)
+            format!("{to};tag={to_tag}")
         };
         head.push_str(&format!("To: {to}\r\n"));
         head.push_str(&format!("From: {}\r\n", req.header("From").unwrap()));
@@ -816,6 +833,20 @@ impl Node for Uas {
                     return;
                 }
                 let ringing = self.respond(&msg, 180, "Ringing", true, "");
+                let forks: Vec<Vec<u8>> = self
+                    .ring_tags
+                    .iter()
+                    .map(|t| self.respond_tagged(&msg, 180, "Ringing", true, "", t))
+                    .collect();
+                let ringing = match forks.split_last() {
+                    Some((last, earlier)) => {
+                        for r in earlier {
+                            self.send(now, &msg, r.clone(), out);
+                        }
+                        last.clone()
+                    }
+                    None => ringing,
+                };
                 self.invites.push(ServerInvite {
                     request: msg.clone(),
                     last_response: Some(ringing.clone()),

@@ -12,6 +12,9 @@
 //! with the same `h1` in one of its Vias, i.e. unchanged Request-URI, is a loop (a spiral changes
 //! the Request-URI, so it does not match); finding it is one substring search over the Via values.
 
+use std::sync::LazyLock;
+
+use memchr::memmem;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::writer::Out;
@@ -52,6 +55,19 @@ pub fn branch(h1: u64, previous_hop: &[u8]) -> [u8; BRANCH_LEN] {
     b
 }
 
+/// `hay` contains `marker` (a [`loop_marker`]). Searches for the constant [`OUR_BRANCH_PREFIX`]
+/// with a searcher built once, then compares the hash digits: `memmem::find(hay, marker)` built a
+/// searcher for the marker on every request (about 1,100 instructions, 4 % of forwarding an
+/// INVITE).
+pub fn contains_marker(hay: &[u8], marker: &[u8]) -> bool {
+    static PREFIX: LazyLock<memmem::Finder<'static>> =
+        LazyLock::new(|| memmem::Finder::new(OUR_BRANCH_PREFIX));
+    debug_assert!(marker.starts_with(OUR_BRANCH_PREFIX));
+    PREFIX
+        .find_iter(hay)
+        .any(|i| hay.get(i..).is_some_and(|rest| rest.starts_with(marker)))
+}
+
 /// The `z9hG4bKsd<h1>` prefix searched for in Via values to detect a loop.
 pub fn loop_marker(h1: u64) -> [u8; OUR_BRANCH_PREFIX.len() + 16] {
     let mut b = [0u8; OUR_BRANCH_PREFIX.len() + 16];
@@ -84,6 +100,15 @@ mod tests {
         assert_eq!(b, branch(h1, b"z9hG4bK776asdhds"));
         assert_ne!(b, branch(h1, b"z9hG4bK776asdhdt"));
         assert!(b.starts_with(&loop_marker(h1)));
+        let marker = loop_marker(h1);
+        let via = [
+            &b"SIP/2.0/UDP a;branch=z9hG4bKsd00;x, SIP/2.0/UDP b;branch="[..],
+            &b[..],
+        ]
+        .concat();
+        assert!(contains_marker(&via, &marker));
+        assert!(!contains_marker(&via[..via.len() - 17], &marker));
+        assert!(!contains_marker(b"z9hG4bKsd", &marker));
         let other = invariant_hash(
             7,
             b"sip:bob@biloxi.com",

@@ -422,12 +422,20 @@ impl Proxy {
         {
             return action;
         }
-        match self.route(input, msg, &view) {
+        // §16.11: the loop-invariant hash, for the loop check and for our branch.
+        let h1 = branch::invariant_hash(
+            self.config.branch_secret,
+            view.uri_raw,
+            view.call_id,
+            view.from_tag,
+            view.cseq.seq,
+        );
+        match self.route(input, msg, &view, h1) {
             Ok(decision) => {
                 if let Err(reject) = self.track_request(input, &view) {
                     return self.reply(input, msg.headers(), &reject, out);
                 }
-                self.forward_request(input, msg, &view, &decision, out)
+                self.forward_request(input, msg, &view, &decision, h1, out)
             }
             // Never answer an ACK (RFC 3261 §17): an unroutable ACK is the ACK of a final
             // response we generated.
@@ -583,6 +591,7 @@ impl Proxy {
         input: &Input<'_>,
         msg: &Message<'a, '_>,
         view: &RequestView<'a>,
+        h1: u64,
     ) -> Result<Decision<'a>, Reject> {
         let cfg = &*self.config;
         let for_us = self.uri_is_us(&view.uri, input.local) && view.uri.user().is_none();
@@ -592,18 +601,11 @@ impl Proxy {
             }
             return Err(Reject::new(483, "Too Many Hops"));
         }
-        let h1 = branch::invariant_hash(
-            cfg.branch_secret,
-            view.uri_raw,
-            view.call_id,
-            view.from_tag,
-            view.cseq.seq,
-        );
         let marker = branch::loop_marker(h1);
         // §16.3 step 4: only a Via this proxy inserted (our sent-by) shows a loop; another proxy
         // with the same secret computes the same `h1` for the same request.
         if msg.headers_named(HeaderName::Via).any(|h| {
-            memchr::memmem::find(h.value, &marker).is_some()
+            branch::contains_marker(h.value, &marker)
                 && self.has_our_via_with(h.value, &marker, input.local)
         }) {
             return Err(Reject::new(482, "Loop Detected"));
@@ -863,6 +865,7 @@ impl Proxy {
         msg: &Message<'_, '_>,
         view: &RequestView<'_>,
         decision: &Decision<'_>,
+        h1: u64,
         buf: &mut [u8],
     ) -> Action {
         let bytes = msg.bytes();
@@ -886,14 +889,7 @@ impl Proxy {
             None => out.put(&bytes[msg.start()..headers[0].start as usize]),
         }
 
-        // Our Via, with the stateless branch (§16.11).
-        let h1 = branch::invariant_hash(
-            cfg.branch_secret,
-            view.uri_raw,
-            view.call_id,
-            view.from_tag,
-            view.cseq.seq,
-        );
+        // Our Via, with the stateless branch (§16.11); `h1` is the invariant hash `route` used.
         let branch = match view.top_via.branch() {
             Some(b) if b.starts_with(b"z9hG4bK") => {
                 let mut key = [0u8; 256];
