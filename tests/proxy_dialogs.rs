@@ -20,17 +20,12 @@ use sipd::config::Trunk;
 use sipd::dialog::{
     DialogConfig, DialogStats, DialogTable, EndReason, RecordEvent, RecordSink, RecordTap,
 };
-use sipd::proxy::{
-    ContactTarget, Health, NextHop, Proxy, ProxyConfig, RouteTarget, StaticLocation, Transport,
-};
+use sipd::proxy::{Health, Proxy, StaticLocation, Transport};
 use sipd::xdp::Cidr;
 use support::addr;
 use support::sim::{Answer, ProxyNode, Sim, Uac, UacPlan, Uas};
 
-const ALICE: &str = "10.0.0.1:5060";
-const ATLANTA: &str = "10.0.0.2:5060";
-const BILOXI: &str = "10.0.0.3:5060";
-const BOB: &str = "10.0.0.4:5060";
+use support::sim::rfc3261::{ALICE, ATLANTA, BILOXI, BOB};
 
 /// What biloxi.com's table records: the From URI and the Request-URI it received (before its
 /// location service retargets it to Bob's contact).
@@ -203,34 +198,7 @@ fn world_on(
     bob: Uas,
     trunk_limit: Option<u32>,
 ) -> (World, Vec<usize>) {
-    let atlanta_cfg = ProxyConfig {
-        domains: vec!["atlanta.com".into()],
-        record_route: true,
-        domain_routes: HashMap::from([(
-            "biloxi.com".to_owned(),
-            RouteTarget::Hop(NextHop {
-                addr: addr(BILOXI),
-                transport: Transport::Udp,
-            }),
-        )]),
-        ..ProxyConfig::default()
-    };
-    let mut location = StaticLocation::new();
-    location.insert(
-        "bob",
-        "biloxi.com",
-        vec![ContactTarget {
-            uri: Arc::from(&b"sip:bob@10.0.0.4:5060"[..]),
-            addr: addr(BOB),
-            transport: Transport::Udp,
-            q: 1000,
-        }],
-    );
-    let biloxi_cfg = ProxyConfig {
-        domains: vec!["biloxi.com".into()],
-        record_route: true,
-        ..ProxyConfig::default()
-    };
+    let (atlanta_cfg, location, biloxi_cfg) = support::sim::rfc3261::configs();
     let (sink, tap) = RecordSink::in_memory(1024);
     let table = Arc::new(DialogTable::with_records(
         DialogConfig {

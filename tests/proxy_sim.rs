@@ -6,20 +6,16 @@
 #[path = "proxy_support/mod.rs"]
 mod support;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use sipd::proxy::{
-    ContactTarget, Group, GroupTarget, Health, HealthConfig, HealthProber, NextHop, PrefixTable,
-    Proxy, ProxyConfig, RouteTarget, StaticLocation, Transport,
+    Group, GroupTarget, Health, HealthConfig, HealthProber, PrefixTable, Proxy, ProxyConfig,
+    RouteTarget, StaticLocation, Transport,
 };
 use support::sim::{Answer, ProxyNode, Sim, Uac, UacPlan, Uas};
 use support::{Msg, addr};
 
-const ALICE: &str = "10.0.0.1:5060";
-const ATLANTA: &str = "10.0.0.2:5060";
-const BILOXI: &str = "10.0.0.3:5060";
-const BOB: &str = "10.0.0.4:5060";
+use support::sim::rfc3261::{ALICE, ATLANTA, BILOXI, BOB};
 
 struct World {
     sim: Sim,
@@ -33,34 +29,7 @@ struct World {
 /// Both keep the default branch secret (two sipd installations with the same configuration).
 fn world(sim: Sim, alice: Uac, answer: Answer) -> World {
     let mut sim = sim;
-    let atlanta_cfg = ProxyConfig {
-        domains: vec!["atlanta.com".into()],
-        record_route: true,
-        domain_routes: HashMap::from([(
-            "biloxi.com".to_owned(),
-            RouteTarget::Hop(NextHop {
-                addr: addr(BILOXI),
-                transport: Transport::Udp,
-            }),
-        )]),
-        ..ProxyConfig::default()
-    };
-    let mut location = StaticLocation::new();
-    location.insert(
-        "bob",
-        "biloxi.com",
-        vec![ContactTarget {
-            uri: Arc::from(&b"sip:bob@10.0.0.4:5060"[..]),
-            addr: addr(BOB),
-            transport: Transport::Udp,
-            q: 1000,
-        }],
-    );
-    let biloxi_cfg = ProxyConfig {
-        domains: vec!["biloxi.com".into()],
-        record_route: true,
-        ..ProxyConfig::default()
-    };
+    let (atlanta_cfg, location, biloxi_cfg) = support::sim::rfc3261::configs();
     let atlanta = Proxy::new(
         Arc::new(atlanta_cfg),
         Arc::new(StaticLocation::new()),

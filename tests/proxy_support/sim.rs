@@ -941,3 +941,54 @@ impl Node for Uas {
         self
     }
 }
+
+/// RFC 3261 §4's topology on the simulated wire: Alice, proxy atlanta.com, proxy biloxi.com, Bob.
+pub mod rfc3261 {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use sipd::proxy::{
+        ContactTarget, NextHop, ProxyConfig, RouteTarget, StaticLocation, Transport,
+    };
+
+    use super::super::addr;
+
+    pub const ALICE: &str = "10.0.0.1:5060";
+    pub const ATLANTA: &str = "10.0.0.2:5060";
+    pub const BILOXI: &str = "10.0.0.3:5060";
+    pub const BOB: &str = "10.0.0.4:5060";
+
+    /// atlanta.com's configuration (biloxi.com by a domain route), biloxi.com's location service
+    /// (Bob at 10.0.0.4) and biloxi.com's configuration. Both proxies record-route.
+    pub fn configs() -> (ProxyConfig, StaticLocation, ProxyConfig) {
+        let atlanta = ProxyConfig {
+            domains: vec!["atlanta.com".into()],
+            record_route: true,
+            domain_routes: HashMap::from([(
+                "biloxi.com".to_owned(),
+                RouteTarget::Hop(NextHop {
+                    addr: addr(BILOXI),
+                    transport: Transport::Udp,
+                }),
+            )]),
+            ..ProxyConfig::default()
+        };
+        let mut location = StaticLocation::new();
+        location.insert(
+            "bob",
+            "biloxi.com",
+            vec![ContactTarget {
+                uri: Arc::from(&b"sip:bob@10.0.0.4:5060"[..]),
+                addr: addr(BOB),
+                transport: Transport::Udp,
+                q: 1000,
+            }],
+        );
+        let biloxi = ProxyConfig {
+            domains: vec!["biloxi.com".into()],
+            record_route: true,
+            ..ProxyConfig::default()
+        };
+        (atlanta, location, biloxi)
+    }
+}
