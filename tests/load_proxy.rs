@@ -161,7 +161,7 @@ fn blast_through_the_proxy_core() {
 /// --nocapture`. UAC and UAS share CPU 0, the proxy loop (one recv_from / handle / send_to per
 /// message, no batching) has CPU 1; calls as fast as the UAC's concurrency limit allows.
 #[test]
-#[ignore]
+#[ignore = "measurement in release: cargo test --release -p sipd --test load_proxy -- --ignored --nocapture"]
 fn measure_calls_through_the_proxy_core() {
     let uas = Running::start(&["uas", "--listen", "127.0.0.3:0", "--quiet", "--pin", "0"]);
     let proxy = ProxyLoop::start_on(uas.addr, Some(1));

@@ -282,7 +282,7 @@ fn shutdown_is_prompt_and_releases_the_ports() {
 /// A sender keeps a window of MESSAGE requests in flight from 8 sources; a sink counts what
 /// the proxy forwards to it. Printed per (workers, batch).
 #[test]
-#[ignore]
+#[ignore = "measurement in release: cargo test --release -p sipd --test socket_udp -- --ignored --nocapture"]
 fn rate_udp_forwarding() {
     use std::sync::atomic::AtomicU64;
     const TOTAL: u64 = 200_000;
