@@ -171,7 +171,11 @@ pub fn run(path: &Path) -> Result<()> {
     info!(addr = %admin.local_addr(), "admin endpoint");
     forward_admin(admin_rx, events_tx.clone());
     watch_signals(events_tx)?;
-    let housekeeping = spawn_housekeeping(registrar.clone(), dialogs.clone());
+    let mut watched = server.proxy_stats();
+    if let Some(a) = &afxdp {
+        watched.extend(a.proxy_stats.iter().cloned());
+    }
+    let housekeeping = spawn_housekeeping(registrar.clone(), dialogs.clone(), watched);
 
     let mut running = config;
     while let Ok(Event::Reload) = events_rx.recv() {
@@ -468,17 +472,43 @@ fn group_target_labels(config: &ProxyConfig) -> Vec<(String, SocketAddr)> {
     labels
 }
 
+/// Messages dropped as unparsable or malformed, or answered 400, summed over the workers.
+fn bad_input(workers: &[Arc<ProxyStats>]) -> u64 {
+    use crate::proxy::stats::DropReason;
+    workers
+        .iter()
+        .map(|w| {
+            w.drop_count(DropReason::Malformed)
+                + w.drop_count(DropReason::ResponseMalformed)
+                + w.reply_count(400)
+        })
+        .sum()
+}
+
 fn spawn_housekeeping(
     registrar: Option<Arc<Registrar>>,
     dialogs: Arc<DialogTable>,
+    workers: Vec<Arc<ProxyStats>>,
 ) -> (Arc<AtomicBool>, JoinHandle<()>) {
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let handle = std::thread::Builder::new()
         .name("sipd-housekeeping".into())
         .spawn(move || {
+            // Floods of bad input: at most one warning a second, with what it stands for.
+            let flood = crate::logging::RateLimited::new();
+            let mut reported = bad_input(&workers);
             while !stop2.load(Ordering::Relaxed) {
                 let now = now_ms();
+                let bad = bad_input(&workers);
+                if bad > reported && flood.check(now, 1000).is_some() {
+                    warn!(
+                        count = bad - reported,
+                        total = bad,
+                        "malformed SIP dropped or answered 400 (see sipd_dropped_total, sipd_parse_errors_total)"
+                    );
+                    reported = bad;
+                }
                 if let Some(r) = &registrar {
                     r.sweep(now);
                 }
