@@ -302,7 +302,10 @@ fn run_metrics_reload_and_sigterm() {
     std::io::Read::read_to_string(daemon.0.stderr.as_mut().unwrap(), &mut log).unwrap();
     assert!(log.contains("reload rejected"), "{log}");
     assert!(log.contains("configuration reloaded"), "{log}");
-    assert!(log.contains("malformed SIP dropped or answered 400"), "a flood of junk is reported: {log}");
+    assert!(
+        log.contains("malformed SIP dropped or answered 400"),
+        "a flood of junk is reported: {log}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
