@@ -408,16 +408,9 @@ pub fn forward_sustained(g: &Gen, dut: &mut Dut, t: &Timing, max: &Cell) -> Resu
         } else {
             hi = Some(rate);
         }
-        rate = match (lo, hi) {
-            (Some(l), Some(h)) => (l + h) / 2.0,
-            (Some(l), None) => l * 1.3,
-            (None, Some(h)) => h * 0.7,
-            (None, None) => unreachable!(),
-        };
-        if let (Some(l), Some(h)) = (lo, hi)
-            && h - l < 0.03 * h
-        {
-            break;
+        match next_rate(lo, hi, 1.3, 0.7, 0.03) {
+            Some(next) => rate = next,
+            None => break,
         }
     }
     let Some((
@@ -539,16 +532,9 @@ pub fn calls(g: &Gen, dut: &mut Dut, t: &Timing) -> Result<Cell> {
         } else {
             hi = Some(rate);
         }
-        rate = match (lo, hi) {
-            (Some(l), Some(h)) => (l + h) / 2.0,
-            (Some(l), None) => l * 1.25,
-            (None, Some(h)) => h * 0.6,
-            (None, None) => unreachable!(),
-        };
-        if let (Some(l), Some(h)) = (lo, hi)
-            && h - l < 0.02 * h
-        {
-            break;
+        match next_rate(lo, hi, 1.25, 0.6, 0.02) {
+            Some(next) => rate = next,
+            None => break,
         }
     }
     let Some((
@@ -759,4 +745,23 @@ fn counters_delta(before: Option<Value>, after: Option<Value>) -> Option<Value> 
         }
     }
     Some(Value::Object(m))
+}
+
+/// One step of the rate search: bisect between the highest passing (`lo`) and lowest failing
+/// (`hi`) rate, or grow/shrink while only one side is known; `None` once the bracket is within
+/// `tolerance` of `hi`.
+fn next_rate(
+    lo: Option<f64>,
+    hi: Option<f64>,
+    grow: f64,
+    shrink: f64,
+    tolerance: f64,
+) -> Option<f64> {
+    match (lo, hi) {
+        (Some(l), Some(h)) if h - l < tolerance * h => None,
+        (Some(l), Some(h)) => Some((l + h) / 2.0),
+        (Some(l), None) => Some(l * grow),
+        (None, Some(h)) => Some(h * shrink),
+        (None, None) => None,
+    }
 }
