@@ -86,6 +86,35 @@ header_names! {
     WwwAuthenticate => "WWW-Authenticate",
 }
 
+/// Words needed for the longest known name (19 bytes).
+const NAME_WORDS: usize = 3;
+
+/// For each known name, its lowercase bytes and a case-folding mask (0x20 on letters, 0 on `-`
+/// and the zero padding), as little-endian words: a name matches when `word | mask == lowercase`
+/// for every word, which accepts exactly the two cases of each letter and nothing else.
+static FOLDED: [([u64; NAME_WORDS], [u64; NAME_WORDS]); HeaderName::Other as usize] = {
+    let mut out = [([0u64; NAME_WORDS], [0u64; NAME_WORDS]); HeaderName::Other as usize];
+    let mut h = 0;
+    while h < NAMES.len() {
+        let name = NAMES[h].0.as_bytes();
+        assert!(name.len() <= NAME_WORDS * 8);
+        let mut i = 0;
+        while i < name.len() {
+            let c = name[i];
+            let (lower, fold) = if c.is_ascii_alphabetic() {
+                (c | 0x20, 0x20)
+            } else {
+                (c, 0)
+            };
+            out[h].0[i / 8] |= (lower as u64) << (8 * (i % 8));
+            out[h].1[i / 8] |= (fold as u64) << (8 * (i % 8));
+            i += 1;
+        }
+        h += 1;
+    }
+    out
+};
+
 impl HeaderName {
     /// Every known header name (not [`HeaderName::Other`]).
     pub const KNOWN: &'static [HeaderName] = &ALL;
@@ -153,13 +182,18 @@ impl HeaderName {
             ],
             _ => &[],
         };
-        // The first byte rules out all but (almost always) one candidate before a full compare.
-        let Some(first) = name.first().map(u8::to_ascii_lowercase) else {
+        if candidates.is_empty() {
             return Other;
-        };
+        }
+        // Compare in 8-byte words instead of byte by byte (this runs for every header line).
+        let mut padded = [0u8; NAME_WORDS * 8];
+        padded[..name.len()].copy_from_slice(name);
+        let words: [u64; NAME_WORDS] = core::array::from_fn(|w| {
+            u64::from_le_bytes(padded[w * 8..w * 8 + 8].try_into().unwrap_or_default())
+        });
         for &candidate in candidates {
-            let canonical = candidate.as_str().as_bytes();
-            if canonical[0].to_ascii_lowercase() == first && canonical.eq_ignore_ascii_case(name) {
+            let (lower, fold) = &FOLDED[candidate as usize];
+            if (0..NAME_WORDS).all(|w| words[w] | fold[w] == lower[w]) {
                 return candidate;
             }
         }
@@ -253,6 +287,10 @@ mod tests {
             b"Max-Forward",
             b"Call-IDs",
             b"X-Custom-Header",
+            // Bytes one bit away from a name's own (`-` is 0x2D, CR 0x0D; `_` folds to DEL).
+            b"Call\rID",
+            b"Max_Forwards",
+            b"Via\0",
         ] {
             assert_eq!(HeaderName::classify(name), HeaderName::Other, "{name:?}");
         }

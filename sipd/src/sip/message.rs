@@ -664,6 +664,38 @@ fn parse_header_line<'a>(
         Some(_) => return Err(Error::new(ErrorKind::HeaderColon, i)),
     }
     let line_limit = pos.saturating_add(opts.max_line_len);
+
+    // Fast path, nearly every line: a value on one line ending in CRLF, not folded. One vector
+    // scan finds the CR; only the ends are trimmed.
+    let mut value_start = i;
+    while value_start < buf.len() && matches!(buf[value_start], b' ' | b'\t') {
+        value_start += 1;
+    }
+    let content_end = value_start + scan::value_len(&buf[value_start..]);
+    if content_end <= line_limit
+        && buf.get(content_end) == Some(&b'\r')
+        && buf.get(content_end + 1) == Some(&b'\n')
+        && buf
+            .get(content_end + 2)
+            .is_some_and(|&c| c != b' ' && c != b'\t')
+    {
+        let mut value_end = content_end;
+        while value_end > value_start && matches!(buf[value_end - 1], b' ' | b'\t') {
+            value_end -= 1;
+        }
+        if value_end == value_start {
+            // An empty value sits right after the colon, as the general path places it.
+            (value_start, value_end) = (i, i);
+        }
+        return Ok(Some(Header {
+            name: HeaderName::classify(raw_name),
+            raw_name,
+            value: &buf[value_start..value_end],
+            start: pos as u32,
+            value_start: value_start as u32,
+            end: (content_end + 2) as u32,
+        }));
+    }
     let mut value_start = None;
     let mut value_end = i;
     // Scan value bytes line by line; a line ending followed by SP/HTAB is a fold (LWS).

@@ -34,6 +34,8 @@ pub struct NameAddr<'a> {
     pub params: Params<'a>,
     /// Offset of `params.raw()` in the parsed value, to place errors of parameter values.
     params_offset: usize,
+    /// The first `tag` parameter's value (see [`NameAddr::tag`]).
+    tag: Option<&'a [u8]>,
 }
 
 fn err(offset: usize) -> Error {
@@ -107,7 +109,7 @@ impl<'a> NameAddr<'a> {
             _ => {}
         }
         let uri = Uri::parse(uri_raw).map_err(|e| e.shifted(us))?;
-        let (params, params_offset) = Self::parse_params(s, raquot + 1)?;
+        let (params, params_offset, tag) = Self::parse_params(s, raquot + 1)?;
         Ok(NameAddr {
             display_name_raw,
             uri,
@@ -115,6 +117,7 @@ impl<'a> NameAddr<'a> {
             angle_brackets: true,
             params,
             params_offset,
+            tag,
         })
     }
 
@@ -129,7 +132,7 @@ impl<'a> NameAddr<'a> {
             return Err(err(start + p));
         }
         let uri = Uri::parse(uri_raw).map_err(|e| e.shifted(start))?;
-        let (params, params_offset) = Self::parse_params(s, ue)?;
+        let (params, params_offset, tag) = Self::parse_params(s, ue)?;
         Ok(NameAddr {
             display_name_raw: None,
             uri,
@@ -137,15 +140,28 @@ impl<'a> NameAddr<'a> {
             angle_brackets: false,
             params,
             params_offset,
+            tag,
         })
     }
 
     /// Header parameters from `s[from..]`: nothing but LWS, or `;...`.
-    fn parse_params(s: &'a [u8], from: usize) -> Result<(Params<'a>, usize)> {
+    /// Also returns the first `tag` parameter's value, picked out while validating.
+    fn parse_params(s: &'a [u8], from: usize) -> Result<(Params<'a>, usize, Option<&'a [u8]>)> {
         let raw = s.get(from..).unwrap_or_default();
         let i = skip_lws(s, from);
         match s.get(i) {
-            None | Some(b';') => Ok((Params::parse(raw).map_err(|e| e.shifted(from))?, from)),
+            None => Ok((Params::parse(raw)?, from, None)),
+            Some(b';') => {
+                let mut tag = None;
+                let params = Params::parse_visit(raw, |name, value| {
+                    if tag.is_none() && name.eq_ignore_ascii_case(b"tag") {
+                        tag = Some(value);
+                    }
+                    Ok(())
+                })
+                .map_err(|e| e.shifted(from))?;
+                Ok((params, from, tag.flatten()))
+            }
             Some(_) => Err(err(i)),
         }
     }
@@ -164,7 +180,7 @@ impl<'a> NameAddr<'a> {
 
     /// The `tag` parameter's value (compared as bytes); `None` if absent or without a value.
     pub fn tag(&self) -> Option<&'a [u8]> {
-        self.params.get(b"tag").flatten()
+        self.tag
     }
 
     /// The `expires` header parameter (Contact): `None` if absent; a `Number` error (offset into

@@ -29,6 +29,17 @@ impl<'a> Params<'a> {
     /// and at the end. Errors (offset into `raw`): `Param` for an empty name or value or a byte
     /// that does not belong, `QuotedString` for a bad quoted value.
     pub fn parse(raw: &'a [u8]) -> Result<Self> {
+        Self::parse_visit(raw, |_, _| Ok(()))
+    }
+
+    /// [`Params::parse`], calling `visit(name, value)` for each parameter as it is validated, so
+    /// that a caller can check and pick out the ones it knows in the same pass (an error from
+    /// `visit` ends the parse).
+    #[inline]
+    pub fn parse_visit(
+        raw: &'a [u8],
+        mut visit: impl FnMut(&'a [u8], Option<&'a [u8]>) -> Result<()>,
+    ) -> Result<Self> {
         let mut i = 0;
         loop {
             i = skip_lws(raw, i);
@@ -41,19 +52,23 @@ impl<'a> Params<'a> {
             if name_end == i {
                 return Err(Error::new(ErrorKind::Param, i));
             }
+            let name = &raw[i..name_end];
             i = skip_lws(raw, name_end);
+            let mut value = None;
             if raw.get(i) == Some(&b'=') {
-                i = skip_lws(raw, i + 1);
-                if raw.get(i) == Some(&b'"') {
-                    i = scan_quoted(raw, i)?;
+                let value_start = skip_lws(raw, i + 1);
+                i = if raw.get(value_start) == Some(&b'"') {
+                    scan_quoted(raw, value_start)?
                 } else {
-                    let end = run(raw, i, &GEN_VALUE);
-                    if end == i {
-                        return Err(Error::new(ErrorKind::Param, i));
+                    let end = run(raw, value_start, &GEN_VALUE);
+                    if end == value_start {
+                        return Err(Error::new(ErrorKind::Param, value_start));
                     }
-                    i = end;
-                }
+                    end
+                };
+                value = Some(&raw[value_start..i]);
             }
+            visit(name, value)?;
         }
         Ok(Params { raw })
     }

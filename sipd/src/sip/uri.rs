@@ -123,19 +123,31 @@ impl fmt::Display for Host<'_> {
 /// RFC 3261 `IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT`, each <= 255
 /// (leading zeros allowed, unlike `std`'s parser).
 fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    // One pass: the value and digit count of the current group, the group index.
     let mut octets = [0u8; 4];
-    let mut parts = s.split(|&c| c == b'.');
-    for o in &mut octets {
-        let p = parts.next()?;
-        if p.is_empty() || p.len() > 3 || !p.iter().all(u8::is_ascii_digit) {
+    let mut group = 0;
+    let mut value = 0u16;
+    let mut digits = 0;
+    for &c in s {
+        if c.is_ascii_digit() {
+            digits += 1;
+            if digits > 3 {
+                return None;
+            }
+            value = value * 10 + u16::from(c - b'0');
+        } else if c == b'.' && digits > 0 && group < 3 {
+            octets[group] = u8::try_from(value).ok()?;
+            group += 1;
+            value = 0;
+            digits = 0;
+        } else {
             return None;
         }
-        let v = p.iter().fold(0u16, |a, &c| a * 10 + u16::from(c - b'0'));
-        *o = u8::try_from(v).ok()?;
     }
-    if parts.next().is_some() {
+    if group != 3 || digits == 0 {
         return None;
     }
+    octets[3] = u8::try_from(value).ok()?;
     Some(Ipv4Addr::from(octets))
 }
 
@@ -157,29 +169,34 @@ fn check_hostname(s: &[u8]) -> Result<()> {
     if body.is_empty() {
         return Err(Error::new(ErrorKind::Host, 0));
     }
-    let mut off = 0;
-    let mut last_start = 0;
-    for label in body.split(|&c| c == b'.') {
-        let (Some(&first), Some(&last)) = (label.first(), label.last()) else {
-            return Err(Error::new(ErrorKind::Host, off));
-        };
-        if let Some(p) = label
-            .iter()
-            .position(|&c| !(c.is_ascii_alphanumeric() || c == b'-'))
-        {
-            return Err(Error::new(ErrorKind::Host, off + p));
+    // One pass. Within a label a bad byte is reported before a leading `-`, which is reported
+    // before a trailing one (the order the error offsets are specified in).
+    let mut label_start = 0;
+    let mut leading_dash = false;
+    let end_label = |start: usize, end: usize, leading_dash: bool| -> Result<()> {
+        if end == start || leading_dash {
+            return Err(Error::new(ErrorKind::Host, start));
         }
-        if first == b'-' {
-            return Err(Error::new(ErrorKind::Host, off));
+        if body[end - 1] == b'-' {
+            return Err(Error::new(ErrorKind::Host, end - 1));
         }
-        if last == b'-' {
-            return Err(Error::new(ErrorKind::Host, off + label.len() - 1));
+        Ok(())
+    };
+    for (i, &c) in body.iter().enumerate() {
+        match c {
+            b'.' => {
+                end_label(label_start, i, leading_dash)?;
+                label_start = i + 1;
+                leading_dash = false;
+            }
+            b'-' => leading_dash |= i == label_start,
+            c if c.is_ascii_alphanumeric() => {}
+            _ => return Err(Error::new(ErrorKind::Host, i)),
         }
-        last_start = off;
-        off += label.len() + 1;
     }
-    if !body.get(last_start).is_some_and(u8::is_ascii_alphabetic) {
-        return Err(Error::new(ErrorKind::Host, last_start));
+    end_label(label_start, body.len(), leading_dash)?;
+    if !body[label_start].is_ascii_alphabetic() {
+        return Err(Error::new(ErrorKind::Host, label_start));
     }
     Ok(())
 }

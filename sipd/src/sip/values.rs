@@ -245,33 +245,37 @@ impl<'a> Iterator for SplitComma<'a> {
         let s = self.s;
         let start = self.pos;
         let mut i = start;
-        let mut angle = false;
+        // Jump between the only bytes that matter (memchr3): `,` ends the element, `"` opens a
+        // quoted string, `<` opens a bracketed URI that may itself contain commas (in its user).
         let end = loop {
-            match s.get(i) {
-                None => {
-                    self.done = true;
-                    break i.min(s.len());
+            let Some(p) = s
+                .get(i..)
+                .and_then(|rest| memchr::memchr3(b',', b'"', b'<', rest))
+            else {
+                self.done = true;
+                break s.len();
+            };
+            i += p;
+            match s[i] {
+                b',' => {
+                    self.pos = i + 1;
+                    break i;
                 }
-                Some(b'"') if !angle => match scan_quoted(s, i) {
+                b'"' => match scan_quoted(s, i) {
                     Ok(j) => i = j,
                     Err(e) => {
                         self.done = true;
                         return Some(Err(e));
                     }
                 },
-                Some(b'<') => {
-                    angle = true;
-                    i += 1;
-                }
-                Some(b'>') => {
-                    angle = false;
-                    i += 1;
-                }
-                Some(b',') if !angle => {
-                    self.pos = i + 1;
-                    break i;
-                }
-                Some(_) => i += 1,
+                // `<`: only `>` matters until it closes; unclosed, it runs to the end.
+                _ => match memchr::memchr(b'>', &s[i + 1..]) {
+                    Some(q) => i += q + 2,
+                    None => {
+                        self.done = true;
+                        break s.len();
+                    }
+                },
             }
         };
         let elem = s.get(start..end).unwrap_or_default();

@@ -15,7 +15,9 @@ use std::net::IpAddr;
 use super::error::{Error, ErrorKind, Result};
 use super::params::Params;
 use super::uri::{Host, parse_port};
-use super::values::{SplitComma, TOKEN, is_token, run, skip_lws, split_comma, trim_lws_range};
+use super::values::{
+    SplitComma, TOKEN, is_token, offset_in, run, skip_lws, split_comma, trim_lws_range,
+};
 
 /// The RFC 3261 branch magic cookie.
 pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
@@ -34,6 +36,10 @@ pub struct Via<'a> {
     pub host_raw: &'a [u8],
     pub port: Option<u16>,
     pub params: Params<'a>,
+    /// The first `branch` value, found while the parameters were validated.
+    branch: Option<&'a [u8]>,
+    /// The first `rport`, likewise.
+    rport: Rport,
 }
 
 /// The RFC 3581 `rport` parameter.
@@ -97,8 +103,46 @@ impl<'a> Via<'a> {
             Some(_) => return Err(err(i)),
         }
         let raw = s.get(after..).unwrap_or_default();
-        let params = Params::parse(raw).map_err(|e| e.shifted(after))?;
-        let via = Via {
+        // The parameters the core relies on are checked (and the hot ones kept) in the same pass
+        // that validates the list.
+        let mut branch = None;
+        let mut rport = Rport::Absent;
+        let params = Params::parse_visit(raw, |name, value| {
+            let ok = match name.len() {
+                6 if name.eq_ignore_ascii_case(b"branch") => {
+                    branch = branch.or(value);
+                    value.is_some_and(is_token)
+                }
+                8 if name.eq_ignore_ascii_case(b"received") => {
+                    value.and_then(Host::parse_ip).is_some()
+                }
+                5 if name.eq_ignore_ascii_case(b"maddr") => {
+                    value.is_some_and(|v| Host::parse(v).is_ok())
+                }
+                3 if name.eq_ignore_ascii_case(b"ttl") => {
+                    value.is_some_and(|v| parse_ttl(v).is_some())
+                }
+                5 if name.eq_ignore_ascii_case(b"rport") => {
+                    let port = value.map(parse_port);
+                    if rport == Rport::Absent {
+                        rport = match port {
+                            None => Rport::Empty,
+                            Some(Ok(p)) => Rport::Value(p),
+                            Some(Err(_)) => Rport::Empty,
+                        };
+                    }
+                    port.is_none_or(|p| p.is_ok())
+                }
+                _ => true,
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(err(offset_in(raw, value.unwrap_or(name))))
+            }
+        })
+        .map_err(|e| e.shifted(after))?;
+        Ok(Via {
             protocol_name,
             protocol_version,
             transport,
@@ -106,38 +150,14 @@ impl<'a> Via<'a> {
             host_raw,
             port,
             params,
-        };
-        via.check_params(after)?;
-        Ok(via)
-    }
-
-    fn check_params(&self, base: usize) -> Result<()> {
-        let p = &self.params;
-        for (name, value) in p.iter() {
-            let at = |v: Option<&[u8]>| err(base + v.map_or(p.offset_of(name), |v| p.offset_of(v)));
-            let ok = if name.eq_ignore_ascii_case(b"branch") {
-                value.is_some_and(is_token)
-            } else if name.eq_ignore_ascii_case(b"received") {
-                value.and_then(Host::parse_ip).is_some()
-            } else if name.eq_ignore_ascii_case(b"maddr") {
-                value.is_some_and(|v| Host::parse(v).is_ok())
-            } else if name.eq_ignore_ascii_case(b"ttl") {
-                value.is_some_and(|v| parse_ttl(v).is_some())
-            } else if name.eq_ignore_ascii_case(b"rport") {
-                value.is_none_or(|v| parse_port(v).is_ok())
-            } else {
-                true
-            };
-            if !ok {
-                return Err(at(value));
-            }
-        }
-        Ok(())
+            branch,
+            rport,
+        })
     }
 
     /// The `branch` parameter (transaction id), compared as bytes.
     pub fn branch(&self) -> Option<&'a [u8]> {
-        self.params.get(b"branch").flatten()
+        self.branch
     }
 
     /// True when the branch starts with the RFC 3261 magic cookie `z9hG4bK` (RFC 4475
@@ -157,11 +177,7 @@ impl<'a> Via<'a> {
 
     /// The RFC 3581 `rport` parameter.
     pub fn rport(&self) -> Rport {
-        match self.params.get(b"rport") {
-            None => Rport::Absent,
-            Some(None) => Rport::Empty,
-            Some(Some(v)) => parse_port(v).map_or(Rport::Empty, Rport::Value),
-        }
+        self.rport
     }
 
     pub fn maddr(&self) -> Option<Host<'a>> {
