@@ -13,7 +13,7 @@ use rsip::prelude::{HeadersExt, ToTypedHeader};
 use sipd::sip::HeaderName;
 use sipd::sip::cseq::CSeq;
 use sipd::sip::message::{Header, parse_datagram};
-use sipd::sip::name_addr::NameAddr;
+use sipd::sip::name_addr::NameAddrView;
 use sipd::sip::scan::{self, Backend};
 use sipd::sip::values::{parse_u32, split_comma};
 use sipd::sip::via::Via;
@@ -47,12 +47,13 @@ fn sipd_fields(bytes: &[u8]) -> usize {
         .map_or(0, |v| parse_u32(v).unwrap());
     let call_id = msg.value(HeaderName::CallId).unwrap();
     let cseq = CSeq::parse(msg.value(HeaderName::CSeq).unwrap()).unwrap();
-    let from = NameAddr::parse(msg.value(HeaderName::From).unwrap()).unwrap();
-    let to = NameAddr::parse(msg.value(HeaderName::To).unwrap()).unwrap();
+    // The tags are what a proxy reads from From and To: their URIs are located, not parsed.
+    let from = NameAddrView::parse(msg.value(HeaderName::From).unwrap()).unwrap();
+    let to = NameAddrView::parse(msg.value(HeaderName::To).unwrap()).unwrap();
     let ruri = msg.request_uri().map_or(0, <[u8]>::len);
     let route = msg.value(HeaderName::Route).map_or(0, |v| {
         let (_, first) = split_comma(v).next().unwrap().unwrap();
-        NameAddr::parse(first).unwrap().uri_raw.len()
+        NameAddrView::parse(first).unwrap().uri_raw.len()
     });
     branch.len()
         + via.host_raw.len()

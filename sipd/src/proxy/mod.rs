@@ -35,7 +35,7 @@ use crate::sip::cseq::CSeq;
 use crate::sip::message::{
     Header, Message, Method, parse_datagram, parse_headers_after_start_line,
 };
-use crate::sip::name_addr::NameAddr;
+use crate::sip::name_addr::NameAddrView;
 use crate::sip::uri::{Host, Scheme, Uri};
 use crate::sip::values::{offset_in, parse_u32, split_comma};
 use crate::sip::via::{Rport, Via};
@@ -491,9 +491,9 @@ impl Proxy {
                 .and_then(|v| CSeq::parse(v).ok()),
             msg.value(HeaderName::CallId),
             msg.value(HeaderName::From)
-                .and_then(|v| NameAddr::parse(v).ok()),
+                .and_then(|v| NameAddrView::parse(v).ok()),
             msg.value(HeaderName::To)
-                .and_then(|v| NameAddr::parse(v).ok()),
+                .and_then(|v| NameAddrView::parse(v).ok()),
         ) else {
             return;
         };
@@ -542,9 +542,11 @@ impl Proxy {
             .ok_or(Reject::new(400, "Missing Via"))?;
         let top_via = first_via(via_value).ok_or(Reject::new(400, "Bad Via"))?;
         let from = msg.value(HeaderName::From).unwrap_or_default();
-        let from = NameAddr::parse(from).map_err(|_| Reject::new(400, "Bad From"))?;
+        // §16.3: syntax is checked as far as the proxy uses a field. From and To give tags (and
+        // the caller for call records); their URIs are passed on untouched, not parsed.
+        let from = NameAddrView::parse(from).map_err(|_| Reject::new(400, "Bad From"))?;
         let to = msg.value(HeaderName::To).unwrap_or_default();
-        let to = NameAddr::parse(to).map_err(|_| Reject::new(400, "Bad To"))?;
+        let to = NameAddrView::parse(to).map_err(|_| Reject::new(400, "Bad To"))?;
         let call_id = msg.value(HeaderName::CallId).unwrap_or_default();
         if call_id.is_empty()
             || call_id
@@ -1122,7 +1124,7 @@ impl Proxy {
                 }
                 HeaderName::To => {
                     out.put(line);
-                    let has_tag = NameAddr::parse(h.value)
+                    let has_tag = NameAddrView::parse(h.value)
                         .ok()
                         .is_some_and(|n| n.tag().is_some());
                     if !has_tag && reject.code > 100 {
@@ -1252,13 +1254,13 @@ fn route_values(msg: &Message<'_, '_>) -> RouteValues {
 fn route_uri_bytes<'a>(msg: &Message<'a, '_>, rv: RouteValue) -> Option<&'a [u8]> {
     let h = msg.headers().get(rv.header)?;
     let value = h.value.get(rv.offset..rv.offset + rv.len)?;
-    NameAddr::parse(value).ok().map(|n| n.uri_raw)
+    NameAddrView::parse(value).ok().map(|n| n.uri_raw)
 }
 
 fn route_uri<'a>(msg: &Message<'a, '_>, rv: RouteValue) -> Option<Uri<'a>> {
     let h = msg.headers().get(rv.header)?;
     let value = h.value.get(rv.offset..rv.offset + rv.len)?;
-    NameAddr::parse(value).ok().map(|n| n.uri)
+    NameAddrView::parse(value).ok()?.uri().ok()
 }
 
 /// Copies a list header line without one (or two) of its values; drops the line when nothing is

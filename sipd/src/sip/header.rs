@@ -148,8 +148,23 @@ impl HeaderName {
                 _ => Other,
             };
         }
-        // The hot names first (every request has them), then a scan by length of the rest.
-        let candidates: &[HeaderName] = match name.len() {
+        let candidates = Self::candidates(name.len());
+        if candidates.is_empty() {
+            return Other;
+        }
+        let mut padded = [0u8; NAME_WORDS * 8];
+        padded[..name.len()].copy_from_slice(name);
+        let words: [u64; NAME_WORDS] = core::array::from_fn(|w| {
+            u64::from_le_bytes(padded[w * 8..w * 8 + 8].try_into().unwrap_or_default())
+        });
+        Self::match_words(candidates, &words)
+    }
+
+    /// The known names of `len` bytes (more than one), the commonest first.
+    #[inline]
+    fn candidates(len: usize) -> &'static [HeaderName] {
+        use HeaderName::*;
+        match len {
             2 => &[To],
             3 => &[Via],
             4 => &[From, CSeq, Date, Path],
@@ -181,23 +196,45 @@ impl HeaderName {
                 PAssertedIdentity,
             ],
             _ => &[],
-        };
-        if candidates.is_empty() {
-            return Other;
         }
-        // Compare in 8-byte words instead of byte by byte (this runs for every header line).
-        let mut padded = [0u8; NAME_WORDS * 8];
-        padded[..name.len()].copy_from_slice(name);
+    }
+
+    /// [`HeaderName::classify`] of `buf[start..start + len]`, reading the name straight from
+    /// the message in whole words when the buffer is long enough (the parser's case: no copy).
+    #[inline]
+    pub(crate) fn classify_in(buf: &[u8], start: usize, len: usize) -> HeaderName {
+        let Some(window) = buf.get(start..start + NAME_WORDS * 8) else {
+            return Self::classify(&buf[start..start + len]);
+        };
+        if len <= 1 {
+            return Self::classify(&buf[start..start + len]);
+        }
+        let candidates = Self::candidates(len);
+        if candidates.is_empty() {
+            return HeaderName::Other;
+        }
         let words: [u64; NAME_WORDS] = core::array::from_fn(|w| {
-            u64::from_le_bytes(padded[w * 8..w * 8 + 8].try_into().unwrap_or_default())
+            let word = u64::from_le_bytes(window[w * 8..w * 8 + 8].try_into().unwrap_or_default());
+            // Keep the name's bytes, zero the rest (as the padding of `FOLDED` is).
+            match len.saturating_sub(w * 8) {
+                0 => 0,
+                n if n >= 8 => word,
+                n => word & ((1u64 << (8 * n)) - 1),
+            }
         });
+        Self::match_words(candidates, &words)
+    }
+
+    /// Compares a name, as little-endian words zero-padded past its end, with each candidate.
+    #[inline]
+    fn match_words(candidates: &[HeaderName], words: &[u64; NAME_WORDS]) -> HeaderName {
         for &candidate in candidates {
             let (lower, fold) = &FOLDED[candidate as usize];
             if (0..NAME_WORDS).all(|w| words[w] | fold[w] == lower[w]) {
                 return candidate;
             }
         }
-        Other
+        HeaderName::Other
     }
 
     /// The canonical spelling (`Call-ID`, `CSeq`, `WWW-Authenticate`, ...). `Other` has none: use
@@ -274,6 +311,47 @@ mod tests {
                 assert_eq!(HeaderName::classify(&[c]), h, "compact {}", c as char);
                 assert_eq!(HeaderName::classify(&[c.to_ascii_uppercase()]), h);
             }
+        }
+    }
+
+    #[test]
+    fn classify_in_a_buffer_agrees_with_classify() {
+        let mut names: Vec<Vec<u8>> = HeaderName::KNOWN
+            .iter()
+            .flat_map(|h| {
+                let n = h.as_str();
+                [n.to_owned(), n.to_ascii_lowercase(), n.to_ascii_uppercase()]
+            })
+            .map(String::into_bytes)
+            .collect();
+        names.extend(
+            [
+                &b"Call\rID"[..],
+                b"Max_Forwards",
+                b"X-Long-Extension-Header-Name",
+                b"v",
+                b"",
+            ]
+            .map(<[u8]>::to_vec),
+        );
+        for name in &names {
+            // The name followed by a value (long enough for whole-word loads), and at the very end
+            // of the buffer (the copying fallback).
+            let mut buf = name.clone();
+            buf.extend_from_slice(b": some value that is long enough\r\n");
+            let want = HeaderName::classify(name);
+            assert_eq!(
+                HeaderName::classify_in(&buf, 0, name.len()),
+                want,
+                "{name:?}"
+            );
+            let mut shifted = b"xyz".to_vec();
+            shifted.extend_from_slice(name);
+            assert_eq!(
+                HeaderName::classify_in(&shifted, 3, name.len()),
+                want,
+                "{name:?}"
+            );
         }
     }
 

@@ -643,6 +643,7 @@ fn parse_version(v: &[u8]) -> Option<Version> {
 
 /// Parses the header line starting at `pos` (not an empty line). `None` when the input ends
 /// before the line does (including the byte after the line, needed to rule out a fold).
+#[inline(always)]
 fn parse_header_line<'a>(
     buf: &'a [u8],
     pos: usize,
@@ -688,7 +689,7 @@ fn parse_header_line<'a>(
             (value_start, value_end) = (i, i);
         }
         return Ok(Some(Header {
-            name: HeaderName::classify(raw_name),
+            name: HeaderName::classify_in(buf, pos, name_len),
             raw_name,
             value: &buf[value_start..value_end],
             start: pos as u32,
@@ -743,7 +744,7 @@ fn parse_header_line<'a>(
             _ => {
                 let value_start = value_start.unwrap_or(value_end);
                 return Ok(Some(Header {
-                    name: HeaderName::classify(raw_name),
+                    name: HeaderName::classify_in(buf, pos, name_len),
                     raw_name,
                     value: &buf[value_start..value_end],
                     start: pos as u32,
