@@ -1303,12 +1303,12 @@ pub(crate) fn write_received_via(
     via: &Via<'_>,
     source: SocketAddr,
 ) {
-    let value_start = h.value_start as usize;
-    let Some(Ok((first_off, first))) = split_comma(h.value).next() else {
+    // `via` was parsed from this header's first value: it ends where its bytes end.
+    let first_end = offset_in(bytes, via.raw()) + via.raw().len();
+    if !(h.value_start as usize..=h.end as usize).contains(&first_end) {
         out.put(&bytes[h.start as usize..h.end as usize]);
         return;
-    };
-    let first_end = value_start + first_off + first.len();
+    }
     let rport_empty = via.rport() == Rport::Empty;
     let sent_by_matches = match via.host {
         Host::Ipv4(a) => IpAddr::V4(a) == source.ip(),
@@ -1317,12 +1317,7 @@ pub(crate) fn write_received_via(
     };
     let add_received = (rport_empty || !sent_by_matches) && via.received().is_none();
     let mut pos = h.start as usize;
-    let rport_name = via
-        .params
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(b"rport"))
-        .map(|(n, _)| n);
-    if rport_empty && let Some(name) = rport_name {
+    if rport_empty && let Some(name) = via.rport_name() {
         let after = offset_in(bytes, name) + name.len();
         out.put(&bytes[pos..after]);
         out.put(b"=");

@@ -15,7 +15,7 @@
 use memchr::memrchr;
 
 use super::header::HeaderName;
-use super::scan;
+use super::scan::{self, CurrentScan, Scan, WithScan};
 use super::{Error, ErrorKind, Result};
 
 /// Default bound on a whole message (the largest UDP payload).
@@ -367,6 +367,31 @@ pub fn parse<'a, 'h>(
     headers: &'h mut [Header<'a>],
     opts: &ParseOptions,
 ) -> Result<Status<Message<'a, 'h>>> {
+    // The scanner backend is chosen once per message and the parser compiled for each one.
+    scan::dispatch(ParseJob { buf, headers, opts })
+}
+
+struct ParseJob<'a, 'h, 'o> {
+    buf: &'a [u8],
+    headers: &'h mut [Header<'a>],
+    opts: &'o ParseOptions,
+}
+
+impl<'a, 'h> WithScan for ParseJob<'a, 'h, '_> {
+    type Output = Result<Status<Message<'a, 'h>>>;
+    #[inline(always)]
+    fn run<S: Scan>(self, scan: S) -> Self::Output {
+        parse_with(self.buf, self.headers, self.opts, scan)
+    }
+}
+
+#[inline(always)]
+fn parse_with<'a, 'h, S: Scan>(
+    buf: &'a [u8],
+    headers: &'h mut [Header<'a>],
+    opts: &ParseOptions,
+    scan: S,
+) -> Result<Status<Message<'a, 'h>>> {
     let stream = opts.framing == Framing::Stream;
     if !stream && buf.len() > opts.max_message_len {
         return Err(Error::new(ErrorKind::MessageTooLarge, opts.max_message_len));
@@ -380,7 +405,7 @@ pub fn parse<'a, 'h>(
     let Some((line_end, next)) = find_line_end(buf, pos, opts)? else {
         return incomplete(buf, stream, ErrorKind::HeadersUnterminated);
     };
-    let start_line = parse_start_line(buf, pos, line_end, opts)?;
+    let start_line = parse_start_line(buf, pos, line_end, opts, scan)?;
     pos = next;
 
     let mut count = 0usize;
@@ -401,7 +426,7 @@ pub fn parse<'a, 'h>(
             },
             Some(_) => {}
         }
-        let Some(header) = parse_header_line(buf, pos, opts)? else {
+        let Some(header) = parse_header_line(buf, pos, opts, scan)? else {
             return incomplete(buf, stream, ErrorKind::HeadersUnterminated);
         };
         if count == headers.len() {
@@ -490,7 +515,7 @@ pub fn parse_headers_after_start_line<'a, 'h>(
     pos += nl + 1;
     let mut count = 0;
     while pos < buf.len() && buf[pos] != b'\r' && buf[pos] != b'\n' {
-        let Some(header) = parse_header_line(buf, pos, &opts)? else {
+        let Some(header) = parse_header_line(buf, pos, &opts, CurrentScan)? else {
             return Err(Error::new(ErrorKind::HeadersUnterminated, buf.len()));
         };
         if count == headers.len() {
@@ -533,21 +558,23 @@ fn find_line_end(buf: &[u8], pos: usize, opts: &ParseOptions) -> Result<Option<(
     }
 }
 
-fn parse_start_line<'a>(
+#[inline(always)]
+fn parse_start_line<'a, S: Scan>(
     buf: &'a [u8],
     pos: usize,
     end: usize,
     opts: &ParseOptions,
+    scan: S,
 ) -> Result<StartLine<'a>> {
     let line = &buf[pos..end];
     if line.is_empty() {
         return Err(Error::new(ErrorKind::StartLine, pos));
     }
     if line.len() >= 4 && line[..4].eq_ignore_ascii_case(b"SIP/") {
-        return parse_status_line(line, pos);
+        return parse_status_line(line, pos, scan);
     }
     // Request-Line = Method SP Request-URI SP SIP-Version CRLF
-    let method_len = scan::token_len(line);
+    let method_len = scan.token_len(line);
     if method_len == 0 {
         return Err(Error::new(ErrorKind::Method, pos));
     }
@@ -571,7 +598,7 @@ fn parse_start_line<'a>(
         return Err(Error::new(ErrorKind::StartLine, pos + uri_start));
     };
     let uri = &rest[..last_sp];
-    let good = scan::uri_len(uri);
+    let good = scan.uri_len(uri);
     if uri.is_empty() || good != uri.len() {
         return Err(Error::new(ErrorKind::RequestUri, pos + uri_start + good));
     }
@@ -588,7 +615,8 @@ fn parse_start_line<'a>(
 }
 
 /// Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF
-fn parse_status_line(line: &[u8], pos: usize) -> Result<StartLine<'_>> {
+#[inline(always)]
+fn parse_status_line<S: Scan>(line: &[u8], pos: usize, scan: S) -> Result<StartLine<'_>> {
     let sp = memchr::memchr(b' ', line).ok_or(Error::new(ErrorKind::StartLine, pos))?;
     let version = parse_version(&line[..sp]).ok_or(Error::new(ErrorKind::Version, pos))?;
     let code_start = sp + 1;
@@ -605,7 +633,7 @@ fn parse_status_line(line: &[u8], pos: usize) -> Result<StartLine<'_>> {
         return Err(Error::new(ErrorKind::StatusCode, pos + code_start));
     }
     let reason = line.get(code_start + 4..).unwrap_or(b"");
-    let good = scan::value_len(reason);
+    let good = scan.value_len(reason);
     if good != reason.len() {
         return Err(Error::new(
             ErrorKind::ReasonPhrase,
@@ -644,12 +672,13 @@ fn parse_version(v: &[u8]) -> Option<Version> {
 /// Parses the header line starting at `pos` (not an empty line). `None` when the input ends
 /// before the line does (including the byte after the line, needed to rule out a fold).
 #[inline(always)]
-fn parse_header_line<'a>(
+fn parse_header_line<'a, S: Scan>(
     buf: &'a [u8],
     pos: usize,
     opts: &ParseOptions,
+    scan: S,
 ) -> Result<Option<Header<'a>>> {
-    let name_len = scan::token_len(&buf[pos..]);
+    let name_len = scan.token_len(&buf[pos..]);
     if name_len == 0 {
         return Err(Error::new(ErrorKind::HeaderName, pos));
     }
@@ -672,7 +701,7 @@ fn parse_header_line<'a>(
     while value_start < buf.len() && matches!(buf[value_start], b' ' | b'\t') {
         value_start += 1;
     }
-    let content_end = value_start + scan::value_len(&buf[value_start..]);
+    let content_end = value_start + scan.value_len(&buf[value_start..]);
     if content_end <= line_limit
         && buf.get(content_end) == Some(&b'\r')
         && buf.get(content_end + 1) == Some(&b'\n')
@@ -701,7 +730,7 @@ fn parse_header_line<'a>(
     let mut value_end = i;
     // Scan value bytes line by line; a line ending followed by SP/HTAB is a fold (LWS).
     loop {
-        let mut content_end = i + scan::value_len(&buf[i..]);
+        let mut content_end = i + scan.value_len(&buf[i..]);
         // A control byte escaped as a quoted-pair (`\` + %x00-09 / %x0B-0C / %x0E-7F, RFC 3261
         // §25.1) belongs to the value (RFC 4475 intmeth); quoted-string grammar is checked by the
         // typed parsers.
@@ -712,7 +741,7 @@ fn parse_header_line<'a>(
                 .is_some_and(|&c| c != b'\r' && c != b'\n')
         {
             content_end += 1;
-            content_end += scan::value_len(&buf[content_end..]);
+            content_end += scan.value_len(&buf[content_end..]);
         }
         if content_end > line_limit {
             return Err(Error::new(ErrorKind::LineTooLong, pos));

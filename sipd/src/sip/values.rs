@@ -116,14 +116,14 @@ pub fn offset_in(outer: &[u8], inner: &[u8]) -> usize {
 
 /// End of the run of bytes in `class` starting at `i`.
 #[inline]
-pub(crate) fn run(s: &[u8], mut i: usize, class: &[bool; 256]) -> usize {
-    while let Some(&c) = s.get(i) {
-        if !class[c as usize] {
-            break;
-        }
-        i += 1;
-    }
-    i
+pub(crate) fn run(s: &[u8], i: usize, class: &[bool; 256]) -> usize {
+    // A slice iterator: no bounds check per byte.
+    s.get(i..).map_or(i, |rest| {
+        i + rest
+            .iter()
+            .position(|&c| !class[c as usize])
+            .unwrap_or(rest.len())
+    })
 }
 
 /// End of the run of bytes in `class` or `%` HEXDIG HEXDIG escapes starting at `i`. A `%` not
@@ -135,8 +135,8 @@ pub(crate) fn run_escaped(
     kind: ErrorKind,
 ) -> Result<usize> {
     loop {
+        i = run(s, i, class);
         match s.get(i) {
-            Some(&c) if class[c as usize] => i += 1,
             Some(b'%') => {
                 let ok = s.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
                     && s.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
@@ -156,6 +156,14 @@ pub(crate) fn run_escaped(
 pub fn scan_quoted(s: &[u8], start: usize) -> Result<usize> {
     if s.get(start) != Some(&b'"') {
         return Err(Error::new(ErrorKind::QuotedString, start.min(s.len())));
+    }
+    // Fast path: no backslash before the closing quote and nothing but qdtext and SP/HTAB (one
+    // vector scan for control bytes).
+    if let Some(len) = memchr::memchr2(b'"', b'\\', &s[start + 1..])
+        && s[start + 1 + len] == b'"'
+        && super::scan::value_len(&s[start + 1..start + 1 + len]) == len
+    {
+        return Ok(start + len + 2);
     }
     let mut i = start + 1;
     loop {

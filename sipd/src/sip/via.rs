@@ -40,6 +40,12 @@ pub struct Via<'a> {
     branch: Option<&'a [u8]>,
     /// The first `rport`, likewise.
     rport: Rport,
+    /// The first `rport` parameter's name as written (where a server adds `=port`).
+    rport_name: Option<&'a [u8]>,
+    /// The first `received`, likewise.
+    received: Option<IpAddr>,
+    /// The whole via-parm, LWS-trimmed.
+    raw: &'a [u8],
 }
 
 /// The RFC 3581 `rport` parameter.
@@ -107,6 +113,8 @@ impl<'a> Via<'a> {
         // that validates the list.
         let mut branch = None;
         let mut rport = Rport::Absent;
+        let mut rport_name = None;
+        let mut received = None;
         let params = Params::parse_visit(raw, |name, value| {
             let ok = match name.len() {
                 6 if name.eq_ignore_ascii_case(b"branch") => {
@@ -114,7 +122,9 @@ impl<'a> Via<'a> {
                     value.is_some_and(is_token)
                 }
                 8 if name.eq_ignore_ascii_case(b"received") => {
-                    value.and_then(Host::parse_ip).is_some()
+                    let ip = value.and_then(Host::parse_ip);
+                    received = received.or(ip);
+                    ip.is_some()
                 }
                 5 if name.eq_ignore_ascii_case(b"maddr") => {
                     value.is_some_and(|v| Host::parse(v).is_ok())
@@ -125,6 +135,7 @@ impl<'a> Via<'a> {
                 5 if name.eq_ignore_ascii_case(b"rport") => {
                     let port = value.map(parse_port);
                     if rport == Rport::Absent {
+                        rport_name = Some(name);
                         rport = match port {
                             None => Rport::Empty,
                             Some(Ok(p)) => Rport::Value(p),
@@ -150,8 +161,11 @@ impl<'a> Via<'a> {
             host_raw,
             port,
             params,
+            raw: s.get(start..).unwrap_or_default(),
             branch,
             rport,
+            rport_name,
+            received,
         })
     }
 
@@ -169,10 +183,17 @@ impl<'a> Via<'a> {
     /// The `received` parameter as an address (validated at parse; IPv6 with or without
     /// brackets).
     pub fn received(&self) -> Option<IpAddr> {
-        self.params
-            .get(b"received")
-            .flatten()
-            .and_then(Host::parse_ip)
+        self.received
+    }
+
+    /// The `rport` parameter's name as written, if present (a slice of the parsed value).
+    pub fn rport_name(&self) -> Option<&'a [u8]> {
+        self.rport_name
+    }
+
+    /// The whole via-parm as parsed, without surrounding LWS (a slice of the parsed value).
+    pub fn raw(&self) -> &'a [u8] {
+        self.raw
     }
 
     /// The RFC 3581 `rport` parameter.
@@ -284,6 +305,22 @@ mod tests {
         assert_eq!(v.port, Some(5060));
         assert_eq!(v.branch(), Some(&b"z9hG4bK87asdks7"[..]));
         assert!(v.has_rfc3261_branch());
+        assert_eq!(
+            v.raw(),
+            b"SIP/2.0/UDP erlang.bell-telephone.com:5060;branch=z9hG4bK87asdks7"
+        );
+        assert_eq!(v.rport_name(), None);
+        // The first of repeated parameters is the one reported; rport's name as written.
+        let v = via(b"SIP/2.0/UDP h;RPort;branch=z9hG4bKa;rport=5;branch=z9hG4bKb  ");
+        assert_eq!(v.branch(), Some(&b"z9hG4bKa"[..]));
+        assert_eq!(
+            (v.rport(), v.rport_name()),
+            (Rport::Empty, Some(&b"RPort"[..]))
+        );
+        assert_eq!(
+            v.raw(),
+            b"SIP/2.0/UDP h;RPort;branch=z9hG4bKa;rport=5;branch=z9hG4bKb"
+        );
         let v = via(b"SIP/2.0/UDP 192.0.2.1:5060 ;received=192.0.2.207\r\n ;branch=z9hG4bK77asjd");
         assert_eq!(v.host, Host::Ipv4(Ipv4Addr::new(192, 0, 2, 1)));
         assert_eq!(

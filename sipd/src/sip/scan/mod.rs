@@ -393,6 +393,136 @@ dispatch! {
     uri_len
 }
 
+// ---------------------------------------------------------------------------------------------
+// Backends as types: dispatch once per message instead of once per scan
+// ---------------------------------------------------------------------------------------------
+
+/// A backend as a (zero-sized) value, so that a whole routine (the message parser) can be
+/// compiled once per backend with the scans inlined, and the backend chosen once per call of
+/// that routine ([`dispatch`]) instead of once per scanned run.
+pub trait Scan: Copy {
+    /// See [`token_len`].
+    fn token_len(self, bytes: &[u8]) -> usize;
+    /// See [`value_len`].
+    fn value_len(self, bytes: &[u8]) -> usize;
+    /// See [`uri_len`].
+    fn uri_len(self, bytes: &[u8]) -> usize;
+}
+
+/// The portable backend as a type.
+#[derive(Copy, Clone, Debug)]
+pub struct PortableScan;
+
+impl Scan for PortableScan {
+    #[inline(always)]
+    fn token_len(self, bytes: &[u8]) -> usize {
+        swar::token_len(bytes)
+    }
+    #[inline(always)]
+    fn value_len(self, bytes: &[u8]) -> usize {
+        swar::value_len(bytes)
+    }
+    #[inline(always)]
+    fn uri_len(self, bytes: &[u8]) -> usize {
+        swar::uri_len(bytes)
+    }
+}
+
+/// Whatever backend is cached, looked up on every call (for code off the hot path).
+#[derive(Copy, Clone, Debug)]
+pub struct CurrentScan;
+
+impl Scan for CurrentScan {
+    #[inline]
+    fn token_len(self, bytes: &[u8]) -> usize {
+        token_len(bytes)
+    }
+    #[inline]
+    fn value_len(self, bytes: &[u8]) -> usize {
+        value_len(bytes)
+    }
+    #[inline]
+    fn uri_len(self, bytes: &[u8]) -> usize {
+        uri_len(bytes)
+    }
+}
+
+/// Defines a vector backend's type. Its private field means only this module makes one, and it
+/// does so only when the CPU supports the backend: holding one is the proof the `unsafe` calls
+/// below rely on.
+macro_rules! vector_scan {
+    ($(#[$doc:meta])* $ty:ident, $backend:ident) => {
+        $(#[$doc])*
+        #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
+        #[derive(Copy, Clone, Debug)]
+        pub struct $ty(());
+
+        #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
+        impl Scan for $ty {
+            #[inline(always)]
+            fn token_len(self, bytes: &[u8]) -> usize {
+                // SAFETY: a value of this type exists only if the CPU supports the backend.
+                unsafe { $backend::token_len(bytes) }
+            }
+            #[inline(always)]
+            fn value_len(self, bytes: &[u8]) -> usize {
+                // SAFETY: a value of this type exists only if the CPU supports the backend.
+                unsafe { $backend::value_len(bytes) }
+            }
+            #[inline(always)]
+            fn uri_len(self, bytes: &[u8]) -> usize {
+                // SAFETY: a value of this type exists only if the CPU supports the backend.
+                unsafe { $backend::uri_len(bytes) }
+            }
+        }
+    };
+}
+
+vector_scan!(
+    /// The SSE2 backend as a type.
+    Sse2Scan,
+    sse2
+);
+vector_scan!(
+    /// The AVX2 backend as a type.
+    Avx2Scan,
+    avx2
+);
+
+/// A routine generic over the backend, for [`dispatch`] (closures cannot be generic).
+pub trait WithScan {
+    type Output;
+    fn run<S: Scan>(self, scan: S) -> Self::Output;
+}
+
+/// Runs `job` with the cached backend, compiled for it: under AVX2 the job is instantiated
+/// inside an `avx2`-enabled function, so the vector scans inline into it.
+#[inline]
+pub fn dispatch<J: WithScan>(job: J) -> J::Output {
+    match current() {
+        #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
+        // SAFETY: `CURRENT` holds `AVX2` only if AVX2 is supported (`set_backend` and `choose`
+        // check `is_supported`), which is what `run_avx2` and `Avx2Scan` require.
+        AVX2 => unsafe { run_avx2(job, Avx2Scan(())) },
+        #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
+        // SAFETY: as above for SSE2 (always present on `x86_64`).
+        SSE2 => unsafe { run_sse2(job, Sse2Scan(())) },
+        _ => job.run(PortableScan),
+    }
+}
+
+#[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
+#[target_feature(enable = "avx2")]
+fn run_avx2<J: WithScan>(job: J, scan: Avx2Scan) -> J::Output {
+    job.run(scan)
+}
+
+#[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
+#[target_feature(enable = "sse2")]
+fn run_sse2<J: WithScan>(job: J, scan: Sse2Scan) -> J::Output {
+    job.run(scan)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
