@@ -5,7 +5,7 @@ use std::num::NonZeroU32;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use xsk_rs::config::{
     BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
@@ -123,7 +123,17 @@ pub struct WorkerStats {
     pub unframed: AtomicU64,
     /// `sendto` kicks.
     pub tx_kicks: AtomicU64,
+    /// The kernel's count of datagrams dropped because the RX ring was full (the worker fell
+    /// behind), read from the socket every [`XSK_STATS_EVERY`].
+    pub rx_ring_full: AtomicU64,
+    /// The kernel's count of datagrams dropped for an empty fill ring.
+    pub rx_fill_empty: AtomicU64,
+    /// The kernel's count of datagrams dropped for other reasons (e.g. too large for a frame).
+    pub rx_dropped: AtomicU64,
 }
+
+/// How often a worker copies the kernel's socket statistics into [`WorkerStats`].
+pub const XSK_STATS_EVERY: Duration = Duration::from_millis(250);
 
 /// A plain copy of [`WorkerStats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -137,6 +147,9 @@ pub struct WorkerStatsSnapshot {
     pub no_neighbour: u64,
     pub unframed: u64,
     pub tx_kicks: u64,
+    pub rx_ring_full: u64,
+    pub rx_fill_empty: u64,
+    pub rx_dropped: u64,
 }
 
 impl WorkerStats {
@@ -152,6 +165,9 @@ impl WorkerStats {
             no_neighbour: l(&self.no_neighbour),
             unframed: l(&self.unframed),
             tx_kicks: l(&self.tx_kicks),
+            rx_ring_full: l(&self.rx_ring_full),
+            rx_fill_empty: l(&self.rx_fill_empty),
+            rx_dropped: l(&self.rx_dropped),
         }
     }
 }
@@ -377,7 +393,13 @@ impl Worker {
         let mut ident: u16 = 0;
         let mut local = Local::default();
 
+        let mut xsk_stats_due = Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if now >= xsk_stats_due {
+                xsk_stats_due = now + XSK_STATS_EVERY;
+                self.copy_xsk_stats(&stats);
+            }
             if in_flight > 0 {
                 // SAFETY: completed descriptors are frames we produced on the TX ring; the kernel
                 // is done with them, so they return to the pool.
@@ -403,7 +425,7 @@ impl Worker {
                 continue;
             }
             local.rx += n as u64;
-            let now_ms = epoch.elapsed().as_millis() as u64;
+            let now_ms = now.duration_since(epoch).as_millis() as u64;
 
             for desc in &rx[..n] {
                 // SAFETY: `desc` came off the RX ring: ours until we put it on the fill ring,
@@ -484,11 +506,25 @@ impl Worker {
             local.flush(&stats);
         }
         local.flush(&stats);
+        self.copy_xsk_stats(&stats);
         tracing::info!(queue = self.cfg.queue, stats = ?stats.snapshot(), "worker stopped");
     }
 }
 
 impl Worker {
+    /// Copies the kernel's drop counters of the socket (one `getsockopt`).
+    fn copy_xsk_stats(&self, stats: &WorkerStats) {
+        if let Ok(x) = self.rx_q.fd().xdp_statistics() {
+            stats
+                .rx_ring_full
+                .store(x.rx_ring_full(), Ordering::Relaxed);
+            stats
+                .rx_fill_empty
+                .store(x.rx_fill_ring_empty_descs(), Ordering::Relaxed);
+            stats.rx_dropped.store(x.rx_dropped(), Ordering::Relaxed);
+        }
+    }
+
     /// Wakes the kernel to send what is on the TX ring, if it asked for that.
     ///
     /// In copy mode one `sendto` sends at most a fixed budget of frames (32, the kernel's
