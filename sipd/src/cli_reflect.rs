@@ -190,7 +190,9 @@ fn print_stats(dp: &XdpDatapath, stats: &[(u32, Arc<WorkerStats>)], epoch: Insta
             let s = s.snapshot();
             json!({"queue": q, "rx": s.rx, "tx": s.tx, "unparsed": s.unparsed,
                    "handler_dropped": s.handler_dropped, "no_tx_frame": s.no_tx_frame,
-                   "no_neighbour": s.no_neighbour, "unframed": s.unframed, "tx_kicks": s.tx_kicks})
+                   "no_neighbour": s.no_neighbour, "unframed": s.unframed, "tx_kicks": s.tx_kicks,
+                   "kernel_rx_ring_full": s.rx_ring_full, "kernel_rx_fill_empty": s.rx_fill_empty,
+                   "kernel_rx_dropped": s.rx_dropped})
         })
         .collect();
     println!(

@@ -633,6 +633,9 @@ impl MetricsSource for AfxdpMetrics {
                 ("no_tx_frame", s.no_tx_frame),
                 ("no_neighbour", s.no_neighbour),
                 ("unframed", s.unframed),
+                ("kernel_rx_ring_full", s.rx_ring_full),
+                ("kernel_rx_fill_empty", s.rx_fill_empty),
+                ("kernel_rx_dropped", s.rx_dropped),
             ] {
                 let _ = writeln!(
                     out,

@@ -20,7 +20,8 @@
 //! to the pool. Frames never move between the two halves, so the fill ring can always take back a
 //! whole RX batch and the TX ring (as large as the pool) can always take a whole TX batch.
 //! Nothing here allocates per packet; the only syscalls are `sendto` kicks when the kernel asks
-//! for them (`needs_wakeup`; in copy mode that is every TX batch) and `poll` when idle.
+//! for them (`needs_wakeup`; in copy mode that is every TX batch, and again while frames are left
+//! on the ring: copy mode sends at most 32 per kick), `poll` when idle and a `getsockopt` for the kernel's drop counters four times a second.
 //!
 //! The `unsafe` in this module is the xsk-rs ring and UMEM API, whose contract is the table above.
 

@@ -43,6 +43,12 @@ pub struct BenchArgs {
     /// Core the load generator (UAC/blast and UAS) is pinned to.
     #[arg(long, default_value_t = 1)]
     pub gen_core: usize,
+    /// Nice value of the DUT and generator processes (the same for every target). The default,
+    /// -20, keeps other work on the machine (builds, fuzzers) from taking most of the two cores
+    /// and from delaying wake-ups by whole time slices; `--nice 0` measures as an ordinary
+    /// process would share a busy machine.
+    #[arg(long, default_value_t = -20, allow_negative_numbers = true)]
+    pub nice: i32,
     /// Use target/release/sipd as it is (no cargo build).
     #[arg(long)]
     pub no_build: bool,
@@ -165,6 +171,7 @@ fn run_inner(root: &Path, args: BenchArgs) -> Result<()> {
     let logdir = outdir.join(&timestamp);
     std::fs::create_dir_all(&logdir).with_context(|| format!("{}", logdir.display()))?;
 
+    topo::set_nice(args.nice);
     topo::install_signal_handler()?;
     let background = background_busy(&[args.dut_core, args.gen_core])?;
     for (core, busy) in &background {
@@ -249,7 +256,7 @@ fn run_inner(root: &Path, args: BenchArgs) -> Result<()> {
         timestamp: timestamp.clone(),
         quick: args.quick,
         git: report::git(root),
-        machine: report::machine(args.dut_core, args.gen_core),
+        machine: report::machine(args.dut_core, args.gen_core, args.nice),
         versions: report::versions(&sipd, targets.contains(&TargetKind::Kamailio)),
         timing,
         results,
@@ -462,4 +469,43 @@ pub(crate) fn git_out(root: &Path, args: &[&str]) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn parse(args: &[&str]) -> BenchArgs {
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
+            .unwrap()
+            .bench
+    }
+
+    #[test]
+    fn nice_defaults_to_minus_20_and_takes_negative_values() {
+        assert_eq!(parse(&[]).nice, -20);
+        assert_eq!(parse(&["--nice", "0"]).nice, 0);
+        assert_eq!(parse(&["--nice", "-5"]).nice, -5);
+        assert_eq!(parse(&["--nice=-10", "--quick"]).nice, -10);
+    }
+
+    #[test]
+    fn subsets_of_targets_and_scenarios() {
+        let a = parse(&[
+            "--targets",
+            "sipd-afxdp,limit",
+            "--scenarios",
+            "forward,latency",
+        ]);
+        assert_eq!(a.targets, vec![TargetKind::SipdAfxdp, TargetKind::Limit]);
+        assert_eq!(a.scenarios, vec![Scenario::Forward, Scenario::Latency]);
+    }
 }

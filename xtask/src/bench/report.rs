@@ -37,6 +37,8 @@ pub struct Machine {
     pub memory_gib: f64,
     pub dut_core: usize,
     pub gen_core: usize,
+    /// Nice value the DUT and generator processes ran with (`--nice`).
+    pub nice: i32,
     pub link: String,
 }
 
@@ -47,7 +49,7 @@ fn read(p: &str) -> String {
         .to_string()
 }
 
-pub fn machine(dut_core: usize, gen_core: usize) -> Machine {
+pub fn machine(dut_core: usize, gen_core: usize, nice: i32) -> Machine {
     let cpuinfo = read("/proc/cpuinfo");
     let cpu_model = cpuinfo
         .lines()
@@ -69,6 +71,7 @@ pub fn machine(dut_core: usize, gen_core: usize) -> Machine {
         memory_gib: (mem_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
         dut_core,
         gen_core,
+        nice,
         link: "veth pair between two network namespaces (AF_XDP in copy mode)".into(),
     }
 }

@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,14 @@ pub const SIP_PORT: u16 = 5060;
 
 /// Set by the first SIGINT/SIGTERM: every wait loop gives up and the guards clean up.
 static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Nice value every DUT and generator process starts with (`--nice`).
+static NICE: AtomicI32 = AtomicI32::new(0);
+
+/// Sets the nice value of every process started from now on (-20..=19; 0: as inherited).
+pub fn set_nice(n: i32) {
+    NICE.store(n.clamp(-20, 19), Ordering::Relaxed);
+}
 
 #[derive(Default)]
 struct Registry {
@@ -294,8 +302,9 @@ pub struct Proc {
 }
 
 impl Proc {
-    /// `ip netns exec NS [taskset -c CORE] program args...`, stdout and stderr to the files.
-    /// Both `ip netns exec` and `taskset` exec the next program, so the pid is the program's.
+    /// `ip netns exec NS [setsid sh -c 'autogroup nice; exec nice -n N' ...] [taskset -c CORE]
+    /// program args...`, stdout and stderr to the files. Each step execs the next program, so
+    /// the pid is the program's; its threads and children inherit the priority and the pinning.
     pub fn spawn(
         name: &str,
         ns: &str,
@@ -308,6 +317,21 @@ impl Proc {
         check_stop()?;
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", ns]);
+        let nice = NICE.load(Ordering::Relaxed);
+        if nice != 0 {
+            // With autogroup scheduling (on by default) a nice value only weighs within the
+            // session's group, and every other session (a build, a fuzzer) weighs as much as the
+            // whole bench: so start a session of its own and give its group the nice value too.
+            // None of these fork (the child is no process group leader): the pid stays the
+            // program's.
+            cmd.args([
+                "setsid",
+                "sh",
+                "-c",
+                r#"echo "$0" > /proc/self/autogroup 2>/dev/null; exec nice -n "$0" "$@""#,
+                &nice.to_string(),
+            ]);
+        }
         if let Some(c) = core {
             cmd.args(["taskset", "-c", &c.to_string()]);
         }
