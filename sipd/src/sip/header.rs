@@ -115,6 +115,51 @@ static FOLDED: [([u64; NAME_WORDS], [u64; NAME_WORDS]); HeaderName::Other as usi
     out
 };
 
+/// `LENGTH_MASKS[n]` keeps the first `n` bytes of three little-endian words.
+static LENGTH_MASKS: [[u64; NAME_WORDS]; NAME_WORDS * 8 + 1] = {
+    let mut out = [[0u64; NAME_WORDS]; NAME_WORDS * 8 + 1];
+    let mut n = 0;
+    while n <= NAME_WORDS * 8 {
+        let mut i = 0;
+        while i < n {
+            out[n][i / 8] |= 0xFF << (8 * (i % 8));
+            i += 1;
+        }
+        n += 1;
+    }
+    out
+};
+
+/// Multiplier of [`name_hash`], chosen (by trying odd constants) so that no two known names share
+/// a slot; [`BY_HASH`]'s construction fails to compile if a name is added that collides.
+const HASH_K: u64 = 0xff11_dc91_b6a3_ce93;
+
+/// A slot in [`BY_HASH`] for a name given as zero-padded words: the first two words, case folded
+/// by setting bit 5 of every byte (exact on letters; other bytes only need to hash the same way
+/// each time), and the length, multiplied out.
+#[inline]
+const fn name_hash(words: &[u64; NAME_WORDS], len: u64) -> usize {
+    const FOLD: u64 = 0x2020_2020_2020_2020;
+    let x = (words[0] | FOLD) ^ (words[1] | FOLD).rotate_left(29) ^ len;
+    (x.wrapping_mul(HASH_K) >> 56) as usize
+}
+
+/// Hash slot -> discriminant of the known name there, or `u8::MAX`.
+static BY_HASH: [u8; 256] = {
+    let mut t = [u8::MAX; 256];
+    let mut h = 0;
+    while h < NAMES.len() {
+        let slot = name_hash(&FOLDED[h].0, NAMES[h].0.len() as u64);
+        assert!(
+            t[slot] == u8::MAX,
+            "two header names share a hash slot: pick another HASH_K"
+        );
+        t[slot] = h as u8;
+        h += 1;
+    }
+    t
+};
+
 impl HeaderName {
     /// Every known header name (not [`HeaderName::Other`]).
     pub const KNOWN: &'static [HeaderName] = &ALL;
@@ -148,8 +193,7 @@ impl HeaderName {
                 _ => Other,
             };
         }
-        let candidates = Self::candidates(name.len());
-        if candidates.is_empty() {
+        if name.len() > NAME_WORDS * 8 {
             return Other;
         }
         let mut padded = [0u8; NAME_WORDS * 8];
@@ -157,46 +201,7 @@ impl HeaderName {
         let words: [u64; NAME_WORDS] = core::array::from_fn(|w| {
             u64::from_le_bytes(padded[w * 8..w * 8 + 8].try_into().unwrap_or_default())
         });
-        Self::match_words(candidates, &words)
-    }
-
-    /// The known names of `len` bytes (more than one), the commonest first.
-    #[inline]
-    fn candidates(len: usize) -> &'static [HeaderName] {
-        use HeaderName::*;
-        match len {
-            2 => &[To],
-            3 => &[Via],
-            4 => &[From, CSeq, Date, Path],
-            5 => &[Route, Allow, Event],
-            6 => &[Accept, Server],
-            7 => &[Contact, CallId, Require, Subject, Warning, Expires],
-            8 => &[Priority, ReplyTo, ReferTo, Identity],
-            9 => &[Supported, Timestamp, CallInfo],
-            10 => &[UserAgent, AlertInfo, ErrorInfo],
-            11 => &[Unsupported, MinExpires, RetryAfter, ReferredBy, InReplyTo],
-            12 => &[
-                MaxForwards,
-                ContentType,
-                RecordRoute,
-                AllowEvents,
-                MimeVersion,
-                Organization,
-            ],
-            13 => &[ProxyRequire, Authorization],
-            14 => &[ContentLength, AcceptContact, RejectContact],
-            15 => &[AcceptEncoding, AcceptLanguage, SessionExpires],
-            16 => &[ContentEncoding, ContentLanguage, WwwAuthenticate],
-            18 => &[ProxyAuthenticate],
-            19 => &[
-                ProxyAuthorization,
-                ContentDisposition,
-                AuthenticationInfo,
-                RequestDisposition,
-                PAssertedIdentity,
-            ],
-            _ => &[],
-        }
+        Self::lookup(&words, name.len())
     }
 
     /// [`HeaderName::classify`] of `buf[start..start + len]`, reading the name straight from
@@ -209,32 +214,32 @@ impl HeaderName {
         if len <= 1 {
             return Self::classify(&buf[start..start + len]);
         }
-        let candidates = Self::candidates(len);
-        if candidates.is_empty() {
+        if len > NAME_WORDS * 8 {
             return HeaderName::Other;
         }
+        let mask = &LENGTH_MASKS[len];
         let words: [u64; NAME_WORDS] = core::array::from_fn(|w| {
-            let word = u64::from_le_bytes(window[w * 8..w * 8 + 8].try_into().unwrap_or_default());
-            // Keep the name's bytes, zero the rest (as the padding of `FOLDED` is).
-            match len.saturating_sub(w * 8) {
-                0 => 0,
-                n if n >= 8 => word,
-                n => word & ((1u64 << (8 * n)) - 1),
-            }
+            u64::from_le_bytes(window[w * 8..w * 8 + 8].try_into().unwrap_or_default()) & mask[w]
         });
-        Self::match_words(candidates, &words)
+        Self::lookup(&words, len)
     }
 
-    /// Compares a name, as little-endian words zero-padded past its end, with each candidate.
+    /// The known name whose hash slot `words` (a name of `len` > 1 bytes, little-endian, zero
+    /// past its end) falls in, if it is that name in any case.
     #[inline]
-    fn match_words(candidates: &[HeaderName], words: &[u64; NAME_WORDS]) -> HeaderName {
-        for &candidate in candidates {
-            let (lower, fold) = &FOLDED[candidate as usize];
-            if (0..NAME_WORDS).all(|w| words[w] | fold[w] == lower[w]) {
-                return candidate;
-            }
+    fn lookup(words: &[u64; NAME_WORDS], len: usize) -> HeaderName {
+        let slot = BY_HASH[name_hash(words, len as u64)];
+        let Some(&candidate) = ALL.get(slot as usize) else {
+            return HeaderName::Other;
+        };
+        let (lower, fold) = &FOLDED[slot as usize];
+        if NAMES[slot as usize].0.len() == len
+            && (0..NAME_WORDS).all(|w| words[w] | fold[w] == lower[w])
+        {
+            candidate
+        } else {
+            HeaderName::Other
         }
-        HeaderName::Other
     }
 
     /// The canonical spelling (`Call-ID`, `CSeq`, `WWW-Authenticate`, ...). `Other` has none: use
