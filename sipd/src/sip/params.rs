@@ -60,7 +60,10 @@ impl<'a> Params<'a> {
                 i = if raw.get(value_start) == Some(&b'"') {
                     scan_quoted(raw, value_start)?
                 } else {
-                    let end = run(raw, value_start, &GEN_VALUE);
+                    // Values are mostly tokens (branches, tags): a vector scan first, then
+                    // the rest of `host` (`[`, `]`, `:`) byte by byte.
+                    let token_end = value_start + super::scan::token_len(&raw[value_start..]);
+                    let end = run(raw, token_end, &GEN_VALUE);
                     if end == value_start {
                         return Err(Error::new(ErrorKind::Param, value_start));
                     }

@@ -62,14 +62,17 @@ impl<'a> Host<'a> {
                     .ok_or(Error::new(ErrorKind::Host, 1)),
                 _ => Err(Error::new(ErrorKind::Host, s.len())),
             },
-            Some(_) => {
+            Some(c) if c.is_ascii_digit() => {
+                if let Some(a) = parse_ipv4(s) {
+                    return Ok(Host::Ipv4(a));
+                }
                 if s.iter().all(|&c| c.is_ascii_digit() || c == b'.') {
-                    return parse_ipv4(s)
-                        .map(Host::Ipv4)
-                        .ok_or(Error::new(ErrorKind::Host, 0));
+                    // Digits and dots only: an address or nothing, never a name.
+                    return Err(Error::new(ErrorKind::Host, 0));
                 }
                 check_hostname(s).map(|()| Host::Name(s))
             }
+            Some(_) => check_hostname(s).map(|()| Host::Name(s)),
         }
     }
 

@@ -70,10 +70,20 @@ impl<'a> Via<'a> {
     pub fn parse(value: &'a [u8]) -> Result<Via<'a>> {
         let (start, end) = trim_lws_range(value);
         let s = value.get(..end).unwrap_or_default();
-        let (protocol_name, i) = token(s, start)?;
-        let i = slash(s, i)?;
-        let (protocol_version, i) = token(s, i)?;
-        let i = slash(s, i)?;
+        // Nearly always exactly `SIP/2.0/`: no need for the general token/SLASH walk.
+        let (protocol_name, protocol_version, i) = match s.get(start..start + 8) {
+            Some(p) if p.eq_ignore_ascii_case(b"SIP/2.0/") => (
+                &s[start..start + 3],
+                &s[start + 4..start + 7],
+                skip_lws(s, start + 8),
+            ),
+            _ => {
+                let (name, i) = token(s, start)?;
+                let i = slash(s, i)?;
+                let (version, i) = token(s, i)?;
+                (name, version, slash(s, i)?)
+            }
+        };
         let (transport, k) = token(s, i)?;
         let hs = skip_lws(s, k);
         if hs == k {
