@@ -41,7 +41,16 @@ pub trait LocationService: Send + Sync {
 /// A fixed table for tests and static deployments: user@domain -> contacts.
 #[derive(Clone, Debug, Default)]
 pub struct StaticLocation {
-    entries: HashMap<(Vec<u8>, Vec<u8>), Vec<ContactTarget>>,
+    /// Keyed by [`key`]: the user, a NUL, the lowercased domain.
+    entries: HashMap<Vec<u8>, Vec<ContactTarget>>,
+}
+
+/// Writes the table key of `user` at `domain` into `out` (cleared first).
+fn key(user: &[u8], domain: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(user);
+    out.push(0);
+    out.extend(domain.iter().map(u8::to_ascii_lowercase));
 }
 
 impl StaticLocation {
@@ -51,27 +60,44 @@ impl StaticLocation {
 
     /// Adds a user; an empty `contacts` makes a known user with no binding.
     pub fn insert(&mut self, user: &str, domain: &str, contacts: Vec<ContactTarget>) {
-        self.entries.insert(
-            (
-                user.as_bytes().to_vec(),
-                domain.to_ascii_lowercase().into_bytes(),
-            ),
-            contacts,
-        );
+        let mut k = Vec::new();
+        key(user.as_bytes(), domain.as_bytes(), &mut k);
+        self.entries.insert(k, contacts);
     }
 }
 
 impl LocationService for StaticLocation {
     fn lookup(&self, user: &[u8], domain: &[u8], _now_ms: u64, call_id: &[u8]) -> Lookup {
-        let key = (user.to_vec(), domain.to_ascii_lowercase());
-        match self.entries.get(&key) {
+        // The key is built on the stack: a lookup per request must not allocate.
+        let mut stack = [0u8; 256];
+        let mut heap = Vec::new();
+        let k: &[u8] = match stack.get_mut(..user.len() + 1 + domain.len()) {
+            Some(buf) => {
+                // buf[user.len()] stays 0: the separator.
+                buf[..user.len()].copy_from_slice(user);
+                for (d, s) in buf[user.len() + 1..].iter_mut().zip(domain) {
+                    *d = s.to_ascii_lowercase();
+                }
+                buf
+            }
+            None => {
+                key(user, domain, &mut heap);
+                &heap
+            }
+        };
+        match self.entries.get(k) {
             None => Lookup::Unknown,
             Some(contacts) if contacts.is_empty() => Lookup::NoBinding,
             Some(contacts) => {
                 let best_q = contacts.iter().map(|c| c.q).max().unwrap_or(0);
-                let top: Vec<&ContactTarget> = contacts.iter().filter(|c| c.q == best_q).collect();
-                let pick = xxhash_rust::xxh3::xxh3_64(call_id) as usize % top.len();
-                Lookup::Found(top[pick].clone())
+                let top = || contacts.iter().filter(|c| c.q == best_q);
+                let pick = xxhash_rust::xxh3::xxh3_64(call_id) as usize % top().count();
+                Lookup::Found(
+                    top()
+                        .nth(pick)
+                        .cloned()
+                        .unwrap_or_else(|| contacts[0].clone()),
+                )
             }
         }
     }

@@ -168,6 +168,30 @@ fn parse_ipv6(s: &[u8]) -> Option<Ipv6Addr> {
 /// `hostname = *( domainlabel "." ) toplabel [ "." ]`; labels are alphanum and `-`, not starting
 /// or ending with `-`; the top label starts with a letter.
 fn check_hostname(s: &[u8]) -> Result<()> {
+    // Fast path, most names: letters and digits in labels split by single dots, no `-` (whose
+    // placement rules the exact walk below checks), the top label starting with a letter.
+    let body = strip_dot(s);
+    let mut after_dot = true;
+    let mut top_label = 0;
+    let simple = body.iter().enumerate().all(|(i, &c)| {
+        if c == b'.' {
+            let ok = !after_dot;
+            after_dot = true;
+            top_label = i + 1;
+            ok
+        } else {
+            after_dot = false;
+            c.is_ascii_alphanumeric()
+        }
+    });
+    if simple && !after_dot && body[top_label].is_ascii_alphabetic() {
+        return Ok(());
+    }
+    check_hostname_exact(s)
+}
+
+/// [`check_hostname`] byte by byte, with the precise error offsets.
+fn check_hostname_exact(s: &[u8]) -> Result<()> {
     let body = strip_dot(s);
     if body.is_empty() {
         return Err(Error::new(ErrorKind::Host, 0));
@@ -329,14 +353,7 @@ impl<'a> Uri<'a> {
                 None => return Err(Error::new(ErrorKind::Host, hp)),
             }
         } else {
-            let mut j = hp;
-            while s
-                .get(j)
-                .is_some_and(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
-            {
-                j += 1;
-            }
-            j
+            run(s, hp, &HOSTCHAR)
         };
         self.host_raw = s.get(hp..he).unwrap_or_default();
         self.host = Some(Host::parse(self.host_raw).map_err(|e| e.shifted(hp))?);
@@ -463,6 +480,18 @@ impl<'a> Uri<'a> {
         self.params.value(b"transport")
     }
 }
+
+/// Bytes a host name or IPv4 address is made of (where the host part of a SIP URI ends).
+static HOSTCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0usize;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
+        c += 1;
+    }
+    t
+};
 
 static DIGIT: [bool; 256] = {
     let mut t = [false; 256];
