@@ -10,13 +10,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use rsip::headers::UntypedHeader;
 use rsip::message::HasHeaders;
 use rsip::prelude::{HeadersExt, ToTypedHeader};
-use sipd::sip::HeaderName;
-use sipd::sip::cseq::CSeq;
-use sipd::sip::message::{Header, parse_datagram};
-use sipd::sip::name_addr::NameAddrView;
 use sipd::sip::scan::{self, Backend};
-use sipd::sip::values::{parse_u32, split_comma};
-use sipd::sip::via::Via;
 
 const MESSAGES: [(&str, &[u8]); 4] = [
     (
@@ -33,38 +27,6 @@ const MESSAGES: [(&str, &[u8]); 4] = [
     ),
     ("200", include_bytes!("../tests/fixtures/messages/ok.sip")),
 ];
-
-/// The proxy's fields, folded into one number so nothing is optimised away.
-fn sipd_fields(bytes: &[u8]) -> usize {
-    let mut storage = [Header::EMPTY; 32];
-    let msg = parse_datagram(bytes, &mut storage).unwrap();
-    let via_value = msg.value(HeaderName::Via).unwrap();
-    let (_, top) = split_comma(via_value).next().unwrap().unwrap();
-    let via = Via::parse(top).unwrap();
-    let branch = via.branch().unwrap();
-    let max_forwards = msg
-        .value(HeaderName::MaxForwards)
-        .map_or(0, |v| parse_u32(v).unwrap());
-    let call_id = msg.value(HeaderName::CallId).unwrap();
-    let cseq = CSeq::parse(msg.value(HeaderName::CSeq).unwrap()).unwrap();
-    // The tags are what a proxy reads from From and To: their URIs are located, not parsed.
-    let from = NameAddrView::parse(msg.value(HeaderName::From).unwrap()).unwrap();
-    let to = NameAddrView::parse(msg.value(HeaderName::To).unwrap()).unwrap();
-    let ruri = msg.request_uri().map_or(0, <[u8]>::len);
-    let route = msg.value(HeaderName::Route).map_or(0, |v| {
-        let (_, first) = split_comma(v).next().unwrap().unwrap();
-        NameAddrView::parse(first).unwrap().uri_raw.len()
-    });
-    branch.len()
-        + via.host_raw.len()
-        + max_forwards as usize
-        + call_id.len()
-        + cseq.seq as usize
-        + from.tag().map_or(0, <[u8]>::len)
-        + to.tag().map_or(0, <[u8]>::len)
-        + ruri
-        + route
-}
 
 fn rsip_fields(bytes: &[u8]) -> usize {
     let msg = rsip::SipMessage::try_from(bytes).unwrap();
@@ -102,6 +64,10 @@ fn rsip_fields(bytes: &[u8]) -> usize {
         .unwrap_or(0);
     branch + sent_by + max_forwards + call_id + cseq + from_tag + to_tag + ruri + route
 }
+
+#[path = "common/fields.rs"]
+mod fields;
+use fields::sipd_fields;
 
 fn parse(c: &mut Criterion) {
     let mut group = c.benchmark_group("parse_fields");

@@ -7,6 +7,8 @@
 //! profile). Groups:
 //! - `proxy/parse/<msg>`: `parse_datagram` with the core's header storage (64 entries), as
 //!   `handle` does it;
+//! - `proxy/parse_extract/<msg>`: parsing plus extracting the fields a proxy reads (the parse
+//!   bench's measure, `benches/common/fields.rs`);
 //! - `proxy/handle/<msg>`: the stateless core (no dialog table);
 //! - `proxy/handle_dialogs/<msg>`: with a dialog table and an in-memory record sink. Every INVITE
 //!   creates a new call (4,096 distinct Call-IDs per batch; the calls are ended between batches,
@@ -29,6 +31,9 @@ use sipd::proxy::{
     StaticLocation, Transport,
 };
 use sipd::sip::message::{Header, parse_datagram};
+
+#[path = "common/fields.rs"]
+mod fields;
 
 const INVITE: &[u8] = include_bytes!("../tests/fixtures/messages/invite.sip");
 const OK: &[u8] = include_bytes!("../tests/fixtures/messages/ok.sip");
@@ -194,6 +199,13 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     for (name, bytes, _) in cases {
         g.bench_function(name, |b| b.iter(|| parse_len(black_box(bytes))));
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("proxy/parse_extract");
+    g.throughput(Throughput::Elements(1));
+    for (name, bytes, _) in cases {
+        g.bench_function(name, |b| b.iter(|| fields::sipd_fields(black_box(bytes))));
     }
     g.finish();
 
