@@ -649,6 +649,9 @@ fn parse_status_line<S: Scan>(line: &[u8], pos: usize, scan: S) -> Result<StartL
 
 /// `SIP/<digits>.<digits>`, "SIP" case-insensitive.
 fn parse_version(v: &[u8]) -> Option<Version> {
+    if v == b"SIP/2.0" {
+        return Some(Version::SIP_2_0);
+    }
     if v.len() < 7 || !v[..4].eq_ignore_ascii_case(b"SIP/") {
         return None;
     }
