@@ -1029,6 +1029,64 @@ v=0\n";
     }
 
     #[test]
+    fn every_backend_parses_to_the_same_view() {
+        // The parser is compiled once per scan backend: each must give the portable one's answer,
+        // views and errors alike, on the fixtures, the RFC 4475 torture messages and damaged
+        // copies of them.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+        let mut inputs = Vec::new();
+        for dir in ["messages", "rfc4475", "proxy"] {
+            for e in std::fs::read_dir(root.join(dir)).unwrap() {
+                let p = e.unwrap().path();
+                if p.extension().is_some_and(|x| x == "sip" || x == "dat") {
+                    let m = std::fs::read(p).unwrap();
+                    for cut in [m.len(), m.len() / 2, m.len() / 3] {
+                        inputs.push(m[..cut].to_vec());
+                    }
+                    let mut folded = m.clone();
+                    if let Some(at) = memchr::memmem::find(&folded, b"\r\nTo:") {
+                        folded.splice(at..at + 2, b"\r\n \r\n".iter().copied());
+                    }
+                    inputs.push(folded);
+                }
+            }
+        }
+        assert!(inputs.len() > 100);
+        for m in &inputs {
+            for opts in [ParseOptions::DATAGRAM, ParseOptions::STREAM] {
+                let run = |backend| {
+                    let mut h = [Header::EMPTY; 64];
+                    scan::dispatch_to(
+                        backend,
+                        ParseJob {
+                            buf: m,
+                            headers: &mut h,
+                            opts: &opts,
+                        },
+                    )
+                    .map(|r| {
+                        r.map(|s| match s {
+                            Status::Complete(msg) => Some((
+                                *msg.start_line(),
+                                msg.headers().to_vec(),
+                                msg.head_len(),
+                                msg.body().len(),
+                            )),
+                            Status::Partial => None,
+                        })
+                    })
+                };
+                let portable = run(scan::Backend::Portable).unwrap();
+                for backend in [scan::Backend::Sse2, scan::Backend::Avx2] {
+                    if let Some(got) = run(backend) {
+                        assert_eq!(got, portable, "{backend}: {:?}", String::from_utf8_lossy(m));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn limits_are_named_errors() {
         let mut h = [Header::EMPTY; 4];
         let opts = ParseOptions {

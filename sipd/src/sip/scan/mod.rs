@@ -511,6 +511,23 @@ pub fn dispatch<J: WithScan>(job: J) -> J::Output {
     }
 }
 
+/// Runs `job` on `backend` if this CPU and build can run it (tests compare the backends on
+/// whole routines this way, without touching the process-wide choice).
+pub fn dispatch_to<J: WithScan>(backend: Backend, job: J) -> Option<J::Output> {
+    if !backend.is_supported() {
+        return None;
+    }
+    Some(match backend {
+        #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
+        // SAFETY: `is_supported` said the CPU has AVX2.
+        Backend::Avx2 => unsafe { run_avx2(job, Avx2Scan(())) },
+        #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
+        // SAFETY: `is_supported` said the CPU has SSE2.
+        Backend::Sse2 => unsafe { run_sse2(job, Sse2Scan(())) },
+        _ => job.run(PortableScan),
+    })
+}
+
 #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
 #[target_feature(enable = "avx2")]
 fn run_avx2<J: WithScan>(job: J, scan: Avx2Scan) -> J::Output {
