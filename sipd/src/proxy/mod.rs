@@ -180,6 +180,9 @@ pub struct Proxy {
     dialogs: Option<(Arc<DialogTable>, Arc<Vec<Trunk>>)>,
     /// Where reloaded routing is published, and the version this worker has applied.
     routing: Option<(Arc<RoutingCell>, u64)>,
+    /// Our sent-by as text, for the address it was last formatted for: every forwarded request
+    /// writes it into its Via and Record-Route, and it changes only with the local address.
+    sent_by_text: Option<(SocketAddr, [u8; 48], usize)>,
 }
 
 /// The routing configuration shared by workers that cannot be sent a control message (AF_XDP
@@ -299,6 +302,7 @@ impl Proxy {
             registrar: None,
             dialogs: None,
             routing: None,
+            sent_by_text: None,
         }
     }
 
@@ -907,16 +911,28 @@ impl Proxy {
             }
             _ => branch::branch(h1, msg.value(HeaderName::Via).unwrap_or_default()),
         };
+        if !matches!(self.sent_by_text, Some((addr, ..)) if addr == sent_by) {
+            // `[v6]:port` is at most 47 bytes.
+            let mut text = [0u8; 48];
+            let mut w = Out::new(&mut text);
+            w.put_hostport(sent_by);
+            let n = w.len();
+            self.sent_by_text = Some((sent_by, text, n));
+        }
+        let sent_by_text = self
+            .sent_by_text
+            .as_ref()
+            .map_or(&[][..], |(_, text, n)| &text[..*n]);
         out.put(b"Via: SIP/2.0/");
         out.put(decision.hop.transport.via_token());
         out.put(b" ");
-        out.put_hostport(sent_by);
+        out.put(sent_by_text);
         out.put(b";branch=");
         out.put(&branch);
         out.put(b"\r\n");
         if cfg.record_route {
             out.put(b"Record-Route: <sip:");
-            out.put_hostport(sent_by);
+            out.put(sent_by_text);
             if decision.hop.transport == Transport::Tcp || input.transport == Transport::Tcp {
                 out.put(b";transport=");
                 out.put(input.transport.via_token());
