@@ -75,8 +75,8 @@
 //!
 //! # Memory ordering
 //! - Claim and publish: payload stores happen after the CLAIMING CAS and a Release fence, and
-//!   before the RESERVED store (SeqCst, hence Release); a reader's Acquire load of a keyed word
-//!   (or of any later RMW of it: release sequence) makes the payload visible.
+//!   before the RESERVED store (Release); a reader's Acquire load of a keyed word (or of any
+//!   later RMW of it: release sequence) makes the payload visible.
 //! - Readers validate like a seqlock: load the word (Acquire), read payload fields (Relaxed),
 //!   Acquire fence, re-load the word; the generation (32 bits, bumped by every claim) must be
 //!   unchanged. Every field is an atomic, so a racing reuse yields stale values that the check

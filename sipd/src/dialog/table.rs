@@ -11,7 +11,7 @@ use super::slot::*;
 use super::stats::{C, DialogStats, Stripes};
 use super::sync::{AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
 
-use Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
+use Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 
 /// Sizing and timeouts, fixed when the table is built.
 #[derive(Clone, Debug)]
@@ -324,6 +324,19 @@ impl DialogTable {
         }
     }
 
+    /// Traffic on slot `i` at `now`: raise its last-activity time. A plain load first: when
+    /// the stored time is already `now` or later (a burst within one millisecond, a lagging
+    /// worker's clock) nothing is written, so the common case on a busy dialog is a read of a
+    /// line, not a locked RMW that takes it exclusive. Otherwise `fetch_max`: `last` only grows,
+    /// so a thread that slept across a reuse of the slot cannot lower the new generation's time.
+    #[inline]
+    fn bump_last(&self, i: usize, now: u64) {
+        let last = &self.slots[i].last;
+        if last.load(Relaxed) < now {
+            last.fetch_max(now, Relaxed);
+        }
+    }
+
     #[inline]
     fn emit(&self, ev: RecordEvent) {
         if let Some(s) = &self.sink {
@@ -472,7 +485,7 @@ impl DialogTable {
             self.cover(cid, i);
             // Orders the CLAIMING word before the payload stores (seqlock writer side), so a
             // reader that sees a new payload value also sees the generation change.
-            fence(Ordering::Release);
+            fence(Release);
             let g = mine.gen_();
             let p = &self.slots[i];
             p.cid.store(cid, Relaxed);
@@ -490,13 +503,17 @@ impl DialogTable {
             // (A fork's start is its call's; a worker's clock may lag the one that made the call.)
             p.last.store(now.max(start), Relaxed);
             p.link.store(link, Relaxed);
-            // 3. Announce: the key becomes visible to other claimers (not to lookups).
+            // 3. Announce: the key becomes visible to other claimers (not to lookups). Release
+            //    publishes the payload stores to whoever reads this word (seqlock writer side).
+            //    Not SeqCst: the fence below is what orders it before our scan, and a SeqCst store
+            //    is a second full barrier (`xchg` on x86, besides the fence's locked `or`).
             let announced = mine.with_state(RESERVED);
-            self.ctrl[i].store(announced.0, SeqCst);
+            self.ctrl[i].store(announced.0, Release);
             // Dekker: raise the hint and announce, full fence, then read the hint and the rivals'
             // words. Of two claimers of one key, the one whose fence is later in the SeqCst order
             // reads the other's hint write (or a later, larger one, the hint only grows) and sees
-            // its announcement.
+            // its announcement: a SeqCst fence orders every store before it, whatever its own
+            // ordering, against every load after the other thread's fence.
             fence(SeqCst);
             // 4. Resolve rivals with the same key announced at the same time.
             for j in self.span(cid, SeqCst) {
@@ -1121,7 +1138,7 @@ impl DialogTable {
             Claim::Existing(i, w, _) => {
                 uncount(counted);
                 self.stats.inc(C::Retransmissions);
-                self.slots[i].last.fetch_max(now_ms, Relaxed);
+                self.bump_last(i, now_ms);
                 Ok(InviteOutcome::Existing(CallHandle {
                     record_id: record_id(w.gen_(), i),
                 }))
@@ -1180,7 +1197,7 @@ impl DialogTable {
             if confirm {
                 return ResponseOutcome::Ignored;
             }
-            self.slots[i].last.fetch_max(now_ms, Relaxed);
+            self.bump_last(i, now_ms);
             return ResponseOutcome::Touched;
         };
         self.ensure_dialog(i, g, call, tag.get(), confirm, now_ms)
@@ -1211,7 +1228,7 @@ impl DialogTable {
             match self.attach(i, g, tag) {
                 Err(()) => return ResponseOutcome::UnknownCall,
                 Ok(Some(created)) => {
-                    self.slots[i].last.fetch_max(now, Relaxed);
+                    self.bump_last(i, now);
                     if !confirm {
                         let up = Word(self.ctrl[i].load(Acquire)).has(CONFIRMED);
                         return done(created, up.then_some(false));
@@ -1226,7 +1243,7 @@ impl DialogTable {
             }
             // An existing fork?
             if let Some((j, wj)) = self.find(fork, &[RESERVED, LIVE]) {
-                self.slots[j].last.fetch_max(now, Relaxed);
+                self.bump_last(j, now);
                 if !confirm {
                     return done(false, wj.has(CONFIRMED).then_some(false));
                 }
@@ -1325,7 +1342,7 @@ impl DialogTable {
     pub fn touch(&self, dialog: DialogKey, now_ms: u64) -> bool {
         match self.find_dialog(dialog) {
             Some((i, _)) => {
-                self.slots[i].last.fetch_max(now_ms, Relaxed);
+                self.bump_last(i, now_ms);
                 true
             }
             None => false,
