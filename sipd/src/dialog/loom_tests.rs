@@ -245,6 +245,8 @@ fn displaced_invite_racing_its_answer_and_lookup() {
         // dialog, a lookup finds it.
         let r = t.on_response(call_n(43), Some(Tag::from_hash(9)), 200, 2);
         h.join().unwrap();
+        // Once its INVITE returned, the displaced call is found (through the hint).
+        assert!(t.lookup_call(call_n(43)).is_some());
         let d = t.lookup(call_n(43).dialog(Tag::from_hash(9)));
         match r {
             ResponseOutcome::Confirmed { first: true } => {
