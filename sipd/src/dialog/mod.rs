@@ -114,6 +114,11 @@
 //! - `dialog::loom_tests` (loom, 2-3 threads on a 3-slot table), run with
 //!   `RUSTFLAGS="--cfg loom" cargo test -p sipd --release --lib --target-dir target/loom dialog::loom`
 //!   (seconds after the build; `LOOM_MAX_PREEMPTIONS=8` searched deeper in about 85 s).
+//!   Checked against mutations: without the hint update all three displaced-call models fail;
+//!   without the announce fence, or with the rival scan using the hint read before it,
+//!   `racing_invites_of_a_displaced_call_create_one` and `racing_invites_create_one_call` fail.
+//!   A Relaxed announce passes (the SeqCst fences order the payload for rivals); it is Release
+//!   for readers outside the Dekker step, and costs nothing on x86.
 
 // The protocol needs no `unsafe`: every shared field is an atomic.
 
