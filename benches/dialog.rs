@@ -6,13 +6,19 @@
 //! - `insert_remove`: insert a batch of calls, then remove them.
 //!
 //! Every run keeps `LIVE` confirmed calls in the structure so probes see a realistic occupancy.
-//! The maps get a cheap hasher over the already-hashed 128-bit key (their default SipHash would
-//! be an unfair handicap); the table's keys are hashed up front too.
+//! As on a proxy, every call in `mixed` and `insert_remove` has a Call-ID never seen before (keys
+//! are derived from a running counter, the same keys for every store), so the table works in its
+//! steady state, among the tombstones of the calls before, not on a table that only ever sees the
+//! same few slots; and calls come from `TRUNKS` trunks, not all from one. The table also keeps
+//! per-trunk call counts and its gauges; the maps only store the trunk in the value (they do less
+//! work per call, not more). The maps get a cheap hasher over the already-hashed 128-bit key
+//! (their default SipHash would be an unfair handicap); the table's keys are hashed up front too.
 //!
 //! `cargo bench -p sipd --bench dialog -- --quick`
 
 use std::hash::{BuildHasherDefault, Hasher};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -20,6 +26,7 @@ use sipd::dialog::{CallKey, DialogConfig, DialogKey, DialogTable, Tag};
 
 const LIVE: usize = 100_000;
 const BATCH: usize = 10_000;
+const TRUNKS: u64 = 16;
 
 /// Hasher for keys that are already uniform hashes.
 #[derive(Default, Clone)]
@@ -49,39 +56,58 @@ struct Val {
     to: u64,
 }
 
-fn mix(x: u64) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(&x.to_le_bytes())
+/// splitmix64's finaliser: cheap (the same cost for every store), uniform output.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
 }
 
-/// Keys of one set: the call and its dialog's To tag.
+/// One call: its key, its dialog's To tag, the dialog key, the maps' key, the trunk.
+type K = (CallKey, Tag, DialogKey, u128, u32);
+
+/// Call `n` of key set `set` (sets never overlap).
+#[inline]
+fn key(set: u64, n: u64) -> K {
+    let x = set << 48 | n;
+    let cid = mix(x);
+    let from = Tag::from_hash(mix(!x));
+    let call = CallKey::from_hashes(cid, from);
+    let to = Tag::from_hash(cid.rotate_left(17));
+    (
+        call,
+        to,
+        call.dialog(to),
+        (cid as u128) << 64 | from.get() as u128,
+        (n % TRUNKS) as u32,
+    )
+}
+
+/// Keys of one set.
 struct Keys {
-    calls: Vec<(CallKey, Tag, DialogKey, u128)>,
+    calls: Vec<K>,
 }
 fn keys(set: u64, n: usize) -> Keys {
     Keys {
-        calls: (0..n as u64)
-            .map(|i| {
-                let cid = mix(set << 40 | i);
-                let from = Tag::from_hash(mix(!(set << 40 | i)));
-                let call = CallKey::from_hashes(cid, from);
-                let to = Tag::from_hash(cid.rotate_left(17));
-                (
-                    call,
-                    to,
-                    call.dialog(to),
-                    (cid as u128) << 64 | from.get() as u128,
-                )
-            })
-            .collect(),
+        calls: (0..n as u64).map(|i| key(set, i)).collect(),
     }
+}
+
+/// Per thread, the next unused call number of its key set (set 1 + thread).
+static NEXT: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// `BATCH` calls never used before, for thread `t`.
+fn fresh(t: usize) -> impl Iterator<Item = K> + Clone {
+    let first = NEXT[t].fetch_add(BATCH as u64, Relaxed);
+    (first..first + BATCH as u64).map(move |n| key(1 + t as u64, n))
 }
 
 trait Store: Sync {
     fn name(&self) -> &'static str;
-    fn life(&self, k: &(CallKey, Tag, DialogKey, u128), now: u64);
-    fn insert(&self, k: &(CallKey, Tag, DialogKey, u128), now: u64);
-    fn lookup(&self, k: &(CallKey, Tag, DialogKey, u128)) -> bool;
-    fn remove(&self, k: &(CallKey, Tag, DialogKey, u128), now: u64);
+    fn life(&self, k: &K, now: u64);
+    fn insert(&self, k: &K, now: u64);
+    fn lookup(&self, k: &K) -> bool;
+    fn remove(&self, k: &K, now: u64);
 }
 
 struct Table(DialogTable);
@@ -89,23 +115,23 @@ impl Store for Table {
     fn name(&self) -> &'static str {
         "sipd"
     }
-    fn life(&self, k: &(CallKey, Tag, DialogKey, u128), now: u64) {
+    fn life(&self, k: &K, now: u64) {
         let t = &self.0;
-        black_box(t.on_invite(k.0, 1, "", "", now).is_ok());
-        black_box(t.on_response(k.0, Some(k.1), 180, now));
-        black_box(t.on_response(k.0, Some(k.1), 200, now));
+        black_box(t.on_invite(k.0, k.4, "", "", now).is_ok());
+        black_box(t.on_response(k.0, Some(k.1), 180, now + 1));
+        black_box(t.on_response(k.0, Some(k.1), 200, now + 2));
         black_box(t.lookup(k.2));
-        black_box(t.touch(k.2, now));
-        black_box(t.on_bye(k.2, now));
+        black_box(t.touch(k.2, now + 3));
+        black_box(t.on_bye(k.2, now + 4));
     }
-    fn insert(&self, k: &(CallKey, Tag, DialogKey, u128), now: u64) {
-        black_box(self.0.on_invite(k.0, 1, "", "", now).is_ok());
+    fn insert(&self, k: &K, now: u64) {
+        black_box(self.0.on_invite(k.0, k.4, "", "", now).is_ok());
         black_box(self.0.on_response(k.0, Some(k.1), 200, now));
     }
-    fn lookup(&self, k: &(CallKey, Tag, DialogKey, u128)) -> bool {
+    fn lookup(&self, k: &K) -> bool {
         self.0.lookup(k.2).is_some()
     }
-    fn remove(&self, k: &(CallKey, Tag, DialogKey, u128), now: u64) {
+    fn remove(&self, k: &K, now: u64) {
         black_box(self.0.on_bye(k.2, now));
     }
 }
@@ -115,13 +141,13 @@ impl Store for Dash {
     fn name(&self) -> &'static str {
         "dashmap"
     }
-    fn life(&self, k: &(CallKey, Tag, DialogKey, u128), now: u64) {
+    fn life(&self, k: &K, now: u64) {
         let m = &self.0;
         m.insert(
             k.3,
             Val {
                 state: 0,
-                trunk: 1,
+                trunk: k.4,
                 start: now,
                 last: now,
                 ..Val::default()
@@ -130,18 +156,20 @@ impl Store for Dash {
         if let Some(mut v) = m.get_mut(&k.3) {
             v.state = 1;
             v.to = k.1.get();
+            v.last = now + 1;
         }
         if let Some(mut v) = m.get_mut(&k.3) {
             v.state = 2;
-            v.answer = now;
+            v.answer = now + 2;
+            v.last = now + 2;
         }
         black_box(m.get(&k.3).map(|v| *v));
         if let Some(mut v) = m.get_mut(&k.3) {
-            v.last = now;
+            v.last = now + 3;
         }
         black_box(m.remove(&k.3));
     }
-    fn insert(&self, k: &(CallKey, Tag, DialogKey, u128), now: u64) {
+    fn insert(&self, k: &K, now: u64) {
         self.0.insert(
             k.3,
             Val {
@@ -150,14 +178,14 @@ impl Store for Dash {
                 answer: now,
                 last: now,
                 to: k.1.get(),
-                trunk: 1,
+                trunk: k.4,
             },
         );
     }
-    fn lookup(&self, k: &(CallKey, Tag, DialogKey, u128)) -> bool {
+    fn lookup(&self, k: &K) -> bool {
         self.0.get(&k.3).map(|v| *v).is_some()
     }
-    fn remove(&self, k: &(CallKey, Tag, DialogKey, u128), _now: u64) {
+    fn remove(&self, k: &K, _now: u64) {
         black_box(self.0.remove(&k.3));
     }
 }
@@ -167,13 +195,13 @@ impl Store for Papaya {
     fn name(&self) -> &'static str {
         "papaya"
     }
-    fn life(&self, k: &(CallKey, Tag, DialogKey, u128), now: u64) {
+    fn life(&self, k: &K, now: u64) {
         let m = self.0.pin();
         m.insert(
             k.3,
             Val {
                 state: 0,
-                trunk: 1,
+                trunk: k.4,
                 start: now,
                 last: now,
                 ..Val::default()
@@ -182,18 +210,23 @@ impl Store for Papaya {
         m.update(k.3, |v| Val {
             state: 1,
             to: k.1.get(),
+            last: now + 1,
             ..*v
         });
         m.update(k.3, |v| Val {
             state: 2,
-            answer: now,
+            answer: now + 2,
+            last: now + 2,
             ..*v
         });
         black_box(m.get(&k.3).copied());
-        m.update(k.3, |v| Val { last: now, ..*v });
+        m.update(k.3, |v| Val {
+            last: now + 3,
+            ..*v
+        });
         black_box(m.remove(&k.3).copied());
     }
-    fn insert(&self, k: &(CallKey, Tag, DialogKey, u128), now: u64) {
+    fn insert(&self, k: &K, now: u64) {
         self.0.pin().insert(
             k.3,
             Val {
@@ -202,14 +235,14 @@ impl Store for Papaya {
                 answer: now,
                 last: now,
                 to: k.1.get(),
-                trunk: 1,
+                trunk: k.4,
             },
         );
     }
-    fn lookup(&self, k: &(CallKey, Tag, DialogKey, u128)) -> bool {
+    fn lookup(&self, k: &K) -> bool {
         self.0.pin().get(&k.3).copied().is_some()
     }
-    fn remove(&self, k: &(CallKey, Tag, DialogKey, u128), _now: u64) {
+    fn remove(&self, k: &K, _now: u64) {
         black_box(self.0.pin().remove(&k.3).copied());
     }
 }
@@ -239,12 +272,12 @@ fn stores() -> Vec<Box<dyn Store>> {
     v
 }
 
-/// Run `f(thread, keys)` on `threads` threads, each with its own key set; wall time.
-fn on_threads(threads: usize, sets: &[Keys], f: &(dyn Fn(usize, &Keys) + Sync)) -> Duration {
+/// Run `f(thread)` on `threads` threads; wall time.
+fn on_threads(threads: usize, f: &(dyn Fn(usize) + Sync)) -> Duration {
     let start = Instant::now();
     std::thread::scope(|s| {
-        for (i, set) in sets.iter().take(threads).enumerate() {
-            s.spawn(move || f(i, set));
+        for t in 0..threads {
+            s.spawn(move || f(t));
         }
     });
     start.elapsed()
@@ -253,7 +286,6 @@ fn on_threads(threads: usize, sets: &[Keys], f: &(dyn Fn(usize, &Keys) + Sync)) 
 fn bench(c: &mut Criterion) {
     let stores = stores();
     let live = keys(0, LIVE);
-    let sets: Vec<Keys> = (1..=2).map(|s| keys(s, BATCH)).collect();
 
     let mut g = c.benchmark_group("mixed");
     for threads in [1usize, 2] {
@@ -263,9 +295,9 @@ fn bench(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        total += on_threads(threads, &sets, &|_, set| {
-                            for k in &set.calls {
-                                s.life(k, 2);
+                        total += on_threads(threads, &|t| {
+                            for k in fresh(t) {
+                                s.life(&k, 10);
                             }
                         });
                     }
@@ -285,10 +317,9 @@ fn bench(c: &mut Criterion) {
                     let mut total = Duration::ZERO;
                     for it in 0..iters {
                         let off = (it as usize * 7919) % (LIVE - 2 * BATCH);
-                        total += on_threads(threads, &sets, &|_, set| {
+                        total += on_threads(threads, &|t| {
                             // Each thread reads its own slice of the live calls.
-                            let me = (set.calls[0].3 as usize) & 1;
-                            let from = off + me * BATCH;
+                            let from = off + t * BATCH;
                             for k in &live.calls[from..from + BATCH] {
                                 black_box(s.lookup(k));
                             }
@@ -309,12 +340,13 @@ fn bench(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        total += on_threads(threads, &sets, &|_, set| {
-                            for k in &set.calls {
-                                s.insert(k, 3);
+                        total += on_threads(threads, &|t| {
+                            let calls = fresh(t);
+                            for k in calls.clone() {
+                                s.insert(&k, 3);
                             }
-                            for k in &set.calls {
-                                s.remove(k, 4);
+                            for k in calls {
+                                s.remove(&k, 4);
                             }
                         });
                     }

@@ -174,3 +174,87 @@ fn three_threads_invite_answer_and_cancel() {
         assert_eq!(s.calls_active, answered as u64);
     });
 }
+
+/// Two home buckets, so the calls below (all homed at bucket 0) are displaced past it and are
+/// found only through the probe length hint.
+fn two_buckets() -> DialogTable {
+    DialogTable::new(DialogConfig {
+        capacity: 2,
+        probe_window: 3,
+        early_timeout_ms: 100,
+        session_timeout_ms: 1000,
+        max_trunks: 2,
+    })
+}
+
+fn call_n(cid: u64) -> CallKey {
+    CallKey::from_hashes(cid, Tag::from_hash(7))
+}
+
+#[test]
+fn racing_invites_of_a_displaced_call_create_one() {
+    model(|| {
+        let t = Arc::new(two_buckets());
+        // Occupies the home slot: both claimers below land further on and raise the hint.
+        t.on_invite(call_n(42), 1, "", "", 1).unwrap();
+        let t2 = t.clone();
+        let h = thread::spawn(move || t2.on_invite(call_n(43), 1, "", "", 1).unwrap());
+        let a = t.on_invite(call_n(43), 1, "", "", 1).unwrap();
+        let b = h.join().unwrap();
+        let created = [a, b]
+            .iter()
+            .filter(|o| matches!(o, InviteOutcome::Created(_)))
+            .count();
+        assert_eq!(created, 1);
+        assert!(t.lookup_call(call_n(43)).is_some());
+        let s = settled(&t);
+        assert_eq!(s.calls_active, 2);
+    });
+}
+
+#[test]
+fn displaced_call_stays_visible_while_its_home_is_freed_and_reused() {
+    model(|| {
+        let t = Arc::new(two_buckets());
+        t.on_invite(call_n(42), 1, "", "", 1).unwrap();
+        // Displaced to distance 1.
+        t.on_invite(call_n(43), 1, "", "", 1).unwrap();
+        let (t2, t3) = (t.clone(), t.clone());
+        // The home slot becomes a tombstone, and a third call takes it or a slot further on.
+        let a = thread::spawn(move || assert!(t2.on_cancel(call_n(42), 2)));
+        let b = thread::spawn(move || t3.on_invite(call_n(44), 1, "", "", 2).unwrap());
+        // A lookup of the displaced call never misses it.
+        assert!(t.lookup_call(call_n(43)).is_some());
+        a.join().unwrap();
+        b.join().unwrap();
+        assert!(t.lookup_call(call_n(43)).is_some());
+        assert!(t.lookup_call(call_n(44)).is_some());
+        let s = settled(&t);
+        assert_eq!(s.calls_active, 2);
+    });
+}
+
+#[test]
+fn displaced_invite_racing_its_answer_and_lookup() {
+    model(|| {
+        let t = Arc::new(two_buckets());
+        t.on_invite(call_n(42), 1, "", "", 1).unwrap();
+        let t2 = t.clone();
+        let h = thread::spawn(move || t2.on_invite(call_n(43), 1, "", "", 1).unwrap());
+        // The 2xx may come before the call is visible (UnknownCall) but, once it confirmed the
+        // dialog, a lookup finds it.
+        let r = t.on_response(call_n(43), Some(Tag::from_hash(9)), 200, 2);
+        h.join().unwrap();
+        // Once its INVITE returned, the displaced call is found (through the hint).
+        assert!(t.lookup_call(call_n(43)).is_some());
+        let d = t.lookup(call_n(43).dialog(Tag::from_hash(9)));
+        match r {
+            ResponseOutcome::Confirmed { first: true } => {
+                assert_eq!(d.unwrap().state, DialogState::Confirmed)
+            }
+            ResponseOutcome::UnknownCall => assert!(d.is_none()),
+            other => panic!("{other:?}"),
+        }
+        settled(&t);
+    });
+}

@@ -14,45 +14,68 @@ const OWNED_MAX: usize = 31;
 const STRIPES: usize = OWNED_MAX + 1;
 static OWNED: AtomicU32 = AtomicU32::new(0);
 
-struct Owner(Cell<usize>);
-impl Drop for Owner {
-    fn drop(&mut self) {
-        let i = self.0.get();
-        if i < OWNED_MAX {
-            OWNED.fetch_and(!(1 << i), Ordering::Release);
-        }
-    }
+thread_local! {
+    /// This thread's stripe index, `usize::MAX` until its first update. A `const` thread-local
+    /// without a destructor, so reading it is one TLS-relative load with no lazy-registration
+    /// check (every counter update reads it); the destructor lives on `OWNER`, set up once.
+    static MINE: Cell<usize> = const { Cell::new(usize::MAX) };
 }
 
-/// This thread's stripe, and whether it owns it.
+/// Gives the stripe back when the thread exits.
+struct Owner(usize);
+impl Drop for Owner {
+    fn drop(&mut self) {
+        // Later updates from this thread's other destructors go to the shared stripe: the bit is
+        // free for another thread from here on.
+        let _ = MINE.try_with(|m| m.set(OWNED_MAX));
+        OWNED.fetch_and(!(1 << self.0), Ordering::Release);
+    }
+}
+thread_local! {
+    /// Set when the thread claims a stripe; its destructor gives the stripe back.
+    static OWNER: Cell<Option<Owner>> = const { Cell::new(None) };
+}
+
+/// This thread's stripe (always `< STRIPES`), and whether it owns it.
 #[inline]
 fn stripe() -> (usize, bool) {
-    thread_local!(static MINE: Owner = const { Owner(Cell::new(usize::MAX)) });
-    MINE.try_with(|m| {
-        let v = m.0.get();
-        if v != usize::MAX {
-            return (v, v < OWNED_MAX);
+    let v = MINE.with(Cell::get);
+    if v < OWNED_MAX {
+        return (v, true);
+    }
+    if v == OWNED_MAX {
+        return (OWNED_MAX, false);
+    }
+    claim_stripe()
+}
+
+#[cold]
+fn claim_stripe() -> (usize, bool) {
+    let mut cur = OWNED.load(Ordering::Relaxed);
+    let v = loop {
+        let free = (!cur).trailing_zeros() as usize;
+        if free >= OWNED_MAX {
+            break OWNED_MAX;
         }
-        let mut cur = OWNED.load(Ordering::Relaxed);
-        let v = loop {
-            let free = (!cur).trailing_zeros() as usize;
-            if free >= OWNED_MAX {
-                break OWNED_MAX;
-            }
-            match OWNED.compare_exchange_weak(
-                cur,
-                cur | (1 << free),
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => break free,
-                Err(c) => cur = c,
-            }
-        };
-        m.0.set(v);
-        (v, v < OWNED_MAX)
-    })
-    .unwrap_or((OWNED_MAX, false))
+        match OWNED.compare_exchange_weak(
+            cur,
+            cur | (1 << free),
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => break free,
+            Err(c) => cur = c,
+        }
+    };
+    let v = if v < OWNED_MAX && OWNER.try_with(|o| o.set(Some(Owner(v)))).is_err() {
+        // Thread-locals already torn down: nobody would give the stripe back.
+        OWNED.fetch_and(!(1 << v), Ordering::Release);
+        OWNED_MAX
+    } else {
+        v
+    };
+    MINE.with(|m| m.set(v));
+    (v, v < OWNED_MAX)
 }
 
 #[derive(Clone, Copy)]
@@ -76,22 +99,23 @@ pub(crate) enum C {
 const N: usize = 14;
 
 pub(crate) struct Stripes {
-    stripes: Box<[CachePadded<[AtomicI64; N]>]>,
+    /// A fixed-size array, so indexing with a stripe number needs no bounds check.
+    stripes: Box<[CachePadded<[AtomicI64; N]>; STRIPES]>,
 }
 
 impl Stripes {
     pub(crate) fn new() -> Self {
         Stripes {
-            stripes: (0..STRIPES)
-                .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicI64::new(0))))
-                .collect(),
+            stripes: Box::new(std::array::from_fn(|_| {
+                CachePadded::new(std::array::from_fn(|_| AtomicI64::new(0)))
+            })),
         }
     }
 
     #[inline]
     pub(crate) fn add(&self, c: C, v: i64) {
         let (i, owned) = stripe();
-        let a = &self.stripes[i][c as usize];
+        let a = &self.stripes[i % STRIPES][c as usize];
         if owned {
             // Only this thread writes this stripe (until it exits: the Release in `Owner::drop`
             // and the Acquire of the next owner's claim order the handover).

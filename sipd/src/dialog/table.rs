@@ -9,9 +9,9 @@ use super::key::{CallKey, DialogKey, Tag};
 use super::record::{EndReason, Party, RecordEvent, RecordSink};
 use super::slot::*;
 use super::stats::{C, DialogStats, Stripes};
-use super::sync::{AtomicU64, AtomicUsize, Ordering, fence};
+use super::sync::{AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
 
-use Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
+use Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 
 /// Sizing and timeouts, fixed when the table is built.
 #[derive(Clone, Debug)]
@@ -19,7 +19,7 @@ pub struct DialogConfig {
     /// Home buckets. The table holds `capacity + probe_window - 1` slots; plan for about
     /// 0.8 x capacity live calls plus dialogs (see the module docs).
     pub capacity: usize,
-    /// Slots probed from a key's home bucket (bounded linear probing).
+    /// Slots probed from a key's home bucket (bounded linear probing), at most 256.
     pub probe_window: usize,
     /// A call with no dialog, or an early dialog, with no traffic for this long is reaped.
     pub early_timeout_ms: u64,
@@ -184,19 +184,31 @@ enum Why {
 pub struct DialogTable {
     ctrl: Box<[AtomicU64]>,
     slots: Box<[Payload]>,
+    /// Per home bucket, the probe length hint: the farthest distance from the bucket at which a
+    /// key homed there was ever claimed. Only grows. Probes for a key stop there (module docs).
+    reach: Box<[AtomicU8]>,
     cap: usize,
     window: usize,
     early_ms: u64,
     session_ms: u64,
-    trunk_active: Box<[AtomicU64]>,
-    trunk_limit: Box<[AtomicU64]>,
+    /// One cache line per trunk: workers serving different trunks do not share a line.
+    trunks: Box<[CachePadded<Trunk>]>,
     stats: Stripes,
     cursor: CachePadded<AtomicUsize>,
     sink: Option<RecordSink>,
 }
 
+/// A trunk's concurrent-call count and limit.
+struct Trunk {
+    active: AtomicU64,
+    limit: AtomicU64,
+}
+
 /// Bytes of one slot: its control word plus its payload.
 pub const SLOT_BYTES: usize = std::mem::size_of::<u64>() + std::mem::size_of::<Payload>();
+
+/// Bytes per home bucket besides its slot: the probe length hint.
+pub const HINT_BYTES: usize = std::mem::size_of::<u8>();
 
 #[inline]
 fn fp_of(cid: u64) -> u16 {
@@ -215,7 +227,7 @@ impl DialogTable {
     }
 
     fn build(cfg: DialogConfig, sink: Option<RecordSink>) -> Self {
-        let window = cfg.probe_window.max(1);
+        let window = cfg.probe_window.clamp(1, 256);
         let cap = cfg.capacity.max(1);
         let total = cap + window - 1;
         assert!(
@@ -225,13 +237,18 @@ impl DialogTable {
         DialogTable {
             ctrl: (0..total).map(|_| AtomicU64::new(EMPTY)).collect(),
             slots: (0..total).map(|_| Payload::new()).collect(),
+            reach: (0..cap).map(|_| AtomicU8::new(0)).collect(),
             cap,
             window,
             early_ms: cfg.early_timeout_ms,
             session_ms: cfg.session_timeout_ms,
-            trunk_active: (0..cfg.max_trunks).map(|_| AtomicU64::new(0)).collect(),
-            trunk_limit: (0..cfg.max_trunks)
-                .map(|_| AtomicU64::new(u64::MAX))
+            trunks: (0..cfg.max_trunks)
+                .map(|_| {
+                    CachePadded::new(Trunk {
+                        active: AtomicU64::new(0),
+                        limit: AtomicU64::new(u64::MAX),
+                    })
+                })
                 .collect(),
             stats: Stripes::new(),
             cursor: CachePadded::new(AtomicUsize::new(0)),
@@ -244,24 +261,24 @@ impl DialogTable {
         self.ctrl.len()
     }
 
-    /// Memory of the slot arrays, bytes (fixed at build).
+    /// Memory of the slot arrays and probe hints, bytes (fixed at build).
     pub fn memory_bytes(&self) -> usize {
-        self.ctrl.len() * SLOT_BYTES
+        self.ctrl.len() * SLOT_BYTES + self.reach.len() * HINT_BYTES
     }
 
     /// Limit trunk `trunk` to `limit` concurrent calls (`None`: no limit). Takes effect for the
     /// next INVITE; calls already up are kept.
     pub fn set_trunk_limit(&self, trunk: u32, limit: Option<u32>) {
-        if let Some(l) = self.trunk_limit.get(trunk as usize) {
-            l.store(limit.map_or(u64::MAX, u64::from), Relaxed);
+        if let Some(t) = self.trunks.get(trunk as usize) {
+            t.limit.store(limit.map_or(u64::MAX, u64::from), Relaxed);
         }
     }
 
     /// Calls of `trunk` not yet ended.
     pub fn trunk_active(&self, trunk: u32) -> u64 {
-        self.trunk_active
+        self.trunks
             .get(trunk as usize)
-            .map_or(0, |a| a.load(Relaxed))
+            .map_or(0, |t| t.active.load(Relaxed))
     }
 
     /// Gauges and counters (sums of per-thread stripes; never blocks a writer).
@@ -276,10 +293,48 @@ impl DialogTable {
         ((cid as u128 * self.cap as u128) >> 64) as usize
     }
 
+    /// The whole probe window of `cid`.
     #[inline]
     fn win(&self, cid: u64) -> Range<usize> {
         let h = self.home(cid);
         h..h + self.window
+    }
+
+    /// The part of `cid`'s window a probe for a key must scan: up to the home bucket's hint.
+    /// `order`: Acquire for readers; SeqCst where a Dekker step reads it after its fence.
+    #[inline]
+    fn span(&self, cid: u64, order: Ordering) -> Range<usize> {
+        let h = self.home(cid);
+        h..h + 1 + self.reach[h].load(order) as usize
+    }
+
+    /// Slot `i` of `cid`'s window is being claimed: raise the home bucket's hint to cover it.
+    /// Called before the slot is announced (RESERVED) and so before it can be published: a
+    /// reader that can see the key sees the hint (coherence), and of two claimers of one key, the
+    /// one whose fence comes second reads a hint covering the other (see `claim`).
+    #[inline]
+    fn cover(&self, cid: u64, i: usize) {
+        let h = self.home(cid);
+        let d = i - h;
+        // The home slot is always scanned: no hint needed (most claims land there).
+        if d > 0 {
+            // An RMW even when the hint is already high enough: the Dekker argument in `claim`
+            // needs a write of ours to the hint before our fence, not only a read of another's.
+            self.reach[h].fetch_max(d as u8, SeqCst);
+        }
+    }
+
+    /// Traffic on slot `i` at `now`: raise its last-activity time. A plain load first: when
+    /// the stored time is already `now` or later (a burst within one millisecond, a lagging
+    /// worker's clock) nothing is written, so the common case on a busy dialog is a read of a
+    /// line, not a locked RMW that takes it exclusive. Otherwise `fetch_max`: `last` only grows,
+    /// so a thread that slept across a reuse of the slot cannot lower the new generation's time.
+    #[inline]
+    fn bump_last(&self, i: usize, now: u64) {
+        let last = &self.slots[i].last;
+        if last.load(Relaxed) < now {
+            last.fetch_max(now, Relaxed);
+        }
     }
 
     #[inline]
@@ -324,7 +379,7 @@ impl DialogTable {
             Want::Call { cid, .. } | Want::Fork { cid, .. } => cid,
         };
         let fp = fp_of(cid);
-        for i in self.win(cid) {
+        for i in self.span(cid, Acquire) {
             let w = Word(self.ctrl[i].load(Acquire));
             if w.state() == EMPTY {
                 return None;
@@ -339,7 +394,7 @@ impl DialogTable {
     /// The live slot (call slot with its own dialog, or fork) of dialog `key`.
     fn find_dialog(&self, key: DialogKey) -> Option<(usize, Word)> {
         let fp = fp_of(key.cid);
-        for i in self.win(key.cid) {
+        for i in self.span(key.cid, Acquire) {
             let w = Word(self.ctrl[i].load(Acquire));
             if w.state() == EMPTY {
                 return None;
@@ -383,7 +438,10 @@ impl DialogTable {
         let mut killed = false;
         let mut gated = false;
         'restart: loop {
-            // 1. Look for the key, and remember the first reusable slot.
+            // 1. One pass: look for the key up to the hint, and remember the first reusable slot
+            //    (past the hint if there is none before it). A key published before the hint was
+            //    read lies within it; one being claimed meanwhile is resolved in step 4.
+            let last = self.span(cid, Acquire).end - 1;
             let mut cand = None;
             for i in win.clone() {
                 let w = Word(self.ctrl[i].load(SeqCst));
@@ -397,6 +455,9 @@ impl DialogTable {
                         return Claim::Existing(i, w, killed);
                     }
                     _ => {}
+                }
+                if i >= last && cand.is_some() {
+                    break;
                 }
             }
             let (i, w) = match cand {
@@ -419,9 +480,12 @@ impl DialogTable {
             {
                 continue 'restart;
             }
+            // Before the announce (step 3), so before our key can be seen: lookups and rivals
+            // scanning up to the hint reach slot `i`.
+            self.cover(cid, i);
             // Orders the CLAIMING word before the payload stores (seqlock writer side), so a
             // reader that sees a new payload value also sees the generation change.
-            fence(Ordering::Release);
+            fence(Release);
             let g = mine.gen_();
             let p = &self.slots[i];
             p.cid.store(cid, Relaxed);
@@ -439,14 +503,20 @@ impl DialogTable {
             // (A fork's start is its call's; a worker's clock may lag the one that made the call.)
             p.last.store(now.max(start), Relaxed);
             p.link.store(link, Relaxed);
-            // 3. Announce: the key becomes visible to other claimers (not to lookups).
+            // 3. Announce: the key becomes visible to other claimers (not to lookups). Release
+            //    publishes the payload stores to whoever reads this word (seqlock writer side).
+            //    Not SeqCst: the fence below is what orders it before our scan, and a SeqCst store
+            //    is a second full barrier (`xchg` on x86, besides the fence's locked `or`).
             let announced = mine.with_state(RESERVED);
-            self.ctrl[i].store(announced.0, SeqCst);
-            // Dekker: announce, full fence, then read the rivals' words. Of two claimers of one
-            // key at least one sees the other's announcement.
+            self.ctrl[i].store(announced.0, Release);
+            // Dekker: raise the hint and announce, full fence, then read the hint and the rivals'
+            // words. Of two claimers of one key, the one whose fence is later in the SeqCst order
+            // reads the other's hint write (or a later, larger one, the hint only grows) and sees
+            // its announcement: a SeqCst fence orders every store before it, whatever its own
+            // ordering, against every load after the other thread's fence.
             fence(SeqCst);
             // 4. Resolve rivals with the same key announced at the same time.
-            for j in win.clone() {
+            for j in self.span(cid, SeqCst) {
                 if j == i {
                     continue;
                 }
@@ -617,8 +687,8 @@ impl DialogTable {
 
     /// Call slot `i` of generation `old.gen_()` was freed by the CAS that saw `old`.
     fn finalize(&self, i: usize, old: Word, s: &Snap, reason: EndReason, now: u64, record: bool) {
-        if let Some(a) = self.trunk_active.get(s.link as usize) {
-            a.fetch_sub(1, AcqRel);
+        if let Some(t) = self.trunks.get(s.link as usize) {
+            t.active.fetch_sub(1, AcqRel);
         }
         self.stats.add(C::CallsActive, -1);
         self.stats.inc(C::CallsEnded);
@@ -840,7 +910,8 @@ impl DialogTable {
         }
         let fp = fp_of(cid);
         let mut n = 0;
-        for j in self.win(cid) {
+        // Read after `end_call`'s fence: covers a fork whose publish the Dekker step must see.
+        for j in self.span(cid, SeqCst) {
             let w = Word(self.ctrl[j].load(SeqCst));
             if w.state() == EMPTY {
                 break;
@@ -1025,16 +1096,16 @@ impl DialogTable {
             cid: call.cid,
             from: call.from,
         };
-        let counter = self.trunk_active.get(trunk as usize);
+        let counter = self.trunks.get(trunk as usize);
         let mut counted = false;
         // The trunk is checked once the scan found no such call (so a retransmission is never
         // refused) and before a slot is claimed.
         let gate = || match counter {
             None => true,
-            Some(a) => {
-                let limit = self.trunk_limit[trunk as usize].load(Relaxed);
-                if a.fetch_add(1, AcqRel) >= limit {
-                    a.fetch_sub(1, AcqRel);
+            Some(t) => {
+                let limit = t.limit.load(Relaxed);
+                if t.active.fetch_add(1, AcqRel) >= limit {
+                    t.active.fetch_sub(1, AcqRel);
                     false
                 } else {
                     counted = true;
@@ -1044,8 +1115,8 @@ impl DialogTable {
         };
         let claim = self.claim(want, 0, now_ms, trunk as u64, now_ms, gate);
         let uncount = |counted: bool| {
-            if let (true, Some(a)) = (counted, counter) {
-                a.fetch_sub(1, AcqRel);
+            if let (true, Some(t)) = (counted, counter) {
+                t.active.fetch_sub(1, AcqRel);
             }
         };
         match claim {
@@ -1067,7 +1138,7 @@ impl DialogTable {
             Claim::Existing(i, w, _) => {
                 uncount(counted);
                 self.stats.inc(C::Retransmissions);
-                self.slots[i].last.fetch_max(now_ms, Relaxed);
+                self.bump_last(i, now_ms);
                 Ok(InviteOutcome::Existing(CallHandle {
                     record_id: record_id(w.gen_(), i),
                 }))
@@ -1126,7 +1197,7 @@ impl DialogTable {
             if confirm {
                 return ResponseOutcome::Ignored;
             }
-            self.slots[i].last.fetch_max(now_ms, Relaxed);
+            self.bump_last(i, now_ms);
             return ResponseOutcome::Touched;
         };
         self.ensure_dialog(i, g, call, tag.get(), confirm, now_ms)
@@ -1157,7 +1228,7 @@ impl DialogTable {
             match self.attach(i, g, tag) {
                 Err(()) => return ResponseOutcome::UnknownCall,
                 Ok(Some(created)) => {
-                    self.slots[i].last.fetch_max(now, Relaxed);
+                    self.bump_last(i, now);
                     if !confirm {
                         let up = Word(self.ctrl[i].load(Acquire)).has(CONFIRMED);
                         return done(created, up.then_some(false));
@@ -1172,7 +1243,7 @@ impl DialogTable {
             }
             // An existing fork?
             if let Some((j, wj)) = self.find(fork, &[RESERVED, LIVE]) {
-                self.slots[j].last.fetch_max(now, Relaxed);
+                self.bump_last(j, now);
                 if !confirm {
                     return done(false, wj.has(CONFIRMED).then_some(false));
                 }
@@ -1271,7 +1342,7 @@ impl DialogTable {
     pub fn touch(&self, dialog: DialogKey, now_ms: u64) -> bool {
         match self.find_dialog(dialog) {
             Some((i, _)) => {
-                self.slots[i].last.fetch_max(now_ms, Relaxed);
+                self.bump_last(i, now_ms);
                 true
             }
             None => false,

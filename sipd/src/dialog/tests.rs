@@ -48,7 +48,7 @@ fn memory_per_slot() {
     assert_eq!(SLOT_BYTES, 72);
     let t = DialogTable::new(cfg(1000, 32));
     assert_eq!(t.slots(), 1031);
-    assert_eq!(t.memory_bytes(), 1031 * 72);
+    assert_eq!(t.memory_bytes(), 1031 * 72 + 1000);
 }
 
 #[test]

@@ -1,0 +1,199 @@
+//! A fixed, repeatable run of the dialog bench's mixed workload for instruction counts (the
+//! criterion bench times wall clock, which is noisy on a shared machine):
+//!
+//! ```text
+//! cargo build --release -p sipd --example dialog_ops
+//! valgrind --tool=callgrind --collect-atstart=no --toggle-collect='dialog_ops::run*' \
+//!     target/release/examples/dialog_ops 100 10
+//! ```
+//!
+//! Fills a 2^18-bucket table with 100,000 confirmed calls, then runs `warm` x 10,000 call lives
+//! (INVITE, 180, 200, lookup, in-dialog request, BYE: 6 operations each, every call a new
+//! Call-ID, as on a real proxy) on one thread to reach the steady state of a long-running table
+//! (the slots earlier calls used are tombstones), then `rounds` x 10,000 more in `run`. Divide
+//! the instructions of `run` by `rounds x 60,000` for instructions per operation.
+//!
+//! A third argument `dashmap` runs the same lives on the bench's dashmap peer instead (a
+//! `DashMap<u128, Val>` with the bench's pre-hashed hasher, the same 6 operations per call), for
+//! its instruction count on the same workload (`--toggle-collect='dialog_ops::dash_run*'`).
+
+use std::hash::{BuildHasherDefault, Hasher};
+use std::hint::black_box;
+
+use sipd::dialog::{CallKey, DialogConfig, DialogKey, DialogTable, Tag};
+
+const LIVE: u64 = 100_000;
+const BATCH: u64 = 10_000;
+const TRUNKS: u64 = 16;
+
+/// splitmix64's finaliser, as in the bench.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn key(set: u64, i: u64) -> (CallKey, Tag, DialogKey, u32) {
+    let cid = mix(set << 48 | i);
+    let call = CallKey::from_hashes(cid, Tag::from_hash(mix(!(set << 48 | i))));
+    let to = Tag::from_hash(cid.rotate_left(17));
+    (call, to, call.dialog(to), (i % TRUNKS) as u32)
+}
+
+#[inline(never)]
+fn warm(t: &DialogTable, first: u64, rounds: u64) {
+    lives(t, first, rounds)
+}
+
+#[inline(never)]
+fn run(t: &DialogTable, first: u64, rounds: u64) {
+    lives(t, first, rounds)
+}
+
+#[inline(always)]
+fn lives(t: &DialogTable, first: u64, rounds: u64) {
+    for r in first..first + rounds {
+        for i in 0..BATCH {
+            let k = key(r, i);
+            black_box(t.on_invite(k.0, k.3, "", "", 10).is_ok());
+            black_box(t.on_response(k.0, Some(k.1), 180, 11));
+            black_box(t.on_response(k.0, Some(k.1), 200, 12));
+            black_box(t.lookup(k.2));
+            black_box(t.touch(k.2, 13));
+            black_box(t.on_bye(k.2, 14));
+        }
+    }
+}
+
+/// The bench's hasher for keys that are already uniform hashes.
+#[derive(Default, Clone)]
+struct PreHashed(u64);
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, _: &[u8]) {
+        unreachable!("keys are u128")
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = ((v as u64) ^ ((v >> 64) as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+type Dash = dashmap::DashMap<u128, Val, BuildHasherDefault<PreHashed>>;
+
+/// The bench's map value (only written here, as there).
+#[allow(dead_code)]
+#[derive(Clone, Copy, Default)]
+struct Val {
+    state: u8,
+    trunk: u32,
+    start: u64,
+    answer: u64,
+    last: u64,
+    to: u64,
+}
+
+/// The map key of call `i` of set `set`: the same Call-ID and From tag hashes as `key`.
+fn dash_key(set: u64, i: u64) -> u128 {
+    let x = set << 48 | i;
+    (mix(x) as u128) << 64 | Tag::from_hash(mix(!x)).get() as u128
+}
+
+#[inline(always)]
+fn dash_lives(m: &Dash, first: u64, rounds: u64) {
+    for r in first..first + rounds {
+        for i in 0..BATCH {
+            let k = key(r, i);
+            let mk = dash_key(r, i);
+            let now = 10;
+            m.insert(
+                mk,
+                Val {
+                    trunk: k.3,
+                    start: now,
+                    last: now,
+                    ..Val::default()
+                },
+            );
+            if let Some(mut v) = m.get_mut(&mk) {
+                v.state = 1;
+                v.to = k.1.get();
+                v.last = now + 1;
+            }
+            if let Some(mut v) = m.get_mut(&mk) {
+                v.state = 2;
+                v.answer = now + 2;
+                v.last = now + 2;
+            }
+            black_box(m.get(&mk).map(|v| *v));
+            if let Some(mut v) = m.get_mut(&mk) {
+                v.last = now + 3;
+            }
+            black_box(m.remove(&mk));
+        }
+    }
+}
+
+#[inline(never)]
+fn dash_warm(m: &Dash, first: u64, rounds: u64) {
+    dash_lives(m, first, rounds)
+}
+
+#[inline(never)]
+fn dash_run(m: &Dash, first: u64, rounds: u64) {
+    dash_lives(m, first, rounds)
+}
+
+fn dash_main(warm_rounds: u64, rounds: u64) {
+    let m = Dash::with_capacity_and_hasher(2 * LIVE as usize, Default::default());
+    for i in 0..LIVE {
+        let k = key(0, i);
+        let v = Val {
+            state: 2,
+            trunk: k.3,
+            to: k.1.get(),
+            ..Val::default()
+        };
+        m.insert(dash_key(0, i), v);
+    }
+    dash_warm(&m, 1, warm_rounds);
+    let start = std::time::Instant::now();
+    dash_run(&m, 1 + warm_rounds, rounds);
+    let el = start.elapsed();
+    let ops = rounds * BATCH * 6;
+    println!(
+        "dashmap: {ops} ops in {el:?}: {:.1} M ops/s; entries {}",
+        ops as f64 / el.as_secs_f64() / 1e6,
+        m.len()
+    );
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let warm_rounds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
+    let rounds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
+    if args.next().as_deref() == Some("dashmap") {
+        return dash_main(warm_rounds, rounds);
+    }
+    let t = DialogTable::new(DialogConfig {
+        capacity: 1 << 18,
+        ..DialogConfig::default()
+    });
+    for i in 0..LIVE {
+        let k = key(0, i);
+        t.on_invite(k.0, k.3, "", "", 1).unwrap();
+        t.on_response(k.0, Some(k.1), 200, 1);
+    }
+    warm(&t, 1, warm_rounds);
+    let start = std::time::Instant::now();
+    run(&t, 1 + warm_rounds, rounds);
+    let el = start.elapsed();
+    let ops = rounds * BATCH * 6;
+    let s = t.stats();
+    println!(
+        "{ops} ops in {el:?}: {:.1} M ops/s; calls active {}, refused {}",
+        ops as f64 / el.as_secs_f64() / 1e6,
+        s.calls_active,
+        s.refused_full
+    );
+}
