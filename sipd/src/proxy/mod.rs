@@ -942,28 +942,34 @@ impl Proxy {
 
         let top_via_index = msg.header_index(HeaderName::Via);
         let mf_index = msg.header_index(HeaderName::MaxForwards);
+        let last_end = headers.last().map_or(msg.start(), |h| h.end as usize);
+        // Header lines we do not change are copied in runs, one copy per run rather than per line.
+        let mut copied_to = headers.first().map_or(last_end, |h| h.start as usize);
         for (i, h) in headers.iter().enumerate() {
-            let line = &bytes[h.start as usize..h.end as usize];
+            let strip = decision.strip_route.filter(|r| r.header == i);
+            let strip_last = decision.strip_last_route.filter(|r| r.header == i);
+            if Some(i) != top_via_index
+                && Some(i) != mf_index
+                && strip.is_none()
+                && strip_last.is_none()
+            {
+                continue;
+            }
+            out.put(&bytes[copied_to..h.start as usize]);
+            copied_to = h.end as usize;
             if Some(i) == top_via_index {
                 write_received_via(&mut out, bytes, h, &view.top_via, input.source);
             } else if Some(i) == mf_index {
                 out.put(b"Max-Forwards: ");
                 out.put_u64(u64::from(view.max_forwards.unwrap_or(70).saturating_sub(1)));
                 out.put(b"\r\n");
-            } else if let Some(rv) = decision.strip_route.filter(|r| r.header == i) {
-                write_without_value(
-                    &mut out,
-                    bytes,
-                    h,
-                    rv,
-                    decision.strip_last_route.filter(|l| l.header == i),
-                );
-            } else if let Some(rv) = decision.strip_last_route.filter(|r| r.header == i) {
+            } else if let Some(rv) = strip {
+                write_without_value(&mut out, bytes, h, rv, strip_last);
+            } else if let Some(rv) = strip_last {
                 write_without_value(&mut out, bytes, h, rv, None);
-            } else {
-                out.put(line);
             }
         }
+        out.put(&bytes[copied_to..last_end]);
         if mf_index.is_none() {
             out.put(b"Max-Forwards: 70\r\n");
         }
@@ -975,7 +981,6 @@ impl Proxy {
             out.put_u64(msg.body().len() as u64);
             out.put(b"\r\n");
         }
-        let last_end = headers.last().map_or(msg.start(), |h| h.end as usize);
         out.put(&bytes[last_end..msg.len()]);
 
         match out.finish() {
