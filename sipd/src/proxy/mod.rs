@@ -528,17 +528,18 @@ impl Proxy {
             HeaderName::CallId,
             HeaderName::CSeq,
         ] {
-            match msg.headers_named(name).count() {
-                0 => return Err(Reject::new(400, "Missing Required Header")),
-                1 => {}
-                _ => return Err(Reject::new(400, "Duplicate Header")),
+            if msg.header(name).is_none() {
+                return Err(Reject::new(400, "Missing Required Header"));
+            }
+            if msg.is_repeated(name) {
+                return Err(Reject::new(400, "Duplicate Header"));
             }
         }
         // RFC 4475 mcl01: with disagreeing Content-Lengths nobody knows where the body ends.
         if msg.has_conflicting_content_length() {
             return Err(Reject::new(400, "Conflicting Content-Length"));
         }
-        if msg.headers_named(HeaderName::MaxForwards).count() > 1 {
+        if msg.is_repeated(HeaderName::MaxForwards) {
             return Err(Reject::new(400, "Duplicate Max-Forwards"));
         }
         let via_value = msg

@@ -216,6 +216,8 @@ pub struct Message<'a, 'h> {
     headers: &'h [Header<'a>],
     /// First index in `headers` of each known header name, `u16::MAX` when absent.
     first: [u16; HeaderName::Other as usize],
+    /// Bit `name as u32` set for each known header name on more than one line.
+    repeated: u64,
     head_end: u32,
     body_end: u32,
     content_length: Option<u32>,
@@ -287,6 +289,12 @@ impl<'a, 'h> Message<'a, 'h> {
     }
 
     /// Every header line with this name, in order.
+    /// Whether the known header `name` is on more than one line (`false` for
+    /// [`HeaderName::Other`]); answered from the index, without a scan.
+    pub fn is_repeated(&self, name: HeaderName) -> bool {
+        name != HeaderName::Other && self.repeated & (1 << name as u32) != 0
+    }
+
     pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = &'h Header<'a>> + 'h {
         let start = self.header_index(name).unwrap_or(self.headers.len());
         self.headers[start..].iter().filter(move |h| h.name == name)
@@ -347,6 +355,9 @@ impl<'a, 'h> Message<'a, 'h> {
         &self.buf[..self.body_end as usize]
     }
 }
+
+// `Message::repeated` has one bit per known header name.
+const _: () = assert!((HeaderName::Other as usize) <= 64);
 
 /// Parses a whole UDP datagram (the common case; never [`Status::Partial`]).
 #[inline]
@@ -410,6 +421,7 @@ fn parse_with<'a, 'h, S: Scan>(
 
     let mut count = 0usize;
     let mut first = [u16::MAX; HeaderName::Other as usize];
+    let mut repeated = 0u64;
     let mut content_length: Option<u32> = None;
     let mut conflicting_content_length = false;
     let head_end = loop {
@@ -453,6 +465,8 @@ fn parse_with<'a, 'h, S: Scan>(
             if *slot == u16::MAX {
                 // `count` < headers.len(); storage beyond u16 indices is never consulted.
                 *slot = u16::try_from(count).unwrap_or(u16::MAX);
+            } else {
+                repeated |= 1 << header.name as u32;
             }
         }
         pos = header.end as usize;
@@ -488,6 +502,7 @@ fn parse_with<'a, 'h, S: Scan>(
         start: start as u32,
         headers: &headers[..count],
         first,
+        repeated,
         head_end: head_end as u32,
         body_end: body_end as u32,
         content_length,
@@ -909,6 +924,32 @@ v=0\n";
         assert_eq!(hs[1], (HeaderName::CallId, b"id".to_vec()));
         assert_eq!(hs[2], (HeaderName::Subject, b"".to_vec()));
         assert!(body.is_empty());
+    }
+
+    #[test]
+    fn repeated_headers_are_known_from_the_index() {
+        let msg = b"OPTIONS sip:x SIP/2.0\r\nv: SIP/2.0/UDP a\r\nMax-Forwards: 70\r\nVia: SIP/2.0/UDP b\r\n\
+X-A: 1\r\nx-a: 2\r\nmax-forwards: 69\r\nCall-ID: c\r\n\r\n";
+        let mut h = [Header::EMPTY; 16];
+        let m = parse_datagram(msg, &mut h).unwrap();
+        assert!(
+            m.is_repeated(HeaderName::Via),
+            "compact and full forms are one name"
+        );
+        assert!(m.is_repeated(HeaderName::MaxForwards));
+        assert!(!m.is_repeated(HeaderName::CallId));
+        assert!(!m.is_repeated(HeaderName::To), "absent");
+        assert!(
+            !m.is_repeated(HeaderName::Other),
+            "extension headers are not tracked"
+        );
+        for name in HeaderName::KNOWN {
+            assert_eq!(
+                m.is_repeated(*name),
+                m.headers_named(*name).count() > 1,
+                "{name:?}"
+            );
+        }
     }
 
     #[test]
