@@ -49,6 +49,11 @@ pub struct WorkerConfig {
     pub frame_size: u32,
     /// Largest RX batch.
     pub batch: usize,
+    /// Answers put on the TX ring and sent while an RX batch is still being handled, at most
+    /// this many at a time: a datagram early in a batch leaves without waiting for the rest of
+    /// the batch to be handled. The default, 32, is what one copy-mode `sendto` sends anyway
+    /// ([`COPY_TX_BUDGET`]), so a full batch costs no more kicks than sending it whole.
+    pub tx_flush: usize,
     /// Core to pin the worker thread to.
     pub core: Option<usize>,
     /// Zero-copy preference.
@@ -63,7 +68,7 @@ pub struct WorkerConfig {
 
 impl WorkerConfig {
     /// Defaults for `iface` queue `queue`: 2048 + 2048 frames of 2 KiB (8 MiB of UMEM), batches of
-    /// 64, zero-copy attempted.
+    /// 64 sent in parts of 32, zero-copy attempted.
     pub fn new(iface: impl Into<String>, queue: u32) -> Self {
         WorkerConfig {
             iface: iface.into(),
@@ -71,6 +76,7 @@ impl WorkerConfig {
             ring_frames: 2048,
             frame_size: 2048,
             batch: 64,
+            tx_flush: 32,
             core: None,
             zero_copy: ZeroCopy::Auto,
             idle_poll_ms: 100,
@@ -257,9 +263,9 @@ impl Worker {
 
     fn bind_mode(cfg: &WorkerConfig, mode: BindMode) -> Result<Self, WorkerError> {
         let bad = |m: String| WorkerError::Config(m);
-        if !cfg.ring_frames.is_power_of_two() || cfg.batch == 0 {
+        if !cfg.ring_frames.is_power_of_two() || cfg.batch == 0 || cfg.tx_flush == 0 {
             return Err(bad(format!(
-                "ring_frames {} must be a power of two and batch > 0",
+                "ring_frames {} must be a power of two, batch and tx_flush > 0",
                 cfg.ring_frames
             )));
         }
@@ -378,6 +384,8 @@ impl Worker {
     ) {
         let n_ring = self.cfg.ring_frames as usize;
         let batch = self.cfg.batch.min(n_ring);
+        let tx_flush = self.cfg.tx_flush.min(batch);
+        let mode = self.mode;
         let epoch = self.cfg.epoch;
         let ttl = self.cfg.ttl;
         let stats = self.stats.clone();
@@ -389,6 +397,9 @@ impl Worker {
         let mut rx = vec![FrameDesc::default(); batch];
         let mut done = vec![FrameDesc::default(); n_ring];
         let mut tx_batch: Vec<FrameDesc> = Vec::with_capacity(batch);
+        // RX frames the fill ring had no room for yet (the kernel publishes what it took from
+        // the fill ring lazily, so it can look full while we hold frames); retried every batch.
+        let mut refill: Vec<FrameDesc> = Vec::with_capacity(n_ring);
         let mut in_flight = 0usize;
         let mut ident: u16 = 0;
         let mut local = Local::default();
@@ -413,7 +424,7 @@ impl Worker {
             let n = unsafe { self.rx_q.consume(&mut rx) };
             if n == 0 {
                 if in_flight > 0 {
-                    self.kick_tx(n_ring, &mut local);
+                    kick_tx(&mut self.tx_q, mode, n_ring, &mut local);
                     // Completions are due soon; don't sleep long.
                     let _ = self.rx_q.poll(0);
                 } else {
@@ -478,28 +489,37 @@ impl Worker {
                     }
                     None => free_tx.push(txd),
                 }
+                if tx_batch.len() >= tx_flush {
+                    send_tx(
+                        &mut self.tx_q,
+                        mode,
+                        n_ring,
+                        &mut tx_batch,
+                        &mut free_tx,
+                        &mut in_flight,
+                        &mut local,
+                    );
+                }
             }
 
-            // SAFETY: every frame of the batch was only read above and goes back to the kernel.
-            // The fill ring holds as many slots as there are RX frames, so it has room.
-            let refilled = unsafe { self.fq.produce(&rx[..n]) };
-            if refilled != n {
-                tracing::error!(n, "fill ring full: RX frames lost");
-            }
+            // The fill ring has as many slots as there are RX frames, so whatever does not fit
+            // now fits once the kernel publishes what it consumed.
+            refill.extend_from_slice(&rx[..n]);
+            // SAFETY: every frame of the batch was only read above and goes back to the kernel
+            // (with any the fill ring had no room for last time); nothing else holds them.
+            let refilled = unsafe { self.fq.produce(&refill) };
+            refill.drain(..refilled);
 
             if !tx_batch.is_empty() {
-                // SAFETY: the frames hold complete datagrams and are handed to the kernel until
-                // they come back on the completion ring. The TX ring is as large as the pool.
-                let produced = unsafe { self.tx_q.produce(&tx_batch) };
-                if produced == tx_batch.len() {
-                    in_flight += produced;
-                    local.tx += produced as u64;
-                } else {
-                    local.no_tx_frame += tx_batch.len() as u64;
-                    free_tx.extend_from_slice(&tx_batch);
-                }
-                tx_batch.clear();
-                self.kick_tx(n_ring, &mut local);
+                send_tx(
+                    &mut self.tx_q,
+                    mode,
+                    n_ring,
+                    &mut tx_batch,
+                    &mut free_tx,
+                    &mut in_flight,
+                    &mut local,
+                );
             } else if self.fq.needs_wakeup() {
                 let _ = self.rx_q.poll(0);
             }
@@ -524,41 +544,66 @@ impl Worker {
             stats.rx_dropped.store(x.rx_dropped(), Ordering::Relaxed);
         }
     }
+}
 
-    /// Wakes the kernel to send what is on the TX ring, if it asked for that.
-    ///
-    /// In copy mode one `sendto` sends at most a fixed budget of frames (32, the kernel's
-    /// `TX_BATCH_SIZE`) and leaves the rest on the ring; kicking once per RX batch of 64 then
-    /// let the ring fill up, every TX frame end up queued, and received datagrams be dropped for
-    /// want of a TX frame (a quarter of them under full blast on veth). So in copy mode it kicks
-    /// again until the ring is empty: `sendto` runs the transmission synchronously there, so
-    /// each kick either takes frames off the ring or the device is busy, and the loop is bounded
-    /// by what a whole ring needs. In zero-copy mode the driver drains the ring asynchronously
-    /// after one kick.
-    #[inline]
-    fn kick_tx(&mut self, ring: usize, local: &mut Local) {
-        if !self.tx_q.needs_wakeup() {
+/// Puts the answers in `tx_batch` on the TX ring and sends them (see [`kick_tx`]); if the ring
+/// cannot take them they go back to the pool, counted.
+#[inline]
+fn send_tx(
+    tx_q: &mut TxQueue,
+    mode: BindMode,
+    ring: usize,
+    tx_batch: &mut Vec<FrameDesc>,
+    free_tx: &mut Vec<FrameDesc>,
+    in_flight: &mut usize,
+    local: &mut Local,
+) {
+    // SAFETY: the frames hold complete datagrams and are handed to the kernel until they come
+    // back on the completion ring. The TX ring is as large as the pool.
+    let produced = unsafe { tx_q.produce(tx_batch) };
+    if produced == tx_batch.len() {
+        *in_flight += produced;
+        local.tx += produced as u64;
+    } else {
+        local.no_tx_frame += tx_batch.len() as u64;
+        free_tx.extend_from_slice(tx_batch);
+    }
+    tx_batch.clear();
+    kick_tx(tx_q, mode, ring, local);
+}
+
+/// Wakes the kernel to send what is on the TX ring, if it asked for that.
+///
+/// In copy mode one `sendto` sends at most a fixed budget of frames (32, the kernel's
+/// `TX_BATCH_SIZE`) and leaves the rest on the ring; kicking once per RX batch of 64 then
+/// let the ring fill up, every TX frame end up queued, and received datagrams be dropped for
+/// want of a TX frame (a quarter of them under full blast on veth). So in copy mode it kicks
+/// again until the ring is empty: `sendto` runs the transmission synchronously there, so
+/// each kick either takes frames off the ring or the device is busy, and the loop is bounded
+/// by what a whole ring needs. In zero-copy mode the driver drains the ring asynchronously
+/// after one kick.
+fn kick_tx(tx_q: &mut TxQueue, mode: BindMode, ring: usize, local: &mut Local) {
+    if !tx_q.needs_wakeup() {
+        return;
+    }
+    local.tx_kicks += 1;
+    let _ = tx_q.wakeup();
+    if mode != BindMode::Copy {
+        return;
+    }
+    let mut left = ring.div_ceil(COPY_TX_BUDGET) + 1;
+    loop {
+        let pending = ring.saturating_sub(tx_q.nb_free_exact() as usize);
+        if pending == 0 || left == 0 || !tx_q.needs_wakeup() {
             return;
         }
+        let before = pending;
         local.tx_kicks += 1;
-        let _ = self.tx_q.wakeup();
-        if self.mode != BindMode::Copy {
+        let _ = tx_q.wakeup();
+        left -= 1;
+        if ring.saturating_sub(tx_q.nb_free_exact() as usize) >= before {
+            // Nothing taken: the device is busy; the next batch or idle pass tries again.
             return;
-        }
-        let mut left = ring.div_ceil(COPY_TX_BUDGET) + 1;
-        loop {
-            let pending = ring.saturating_sub(self.tx_q.nb_free_exact() as usize);
-            if pending == 0 || left == 0 || !self.tx_q.needs_wakeup() {
-                return;
-            }
-            let before = pending;
-            local.tx_kicks += 1;
-            let _ = self.tx_q.wakeup();
-            left -= 1;
-            if ring.saturating_sub(self.tx_q.nb_free_exact() as usize) >= before {
-                // Nothing taken: the device is busy; the next batch or idle pass tries again.
-                return;
-            }
         }
     }
 }

@@ -227,7 +227,8 @@ fn run_inner(root: &Path, args: BenchArgs) -> Result<()> {
             .to_string(),
         "cpu_pct: user+system time of the DUT's processes over the load period, in % of one \
          core; dut_core_pct: the DUT core's busy time, including softirq work done there (on veth \
-         the receiving side's kernel work runs on the sender's core)."
+         the receiving side's kernel work runs on the sender's core); gen_core_pct: the same for \
+         the generator's core (near 100%, latency includes the generator's own queueing)."
             .to_string(),
         "calls: sipd and Kamailio both record-route, so ACK and BYE come through the DUT: 6 \
          forwarded messages per call. Pass: failed + unfinished < 0.1% and >= 97% of the offered \
@@ -295,7 +296,7 @@ fn print_cell(s: Scenario, t: TargetKind, c: &Cell) {
     let o = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.0}"));
     eprintln!(
         "xtask bench: {:<14} {:<12} msgs/s {:>9} calls/s {:>8} failed {:>6}% p50 {:>6} us p99 {:>7} \
-         us cpu {:>5}%",
+         us cpu {:>5}% gen core {:>5}%",
         s.name(),
         t.name(),
         o(c.msgs_per_s),
@@ -304,6 +305,7 @@ fn print_cell(s: Scenario, t: TargetKind, c: &Cell) {
         c.p50_us.map_or("-".into(), |v| v.to_string()),
         c.p99_us.map_or("-".into(), |v| v.to_string()),
         c.cpu_pct.map_or("-".into(), |v| format!("{v:.0}")),
+        o(c.gen_core_pct),
     );
 }
 

@@ -72,6 +72,9 @@ pub struct Cell {
     pub cpu_pct: Option<f64>,
     /// Busy time of the DUT's core in %, including softirq work done there for anyone.
     pub dut_core_pct: Option<f64>,
+    /// Busy time of the generator's core in % over the same period (where it nears 100%, the
+    /// generator's own queueing is in the latency figures).
+    pub gen_core_pct: Option<f64>,
     /// The offered rate (requests or calls per second) when the generator ran at a fixed rate.
     pub offered_per_s: Option<f64>,
     pub duration_s: Option<f64>,
@@ -113,6 +116,8 @@ pub struct Step {
 struct Run {
     rep: Value,
     cpu: (f64, f64),
+    /// The generator core's busy % over the DUT's measuring period.
+    gen_core: f64,
     udp: Value,
 }
 
@@ -199,6 +204,7 @@ impl Gen<'_, '_> {
         let t0 = Instant::now();
         topo::sleep(Duration::from_secs_f64(duration * 0.1))?;
         let meter = CpuMeter::start(dut.pid(), self.env.dut_core);
+        let gen0 = topo::core_jiffies(self.env.gen_core);
         let until = Duration::from_secs_f64(duration * 0.98);
         while t0.elapsed() < until {
             if p.try_status()?.is_some() {
@@ -207,6 +213,7 @@ impl Gen<'_, '_> {
             topo::sleep(Duration::from_millis(20))?;
         }
         let cpu = meter.read();
+        let gen_core = topo::core_busy_pct(gen0, topo::core_jiffies(self.env.gen_core));
         let status = p.wait(timeout)?;
         let report = read_report(&json, status.code())
             .with_context(|| format!("{name}: {}", tail(&json.with_extension("log"), 4)))?;
@@ -232,6 +239,7 @@ impl Gen<'_, '_> {
         Ok(Run {
             rep: report,
             cpu,
+            gen_core,
             udp,
         })
     }
@@ -288,6 +296,7 @@ pub fn forward(g: &Gen, dut: &mut Dut, t: &Timing) -> Result<Cell> {
     let Run {
         rep: blast,
         cpu: (cpu, core),
+        gen_core,
         udp,
     } = g.client("blast", args, d, dut, Duration::from_secs_f64(d + 15.0))?;
     dut.check_alive()?;
@@ -298,6 +307,7 @@ pub fn forward(g: &Gen, dut: &mut Dut, t: &Timing) -> Result<Cell> {
         udp: Some(udp),
         cpu_pct: Some(cpu),
         dut_core_pct: Some(core),
+        gen_core_pct: Some(gen_core),
         duration_s: Some(round1(dur)),
         ..Cell::default()
     };
@@ -417,6 +427,7 @@ pub fn forward_sustained(g: &Gen, dut: &mut Dut, t: &Timing, max: &Cell) -> Resu
         Run {
             rep,
             cpu: (cpu, core),
+            gen_core,
             udp,
         },
         offered,
@@ -439,6 +450,7 @@ pub fn forward_sustained(g: &Gen, dut: &mut Dut, t: &Timing, max: &Cell) -> Resu
         p99_us: None,
         cpu_pct: Some(cpu),
         dut_core_pct: Some(core),
+        gen_core_pct: Some(gen_core),
         offered_per_s: Some(offered.round()),
         duration_s: Some(round1(f(&rep, &["duration_s"]))),
         note: Some(if limit {
@@ -541,6 +553,7 @@ pub fn calls(g: &Gen, dut: &mut Dut, t: &Timing) -> Result<Cell> {
         Run {
             rep,
             cpu: (cpu, core),
+            gen_core,
             udp,
         },
         offered,
@@ -568,6 +581,7 @@ pub fn calls(g: &Gen, dut: &mut Dut, t: &Timing) -> Result<Cell> {
         p99_us: Some(u(&rep, &["latency_us", "invite_to_200", "p99"])),
         cpu_pct: Some(cpu),
         dut_core_pct: Some(core),
+        gen_core_pct: Some(gen_core),
         offered_per_s: Some(offered.round()),
         duration_s: Some(round1(dur)),
         retransmissions: Some(u(&rep, &["retransmissions"])),
@@ -610,6 +624,7 @@ pub fn latency(g: &Gen, dut: &mut Dut, t: &Timing, fwd: &Cell) -> Result<Cell> {
     let Run {
         rep,
         cpu: (cpu, core),
+        gen_core,
         udp,
     } = g.client(
         "uac-latency",
@@ -634,12 +649,14 @@ pub fn latency(g: &Gen, dut: &mut Dut, t: &Timing, fwd: &Cell) -> Result<Cell> {
         p99_us: Some(lat("p99")),
         cpu_pct: Some(cpu),
         dut_core_pct: Some(core),
+        gen_core_pct: Some(gen_core),
         offered_per_s: Some(rate),
         duration_s: Some(round1(dur)),
         retransmissions: Some(u(&rep, &["retransmissions"])),
         note: Some(format!(
             "OPTIONS at {rate}/s (50% of the forwarding maximum); request-to-response through \
-             the DUT twice and the UAS: p90 {} us, p999 {} us, max {} us",
+             the DUT twice and the UAS: p90 {} us, p999 {} us, max {} us; generator core busy \
+             {gen_core}% (near 100% its own queueing is in these figures)",
             lat("p90"),
             lat("p999"),
             lat("max"),
@@ -687,6 +704,7 @@ pub fn register(g: &Gen, dut: &mut Dut, t: &Timing, auth: bool) -> Result<Cell> 
     let Run {
         rep,
         cpu: (cpu, core),
+        gen_core,
         udp,
     } = g.client(
         if auth {
@@ -714,6 +732,7 @@ pub fn register(g: &Gen, dut: &mut Dut, t: &Timing, auth: bool) -> Result<Cell> 
         p99_us: Some(u(&rep, &["latency_us", "request_to_response", "p99"])),
         cpu_pct: Some(cpu),
         dut_core_pct: Some(core),
+        gen_core_pct: Some(gen_core),
         duration_s: Some(round1(dur)),
         retransmissions: Some(u(&rep, &["retransmissions"])),
         note: Some(format!("responses received: {responses}")),

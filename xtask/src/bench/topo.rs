@@ -489,6 +489,19 @@ pub struct CpuMeter {
     t0: Instant,
 }
 
+/// Busy % of one core between two [`core_jiffies`] readings.
+pub fn core_busy_pct(before: (u64, u64), after: (u64, u64)) -> f64 {
+    let (db, dt) = (
+        after.0.saturating_sub(before.0),
+        after.1.saturating_sub(before.1),
+    );
+    if dt > 0 {
+        round1(db as f64 / dt as f64 * 100.0)
+    } else {
+        0.0
+    }
+}
+
 impl CpuMeter {
     pub fn start(pid: u32, core: usize) -> CpuMeter {
         CpuMeter {
@@ -505,17 +518,8 @@ impl CpuMeter {
         let secs = self.t0.elapsed().as_secs_f64().max(1e-3);
         let ticks = tree_ticks(self.pid).saturating_sub(self.ticks);
         let proc_pct = ticks as f64 / clk_tck() / secs * 100.0;
-        let (b1, t1) = core_jiffies(self.core);
-        let (db, dt) = (
-            b1.saturating_sub(self.core0.0),
-            t1.saturating_sub(self.core0.1),
-        );
-        let core_pct = if dt > 0 {
-            db as f64 / dt as f64 * 100.0
-        } else {
-            0.0
-        };
-        (round1(proc_pct), round1(core_pct))
+        let core_pct = core_busy_pct(self.core0, core_jiffies(self.core));
+        (round1(proc_pct), core_pct)
     }
 }
 
