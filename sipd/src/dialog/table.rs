@@ -705,15 +705,12 @@ impl DialogTable {
 
     /// The dialog of live slot `i` (its own dialog) left the early or confirmed gauge.
     fn dialog_gone(&self, w: Word, why: Why) {
-        self.stats.add(
-            if w.has(CONFIRMED) {
-                C::Confirmed
-            } else {
-                C::Early
-            },
-            -1,
-        );
-        self.stats.inc(C::DialogsTerminated);
+        let gauge = if w.has(CONFIRMED) {
+            C::Confirmed
+        } else {
+            C::Early
+        };
+        self.stats.add_all([(gauge, -1), (C::DialogsTerminated, 1)]);
         self.count_end(why);
     }
 
@@ -722,8 +719,8 @@ impl DialogTable {
         if let Some(t) = self.trunks.get(s.link as usize) {
             t.active.fetch_sub(1, AcqRel);
         }
-        self.stats.add(C::CallsActive, -1);
-        self.stats.inc(C::CallsEnded);
+        self.stats
+            .add_all([(C::CallsActive, -1), (C::CallsEnded, 1)]);
         if !record {
             return;
         }
@@ -1017,9 +1014,11 @@ impl DialogTable {
                 .is_ok()
             {
                 if w.state() == LIVE {
-                    self.stats.add(C::Early, -1);
-                    self.stats.add(C::Confirmed, 1);
-                    self.stats.inc(C::DialogsConfirmed);
+                    self.stats.add_all([
+                        (C::Early, -1),
+                        (C::Confirmed, 1),
+                        (C::DialogsConfirmed, 1),
+                    ]);
                 }
                 return Some(true);
             }
@@ -1057,8 +1056,7 @@ impl DialogTable {
                 .compare_exchange(w.0, w.with(TAGGED).0, SeqCst, Relaxed)
                 .is_ok()
             {
-                self.stats.add(C::Early, 1);
-                self.stats.inc(C::DialogsCreated);
+                self.stats.add_all([(C::Early, 1), (C::DialogsCreated, 1)]);
                 return Ok(Some(true));
             }
         }
@@ -1153,8 +1151,8 @@ impl DialogTable {
         };
         match claim {
             Claim::Published(i, w) => {
-                self.stats.inc(C::CallsCreated);
-                self.stats.inc(C::CallsActive);
+                self.stats
+                    .add_all([(C::CallsCreated, 1), (C::CallsActive, 1)]);
                 let h = CallHandle {
                     record_id: record_id(w.gen_(), i),
                 };
