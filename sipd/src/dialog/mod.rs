@@ -34,7 +34,8 @@
 //! One slot holds a **call and its first dialog** (the one the first To tag creates); each further
 //! fork takes a slot of its own that links to its call. A call with one dialog, the common case,
 //! is one slot. A slot is a control word (`u64`, in a dense array of its own, so a probe reads
-//! 8 slots per cache line and skips other calls by a 16-bit fingerprint) and a 64-byte,
+//! 8 slots per cache line and skips other calls by a 16-bit fingerprint, compared together with
+//! the state and kind bits the probe wants in one masked compare per slot) and a 64-byte,
 //! 64-aligned payload of atomics (Call-ID hash, caller tag, callee tag, start, answer, last
 //! activity, trunk or link to the call).
 //!

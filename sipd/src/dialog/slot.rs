@@ -21,7 +21,7 @@ pub(crate) const CLAIMING: u64 = 2;
 pub(crate) const RESERVED: u64 = 3;
 pub(crate) const LIVE: u64 = 4;
 pub(crate) const DRAINING: u64 = 5;
-const STATE_MASK: u64 = 0b111;
+pub(crate) const STATE_MASK: u64 = 0b111;
 
 pub(crate) const FORK: u64 = 1 << 3;
 pub(crate) const CONFIRMED: u64 = 1 << 4;
@@ -33,7 +33,8 @@ const FLAG_MASK: u64 = 0xf8;
 const CHILD_SHIFT: u32 = 8;
 const CHILD_ONE: u64 = 1 << CHILD_SHIFT;
 pub(crate) const MAX_CHILDREN: u64 = 0xff;
-const FP_SHIFT: u32 = 16;
+pub(crate) const FP_SHIFT: u32 = 16;
+pub(crate) const FP_MASK: u64 = 0xffff << FP_SHIFT;
 const GEN_SHIFT: u32 = 32;
 
 /// Helpers over a control word value.

@@ -114,14 +114,23 @@ impl Stripes {
 
     #[inline]
     pub(crate) fn add(&self, c: C, v: i64) {
+        self.add_all([(c, v)]);
+    }
+
+    /// Several counter changes of one transition, with one stripe lookup.
+    #[inline]
+    pub(crate) fn add_all<const K: usize>(&self, changes: [(C, i64); K]) {
         let (i, owned) = stripe();
-        let a = &self.stripes[i % STRIPES][c as usize];
-        if owned {
-            // Only this thread writes this stripe (until it exits: the Release in `Owner::drop`
-            // and the Acquire of the next owner's claim order the handover).
-            a.store(a.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed);
-        } else {
-            a.fetch_add(v, Ordering::Relaxed);
+        let stripe = &self.stripes[i % STRIPES];
+        for (c, v) in changes {
+            let a = &stripe[c as usize];
+            if owned {
+                // Only this thread writes this stripe (until it exits: the Release in
+                // `Owner::drop` and the Acquire of the next owner's claim order the handover).
+                a.store(a.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed);
+            } else {
+                a.fetch_add(v, Ordering::Relaxed);
+            }
         }
     }
 

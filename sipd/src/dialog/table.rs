@@ -215,6 +215,17 @@ fn fp_of(cid: u64) -> u16 {
     cid as u16
 }
 
+/// A set of slot states as a bit per state, for [`DialogTable::find`].
+const fn states(list: &[u64]) -> u64 {
+    let mut set = 0;
+    let mut k = 0;
+    while k < list.len() {
+        set |= 1 << list[k];
+        k += 1;
+    }
+    set
+}
+
 impl DialogTable {
     /// A table without call records.
     pub fn new(cfg: DialogConfig) -> Self {
@@ -373,43 +384,64 @@ impl DialogTable {
         hit && self.still(i, w)
     }
 
-    /// First slot in the window holding `want` in one of `states`.
-    fn find(&self, want: Want, states: &[u64]) -> Option<(usize, Word)> {
-        let cid = match want {
-            Want::Call { cid, .. } | Want::Fork { cid, .. } => cid,
+    /// The control words a probe for `cid` must scan (up to the home bucket's hint, read with
+    /// Acquire) and the index of the first. Hashed once per probe; a slice, so the loop over it
+    /// has no bounds checks (the hint is below the window, so the span lies in the table).
+    #[inline]
+    fn span_words(&self, cid: u64) -> (usize, &[AtomicU64]) {
+        let r = self.span(cid, Acquire);
+        (r.start, &self.ctrl[r])
+    }
+
+    /// First slot in the window holding `want` in one of `states` (a bit per state, see
+    /// [`states`]). One masked compare per slot skips other calls (fingerprint) and slots of the
+    /// other kind (FORK bit); only a mismatch is checked for EMPTY, the end of the probe.
+    #[inline(always)]
+    fn find(&self, want: Want, states: u64) -> Option<(usize, Word)> {
+        let (cid, kind) = match want {
+            Want::Call { cid, .. } => (cid, 0),
+            Want::Fork { cid, .. } => (cid, FORK),
         };
-        let fp = fp_of(cid);
-        for i in self.span(cid, Acquire) {
-            let w = Word(self.ctrl[i].load(Acquire));
-            if w.state() == EMPTY {
+        let mask = FP_MASK | FORK;
+        let key = ((fp_of(cid) as u64) << FP_SHIFT) | kind;
+        let (h, words) = self.span_words(cid);
+        for (k, c) in words.iter().enumerate() {
+            let w = c.load(Acquire);
+            if w & mask == key {
+                // (An EMPTY word can match fingerprint 0; its state is in no `states`.)
+                let w = Word(w);
+                if states & (1 << w.state()) != 0 && self.holds(h + k, w, want) {
+                    return Some((h + k, w));
+                }
+            } else if w & STATE_MASK == EMPTY {
                 return None;
-            }
-            if w.fp() == fp && states.contains(&w.state()) && self.holds(i, w, want) {
-                return Some((i, w));
             }
         }
         None
     }
 
-    /// The live slot (call slot with its own dialog, or fork) of dialog `key`.
+    /// The live slot (call slot with its own dialog, or fork) of dialog `key`: LIVE, TAGGED, not
+    /// HOLLOW, fingerprint matched, all in one masked compare per slot.
+    #[inline(always)]
     fn find_dialog(&self, key: DialogKey) -> Option<(usize, Word)> {
-        let fp = fp_of(key.cid);
-        for i in self.span(key.cid, Acquire) {
-            let w = Word(self.ctrl[i].load(Acquire));
-            if w.state() == EMPTY {
+        let mask = FP_MASK | STATE_MASK | TAGGED | HOLLOW;
+        let want = ((fp_of(key.cid) as u64) << FP_SHIFT) | TAGGED | LIVE;
+        let (h, words) = self.span_words(key.cid);
+        for (k, c) in words.iter().enumerate() {
+            let w = c.load(Acquire);
+            if w & mask == want {
+                let i = h + k;
+                let p = &self.slots[i];
+                let (c, f, t) = (
+                    p.cid.load(Relaxed),
+                    p.from.load(Relaxed),
+                    p.to.load(Relaxed),
+                );
+                if key.matches(c, f, t) && self.still(i, Word(w)) {
+                    return Some((i, Word(w)));
+                }
+            } else if w & STATE_MASK == EMPTY {
                 return None;
-            }
-            if w.fp() != fp || w.state() != LIVE || !w.has(TAGGED) || w.has(HOLLOW) {
-                continue;
-            }
-            let p = &self.slots[i];
-            let (c, f, t) = (
-                p.cid.load(Relaxed),
-                p.from.load(Relaxed),
-                p.to.load(Relaxed),
-            );
-            if key.matches(c, f, t) && self.still(i, w) {
-                return Some((i, w));
             }
         }
         None
@@ -673,15 +705,12 @@ impl DialogTable {
 
     /// The dialog of live slot `i` (its own dialog) left the early or confirmed gauge.
     fn dialog_gone(&self, w: Word, why: Why) {
-        self.stats.add(
-            if w.has(CONFIRMED) {
-                C::Confirmed
-            } else {
-                C::Early
-            },
-            -1,
-        );
-        self.stats.inc(C::DialogsTerminated);
+        let gauge = if w.has(CONFIRMED) {
+            C::Confirmed
+        } else {
+            C::Early
+        };
+        self.stats.add_all([(gauge, -1), (C::DialogsTerminated, 1)]);
         self.count_end(why);
     }
 
@@ -690,8 +719,8 @@ impl DialogTable {
         if let Some(t) = self.trunks.get(s.link as usize) {
             t.active.fetch_sub(1, AcqRel);
         }
-        self.stats.add(C::CallsActive, -1);
-        self.stats.inc(C::CallsEnded);
+        self.stats
+            .add_all([(C::CallsActive, -1), (C::CallsEnded, 1)]);
         if !record {
             return;
         }
@@ -985,9 +1014,11 @@ impl DialogTable {
                 .is_ok()
             {
                 if w.state() == LIVE {
-                    self.stats.add(C::Early, -1);
-                    self.stats.add(C::Confirmed, 1);
-                    self.stats.inc(C::DialogsConfirmed);
+                    self.stats.add_all([
+                        (C::Early, -1),
+                        (C::Confirmed, 1),
+                        (C::DialogsConfirmed, 1),
+                    ]);
                 }
                 return Some(true);
             }
@@ -1025,8 +1056,7 @@ impl DialogTable {
                 .compare_exchange(w.0, w.with(TAGGED).0, SeqCst, Relaxed)
                 .is_ok()
             {
-                self.stats.add(C::Early, 1);
-                self.stats.inc(C::DialogsCreated);
+                self.stats.add_all([(C::Early, 1), (C::DialogsCreated, 1)]);
                 return Ok(Some(true));
             }
         }
@@ -1121,8 +1151,8 @@ impl DialogTable {
         };
         match claim {
             Claim::Published(i, w) => {
-                self.stats.inc(C::CallsCreated);
-                self.stats.inc(C::CallsActive);
+                self.stats
+                    .add_all([(C::CallsCreated, 1), (C::CallsActive, 1)]);
                 let h = CallHandle {
                     record_id: record_id(w.gen_(), i),
                 };
@@ -1169,7 +1199,7 @@ impl DialogTable {
             cid: call.cid,
             from: call.from,
         };
-        let Some((i, w)) = self.find(want, &[LIVE]) else {
+        let Some((i, w)) = self.find(want, states(&[LIVE])) else {
             return ResponseOutcome::UnknownCall;
         };
         let g = w.gen_();
@@ -1242,7 +1272,7 @@ impl DialogTable {
                 Ok(None) => {}
             }
             // An existing fork?
-            if let Some((j, wj)) = self.find(fork, &[RESERVED, LIVE]) {
+            if let Some((j, wj)) = self.find(fork, states(&[RESERVED, LIVE])) {
                 self.bump_last(j, now);
                 if !confirm {
                     return done(false, wj.has(CONFIRMED).then_some(false));
@@ -1308,7 +1338,7 @@ impl DialogTable {
             cid: call.cid,
             from: call.from,
         };
-        match self.find(want, &[LIVE]) {
+        match self.find(want, states(&[LIVE])) {
             Some((i, w)) => {
                 self.end_call(i, w.gen_(), EndReason::Cancelled, None, now_ms, Why::Event)
             }
@@ -1401,7 +1431,7 @@ impl DialogTable {
             cid: call.cid,
             from: call.from,
         };
-        let (i, w) = self.find(want, &[LIVE])?;
+        let (i, w) = self.find(want, states(&[LIVE]))?;
         let p = &self.slots[i];
         let start = p.start.load(Relaxed);
         let trunk = p.link.load(Relaxed) as u32;
