@@ -15,7 +15,7 @@
 use std::sync::LazyLock;
 
 use memchr::memmem;
-use xxhash_rust::xxh3::{Xxh3, xxh3_64_with_seed};
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use super::writer::Out;
 
@@ -32,39 +32,32 @@ pub fn invariant_hash(
     from_tag: &[u8],
     cseq: u32,
 ) -> u64 {
-    // One-shot xxh3 over the fields laid out in a stack buffer: the same value as streaming them
-    // (xxh3's streaming digest equals the one-shot hash of the concatenation) without the
-    // streaming state's setup, a few hundred instructions per request.
+    // One-shot xxh3 over the fields laid out in a buffer: on the stack unless they are unusually
+    // long. The streaming state's setup cost a few hundred instructions per request.
+    let fields = [request_uri, call_id, from_tag];
+    let len = fields.iter().map(|f| 4 + f.len()).sum::<usize>() + 4;
     let mut stack = [0u8; 512];
-    let mut len = 0;
-    let mut fits = true;
-    for field in [request_uri, call_id, from_tag] {
-        fits &= append(&mut stack, &mut len, &(field.len() as u32).to_le_bytes())
-            && append(&mut stack, &mut len, field);
+    let mut heap = Vec::new();
+    let buf = match stack.get_mut(..len) {
+        Some(buf) => buf,
+        None => {
+            heap.resize(len, 0);
+            &mut heap[..]
+        }
+    };
+    let mut at = 0;
+    for field in fields {
+        append(buf, &mut at, &(field.len() as u32).to_le_bytes());
+        append(buf, &mut at, field);
     }
-    fits &= append(&mut stack, &mut len, &cseq.to_le_bytes());
-    if fits {
-        return xxh3_64_with_seed(&stack[..len], secret);
-    }
-    let mut h = Xxh3::with_seed(secret);
-    for field in [request_uri, call_id, from_tag] {
-        h.update(&(field.len() as u32).to_le_bytes());
-        h.update(field);
-    }
-    h.update(&cseq.to_le_bytes());
-    h.digest()
+    append(buf, &mut at, &cseq.to_le_bytes());
+    xxh3_64_with_seed(buf, secret)
 }
 
-/// Appends `bytes` at `buf[*len..]` if they fit.
-fn append(buf: &mut [u8], len: &mut usize, bytes: &[u8]) -> bool {
-    match buf.get_mut(*len..*len + bytes.len()) {
-        Some(dst) => {
-            dst.copy_from_slice(bytes);
-            *len += bytes.len();
-            true
-        }
-        None => false,
-    }
+/// Copies `bytes` to `buf[*at..]` (sized by the caller to fit) and moves `at` past them.
+fn append(buf: &mut [u8], at: &mut usize, bytes: &[u8]) {
+    buf[*at..*at + bytes.len()].copy_from_slice(bytes);
+    *at += bytes.len();
 }
 
 /// The full branch for the outgoing request.
@@ -103,6 +96,7 @@ pub fn loop_marker(h1: u64) -> [u8; OUR_BRANCH_PREFIX.len() + 16] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xxhash_rust::xxh3::Xxh3;
 
     #[test]
     fn hash_is_the_same_for_fields_too_long_for_the_stack_buffer() {

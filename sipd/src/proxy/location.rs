@@ -41,16 +41,19 @@ pub trait LocationService: Send + Sync {
 /// A fixed table for tests and static deployments: user@domain -> contacts.
 #[derive(Clone, Debug, Default)]
 pub struct StaticLocation {
-    /// Keyed by [`key`]: the user, a NUL, the lowercased domain.
+    /// Keyed by [`write_key`]: the user, a NUL, the lowercased domain.
     entries: HashMap<Vec<u8>, Vec<ContactTarget>>,
 }
 
-/// Writes the table key of `user` at `domain` into `out` (cleared first).
-fn key(user: &[u8], domain: &[u8], out: &mut Vec<u8>) {
-    out.clear();
-    out.extend_from_slice(user);
-    out.push(0);
-    out.extend(domain.iter().map(u8::to_ascii_lowercase));
+/// Writes the table key of `user` at `domain` into `buf`, which is exactly
+/// `user.len() + 1 + domain.len()` bytes long.
+fn write_key(user: &[u8], domain: &[u8], buf: &mut [u8]) {
+    let (u, rest) = buf.split_at_mut(user.len());
+    u.copy_from_slice(user);
+    rest[0] = 0;
+    for (d, s) in rest[1..].iter_mut().zip(domain) {
+        *d = s.to_ascii_lowercase();
+    }
 }
 
 impl StaticLocation {
@@ -60,31 +63,28 @@ impl StaticLocation {
 
     /// Adds a user; an empty `contacts` makes a known user with no binding.
     pub fn insert(&mut self, user: &str, domain: &str, contacts: Vec<ContactTarget>) {
-        let mut k = Vec::new();
-        key(user.as_bytes(), domain.as_bytes(), &mut k);
+        let mut k = vec![0; user.len() + 1 + domain.len()];
+        write_key(user.as_bytes(), domain.as_bytes(), &mut k);
         self.entries.insert(k, contacts);
     }
 }
 
 impl LocationService for StaticLocation {
     fn lookup(&self, user: &[u8], domain: &[u8], _now_ms: u64, call_id: &[u8]) -> Lookup {
-        // The key is built on the stack: a lookup per request must not allocate.
+        // The key is built on the stack (a lookup per request must not allocate) unless it is
+        // unusually long.
+        let len = user.len() + 1 + domain.len();
         let mut stack = [0u8; 256];
         let mut heap = Vec::new();
-        let k: &[u8] = match stack.get_mut(..user.len() + 1 + domain.len()) {
-            Some(buf) => {
-                // buf[user.len()] stays 0: the separator.
-                buf[..user.len()].copy_from_slice(user);
-                for (d, s) in buf[user.len() + 1..].iter_mut().zip(domain) {
-                    *d = s.to_ascii_lowercase();
-                }
-                buf
-            }
+        let k = match stack.get_mut(..len) {
+            Some(buf) => buf,
             None => {
-                key(user, domain, &mut heap);
-                &heap
+                heap.resize(len, 0);
+                &mut heap[..]
             }
         };
+        write_key(user, domain, k);
+        let k = &*k;
         match self.entries.get(k) {
             None => Lookup::Unknown,
             Some(contacts) if contacts.is_empty() => Lookup::NoBinding,

@@ -499,33 +499,33 @@ pub trait WithScan {
 /// inside an `avx2`-enabled function, so the vector scans inline into it.
 #[inline]
 pub fn dispatch<J: WithScan>(job: J) -> J::Output {
-    match current() {
-        #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
-        // SAFETY: `CURRENT` holds `AVX2` only if AVX2 is supported (`set_backend` and `choose`
-        // check `is_supported`), which is what `run_avx2` and `Avx2Scan` require.
-        AVX2 => unsafe { run_avx2(job, Avx2Scan(())) },
-        #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
-        // SAFETY: as above for SSE2 (always present on `x86_64`).
-        SSE2 => unsafe { run_sse2(job, Sse2Scan(())) },
-        _ => job.run(PortableScan),
-    }
+    // SAFETY: the cached backend is always one `is_supported` accepted (`set_backend` and
+    // `choose` check it).
+    unsafe { run_on(backend(), job) }
 }
 
 /// Runs `job` on `backend` if this CPU and build can run it (tests compare the backends on
 /// whole routines this way, without touching the process-wide choice).
 pub fn dispatch_to<J: WithScan>(backend: Backend, job: J) -> Option<J::Output> {
-    if !backend.is_supported() {
-        return None;
-    }
-    Some(match backend {
+    // SAFETY: checked just before.
+    backend
+        .is_supported()
+        .then(|| unsafe { run_on(backend, job) })
+}
+
+/// # Safety
+/// `backend` must be supported by this CPU ([`Backend::is_supported`]).
+#[inline]
+unsafe fn run_on<J: WithScan>(backend: Backend, job: J) -> J::Output {
+    match backend {
         #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
-        // SAFETY: `is_supported` said the CPU has AVX2.
+        // SAFETY: the caller guarantees AVX2, which is what `run_avx2` and `Avx2Scan` require.
         Backend::Avx2 => unsafe { run_avx2(job, Avx2Scan(())) },
         #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
-        // SAFETY: `is_supported` said the CPU has SSE2.
+        // SAFETY: as above for SSE2.
         Backend::Sse2 => unsafe { run_sse2(job, Sse2Scan(())) },
         _ => job.run(PortableScan),
-    })
+    }
 }
 
 #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
