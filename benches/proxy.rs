@@ -30,7 +30,7 @@ use sipd::proxy::{
     Action, Health, Input, MAX_HEADERS, NextHop, PrefixTable, Proxy, ProxyConfig, RouteTarget,
     StaticLocation, Transport,
 };
-use sipd::sip::message::{Header, parse_datagram};
+use sipd::sip::message::parse_datagram_uninit;
 
 #[path = "common/fields.rs"]
 mod fields;
@@ -169,8 +169,8 @@ fn expect_forward(action: Action, to: &str) {
 }
 
 fn parse_len(bytes: &[u8]) -> usize {
-    let mut storage = [Header::EMPTY; MAX_HEADERS];
-    let msg = parse_datagram(bytes, &mut storage).unwrap();
+    let mut storage = [std::mem::MaybeUninit::uninit(); MAX_HEADERS];
+    let msg = parse_datagram_uninit(bytes, &mut storage).unwrap();
     msg.headers().len() + msg.body().len()
 }
 

@@ -5,15 +5,16 @@
 
 use sipd::sip::HeaderName;
 use sipd::sip::cseq::CSeq;
-use sipd::sip::message::{Header, parse_datagram};
+use sipd::sip::message::parse_datagram_uninit;
 use sipd::sip::name_addr::NameAddrView;
 use sipd::sip::values::{parse_u32, split_comma};
 use sipd::sip::via::Via;
 
 /// The proxy's fields, folded into one number so nothing is optimised away.
 pub fn sipd_fields(bytes: &[u8]) -> usize {
-    let mut storage = [Header::EMPTY; 32];
-    let msg = parse_datagram(bytes, &mut storage).unwrap();
+    // Uninitialised storage, as the proxy core keeps it (no per-message placeholder writes).
+    let mut storage = [std::mem::MaybeUninit::uninit(); 32];
+    let msg = parse_datagram_uninit(bytes, &mut storage).unwrap();
     let via_value = msg.value(HeaderName::Via).unwrap();
     let (_, top) = split_comma(via_value).next().unwrap().unwrap();
     let via = Via::parse(top).unwrap();

@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 
-use crate::sip::message::{Header, parse_datagram};
+use crate::sip::message::parse_datagram_uninit;
 
 use super::build::{self, BranchId, Request, UriTemplate};
 use super::stats::{Stats, method_index};
@@ -138,8 +138,8 @@ impl Blast {
 impl Endpoint for Blast {
     fn on_datagram(&mut self, _now_us: u64, _from: SocketAddr, bytes: &[u8], _tx: &mut TxBatch) {
         self.stats.msgs_received += 1;
-        let mut storage = [Header::EMPTY; 64];
-        let Ok(msg) = parse_datagram(bytes, &mut storage) else {
+        let mut storage = [std::mem::MaybeUninit::uninit(); 64];
+        let Ok(msg) = parse_datagram_uninit(bytes, &mut storage) else {
             self.stats.malformed += 1;
             return;
         };

@@ -18,7 +18,7 @@ use std::net::{IpAddr, SocketAddr};
 use crate::proxy::writer::Out;
 use crate::sip::HeaderName;
 use crate::sip::cseq::CSeq;
-use crate::sip::message::{Header, Message, parse_datagram};
+use crate::sip::message::{Message, parse_datagram_uninit};
 use crate::sip::name_addr::{NameAddr, name_addr_values};
 use crate::sip::uri::Host;
 use crate::sip::via::via_values;
@@ -826,8 +826,8 @@ fn hostport(addr: SocketAddr) -> Vec<u8> {
 impl Endpoint for Uac {
     fn on_datagram(&mut self, now_us: u64, _from: SocketAddr, bytes: &[u8], tx: &mut TxBatch) {
         self.stats.msgs_received += 1;
-        let mut storage = [Header::EMPTY; 64];
-        let msg = match parse_datagram(bytes, &mut storage) {
+        let mut storage = [std::mem::MaybeUninit::uninit(); 64];
+        let msg = match parse_datagram_uninit(bytes, &mut storage) {
             Ok(m) => m,
             Err(_) => {
                 self.stats.malformed += 1;

@@ -18,7 +18,7 @@ use xxhash_rust::xxh3::xxh3_64;
 use crate::proxy::writer::Out;
 use crate::sip::HeaderName;
 use crate::sip::cseq::CSeq;
-use crate::sip::message::{Header, Message, Method, parse_datagram};
+use crate::sip::message::{Message, Method, parse_datagram_uninit};
 use crate::sip::via::{Rport, via_values};
 
 use super::build::{self, Response};
@@ -407,8 +407,8 @@ pub fn response_destination(msg: &Message<'_, '_>, source: SocketAddr) -> Option
 impl Endpoint for Uas {
     fn on_datagram(&mut self, now_us: u64, from: SocketAddr, bytes: &[u8], tx: &mut TxBatch) {
         self.stats.msgs_received += 1;
-        let mut storage = [Header::EMPTY; 64];
-        let msg = match parse_datagram(bytes, &mut storage) {
+        let mut storage = [std::mem::MaybeUninit::uninit(); 64];
+        let msg = match parse_datagram_uninit(bytes, &mut storage) {
             Ok(m) => m,
             Err(_) => {
                 self.stats.malformed += 1;

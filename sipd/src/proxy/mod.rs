@@ -22,6 +22,7 @@ pub mod stats;
 pub mod writer;
 
 use std::collections::HashMap;
+use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,7 +34,7 @@ use crate::dialog::{CallKey, DialogKey, DialogTable, Refused, Tag};
 
 use crate::sip::cseq::CSeq;
 use crate::sip::message::{
-    Header, Message, Method, parse_datagram, parse_headers_after_start_line,
+    Header, Message, Method, parse_datagram_uninit, parse_headers_after_start_line,
 };
 use crate::sip::name_addr::NameAddrView;
 use crate::sip::uri::{Host, Scheme, Uri};
@@ -358,8 +359,8 @@ impl Proxy {
         if bytes.iter().all(|&b| b == b'\r' || b == b'\n') {
             return self.dropped(DropReason::KeepAlive);
         }
-        let mut storage = [Header::EMPTY; MAX_HEADERS];
-        match parse_datagram(bytes, &mut storage) {
+        let mut storage = [MaybeUninit::uninit(); MAX_HEADERS];
+        match parse_datagram_uninit(bytes, &mut storage) {
             Ok(msg) if msg.is_request() => {
                 let method_index = method_label_index(msg.method());
                 bump(&self.stats.requests_by_method[method_index]);
@@ -395,7 +396,7 @@ impl Proxy {
         if !looks_like_request {
             return self.dropped(DropReason::Malformed);
         }
-        let mut storage = [Header::EMPTY; MAX_HEADERS];
+        let mut storage = [MaybeUninit::uninit(); MAX_HEADERS];
         let Ok(headers) = parse_headers_after_start_line(bytes, &mut storage) else {
             return self.dropped(DropReason::Malformed);
         };

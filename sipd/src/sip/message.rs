@@ -12,6 +12,8 @@
 //! of individual header values is left to the typed parsers (see `validate` for a full
 //! check of every header the parser knows).
 
+use std::mem::MaybeUninit;
+
 use memchr::memrchr;
 
 use super::header::HeaderName;
@@ -365,7 +367,17 @@ pub fn parse_datagram<'a, 'h>(
     buf: &'a [u8],
     headers: &'h mut [Header<'a>],
 ) -> Result<Message<'a, 'h>> {
-    match parse(buf, headers, &ParseOptions::DATAGRAM)? {
+    parse_datagram_uninit(buf, as_uninit(headers))
+}
+
+/// [`parse_datagram`] into storage that need not be initialised: a hot path keeps
+/// `[MaybeUninit<Header>; N]` on its stack instead of writing `N` placeholders per message.
+#[inline]
+pub fn parse_datagram_uninit<'a, 'h>(
+    buf: &'a [u8],
+    headers: &'h mut [MaybeUninit<Header<'a>>],
+) -> Result<Message<'a, 'h>> {
+    match parse_uninit(buf, headers, &ParseOptions::DATAGRAM)? {
         Status::Complete(m) => Ok(m),
         // Datagram framing reports truncation as an error instead.
         Status::Partial => Err(Error::new(ErrorKind::BodyTruncated, buf.len())),
@@ -378,13 +390,68 @@ pub fn parse<'a, 'h>(
     headers: &'h mut [Header<'a>],
     opts: &ParseOptions,
 ) -> Result<Status<Message<'a, 'h>>> {
+    parse_uninit(buf, as_uninit(headers), opts)
+}
+
+/// [`parse`] into storage that need not be initialised (see [`parse_datagram_uninit`]).
+pub fn parse_uninit<'a, 'h>(
+    buf: &'a [u8],
+    headers: &'h mut [MaybeUninit<Header<'a>>],
+    opts: &ParseOptions,
+) -> Result<Status<Message<'a, 'h>>> {
     // The scanner backend is chosen once per message and the parser compiled for each one.
     scan::dispatch(ParseJob { buf, headers, opts })
 }
 
+/// Views initialised storage as storage the parser may overwrite.
+#[allow(unsafe_code)]
+fn as_uninit<'a, 'h>(headers: &'h mut [Header<'a>]) -> &'h mut [MaybeUninit<Header<'a>>] {
+    // SAFETY: `MaybeUninit<T>` has the layout of `T`. The parser writes the slice only through
+    // `HeaderSink::push`, which stores whole, initialised `Header`s (never
+    // `MaybeUninit::uninit()`), so the caller's `[Header]` is still fully initialised when the
+    // borrow ends. `Header` is `Copy`: overwriting an entry drops nothing.
+    unsafe { &mut *(headers as *mut [Header<'a>] as *mut [MaybeUninit<Header<'a>>]) }
+}
+
+/// The header index being filled: caller-supplied slots, of which the first `count` are written.
+struct HeaderSink<'a, 'h> {
+    slots: &'h mut [MaybeUninit<Header<'a>>],
+    /// Invariant: `slots[..count]` are initialised (only `push` writes and advances it).
+    count: usize,
+}
+
+impl<'a, 'h> HeaderSink<'a, 'h> {
+    fn new(slots: &'h mut [MaybeUninit<Header<'a>>]) -> Self {
+        HeaderSink { slots, count: 0 }
+    }
+
+    /// Appends `header`; `Err(())` when every slot is taken.
+    #[inline(always)]
+    fn push(&mut self, header: Header<'a>) -> std::result::Result<(), ()> {
+        let slot = self.slots.get_mut(self.count).ok_or(())?;
+        slot.write(header);
+        self.count += 1;
+        Ok(())
+    }
+
+    #[inline(always)]
+    fn is_full(&self) -> bool {
+        self.count == self.slots.len()
+    }
+
+    /// The headers written so far.
+    #[allow(unsafe_code)]
+    fn into_written(self) -> &'h [Header<'a>] {
+        let written = &self.slots[..self.count];
+        // SAFETY: by the invariant on `count`, `written` is initialised, and `MaybeUninit<T>` has
+        // the layout of `T`. The shared borrow keeps the slots from being written again.
+        unsafe { &*(written as *const [MaybeUninit<Header<'a>>] as *const [Header<'a>]) }
+    }
+}
+
 struct ParseJob<'a, 'h, 'o> {
     buf: &'a [u8],
-    headers: &'h mut [Header<'a>],
+    headers: &'h mut [MaybeUninit<Header<'a>>],
     opts: &'o ParseOptions,
 }
 
@@ -399,7 +466,7 @@ impl<'a, 'h> WithScan for ParseJob<'a, 'h, '_> {
 #[inline(always)]
 fn parse_with<'a, 'h, S: Scan>(
     buf: &'a [u8],
-    headers: &'h mut [Header<'a>],
+    headers: &'h mut [MaybeUninit<Header<'a>>],
     opts: &ParseOptions,
     scan: S,
 ) -> Result<Status<Message<'a, 'h>>> {
@@ -419,7 +486,7 @@ fn parse_with<'a, 'h, S: Scan>(
     let start_line = parse_start_line(buf, pos, line_end, opts, scan)?;
     pos = next;
 
-    let mut count = 0usize;
+    let mut sink = HeaderSink::new(headers);
     let mut first = [u16::MAX; HeaderName::Other as usize];
     let mut repeated = 0u64;
     let mut content_length: Option<u32> = None;
@@ -441,7 +508,7 @@ fn parse_with<'a, 'h, S: Scan>(
         let Some(header) = parse_header_line(buf, pos, opts, scan)? else {
             return incomplete(buf, stream, ErrorKind::HeadersUnterminated);
         };
-        if count == headers.len() {
+        if sink.is_full() {
             return Err(Error::new(ErrorKind::TooManyHeaders, pos));
         }
         if header.name == HeaderName::ContentLength {
@@ -464,14 +531,14 @@ fn parse_with<'a, 'h, S: Scan>(
             let slot = &mut first[header.name as usize];
             if *slot == u16::MAX {
                 // `count` < headers.len(); storage beyond u16 indices is never consulted.
-                *slot = u16::try_from(count).unwrap_or(u16::MAX);
+                *slot = u16::try_from(sink.count).unwrap_or(u16::MAX);
             } else {
                 repeated |= 1 << header.name as u32;
             }
         }
         pos = header.end as usize;
-        headers[count] = header;
-        count += 1;
+        // Not full: checked above.
+        let _ = sink.push(header);
     };
 
     if conflicting_content_length {
@@ -500,7 +567,7 @@ fn parse_with<'a, 'h, S: Scan>(
         buf,
         start_line,
         start: start as u32,
-        headers: &headers[..count],
+        headers: sink.into_written(),
         first,
         repeated,
         head_end: head_end as u32,
@@ -514,7 +581,7 @@ fn parse_with<'a, 'h, S: Scan>(
 /// can still answer it (400, 505) with the right Via, From, To, Call-ID and CSeq.
 pub fn parse_headers_after_start_line<'a, 'h>(
     buf: &'a [u8],
-    headers: &'h mut [Header<'a>],
+    headers: &'h mut [MaybeUninit<Header<'a>>],
 ) -> Result<&'h [Header<'a>]> {
     let opts = ParseOptions::DATAGRAM;
     if buf.len() > opts.max_message_len {
@@ -528,19 +595,16 @@ pub fn parse_headers_after_start_line<'a, 'h>(
         return Err(Error::new(ErrorKind::HeadersUnterminated, buf.len()));
     };
     pos += nl + 1;
-    let mut count = 0;
+    let mut sink = HeaderSink::new(headers);
     while pos < buf.len() && buf[pos] != b'\r' && buf[pos] != b'\n' {
         let Some(header) = parse_header_line(buf, pos, &opts, CurrentScan)? else {
             return Err(Error::new(ErrorKind::HeadersUnterminated, buf.len()));
         };
-        if count == headers.len() {
-            return Err(Error::new(ErrorKind::TooManyHeaders, pos));
-        }
         pos = header.end as usize;
-        headers[count] = header;
-        count += 1;
+        sink.push(header)
+            .map_err(|()| Error::new(ErrorKind::TooManyHeaders, header.start as usize))?;
     }
-    Ok(&headers[..count])
+    Ok(sink.into_written())
 }
 
 fn incomplete<T>(buf: &[u8], stream: bool, kind: ErrorKind) -> Result<Status<T>> {
@@ -1070,6 +1134,22 @@ X-A: 1\r\nx-a: 2\r\nmax-forwards: 69\r\nCall-ID: c\r\n\r\n";
     }
 
     #[test]
+    fn uninitialised_storage_fills_exactly_to_its_length() {
+        let msg = b"BYE sip:x SIP/2.0\r\nA: 1\r\nB: 2\r\n\r\n";
+        let mut two = [MaybeUninit::uninit(); 2];
+        let m = parse_datagram_uninit(msg, &mut two).unwrap();
+        let names: Vec<&[u8]> = m.headers().iter().map(|h| h.raw_name).collect();
+        assert_eq!(names, [&b"A"[..], b"B"]);
+        assert_eq!(m.headers()[1].value, b"2");
+        let mut one = [MaybeUninit::uninit(); 1];
+        let e = parse_datagram_uninit(msg, &mut one).unwrap_err();
+        assert_eq!(e, Error::new(ErrorKind::TooManyHeaders, 25));
+        let mut none: [MaybeUninit<Header>; 0] = [];
+        let e = parse_headers_after_start_line(msg, &mut none).unwrap_err();
+        assert_eq!(e, Error::new(ErrorKind::TooManyHeaders, 19));
+    }
+
+    #[test]
     fn every_backend_parses_to_the_same_view() {
         // The parser is compiled once per scan backend: each must give the portable one's answer,
         // views and errors alike, on the fixtures, the RFC 4475 torture messages and damaged
@@ -1096,7 +1176,7 @@ X-A: 1\r\nx-a: 2\r\nmax-forwards: 69\r\nCall-ID: c\r\n\r\n";
         for m in &inputs {
             for opts in [ParseOptions::DATAGRAM, ParseOptions::STREAM] {
                 let run = |backend| {
-                    let mut h = [Header::EMPTY; 64];
+                    let mut h = [MaybeUninit::uninit(); 64];
                     scan::dispatch_to(
                         backend,
                         ParseJob {
@@ -1193,7 +1273,7 @@ X-A: 1\r\nx-a: 2\r\nmax-forwards: 69\r\nCall-ID: c\r\n\r\n";
 
     #[test]
     fn headers_after_a_broken_start_line() {
-        let mut h = [Header::EMPTY; 4];
+        let mut h = [MaybeUninit::uninit(); 4];
         let hs = parse_headers_after_start_line(
             b"INVITE sip:x; lr SIP/2.0\r\nVia: a\r\nCall-ID: b\r\n\r\n",
             &mut h,

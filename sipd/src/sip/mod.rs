@@ -31,5 +31,5 @@ pub use error::{Error, ErrorKind, Result};
 pub use header::HeaderName;
 pub use message::{
     Framing, Header, Message, Method, ParseOptions, StartLine, Status, Version, parse,
-    parse_datagram,
+    parse_datagram, parse_datagram_uninit, parse_uninit,
 };

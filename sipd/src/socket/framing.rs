@@ -12,7 +12,7 @@
 //!   driver answers the request with [`write_framing_reject`] where it can and closes.
 
 use crate::proxy::writer::Out;
-use crate::sip::message::{Header, ParseOptions, Status, parse, parse_headers_after_start_line};
+use crate::sip::message::{ParseOptions, Status, parse_headers_after_start_line, parse_uninit};
 use crate::sip::{ErrorKind, HeaderName};
 
 /// What the front of a stream buffer holds.
@@ -63,8 +63,8 @@ pub fn next_frame(buf: &[u8], max_message_len: usize) -> Frame {
         max_message_len,
         ..ParseOptions::STREAM
     };
-    let mut headers = [Header::EMPTY; MAX_HEADERS];
-    match parse(buf, &mut headers, &opts) {
+    let mut headers = [std::mem::MaybeUninit::uninit(); MAX_HEADERS];
+    match parse_uninit(buf, &mut headers, &opts) {
         Ok(Status::Complete(msg)) => Frame::Message(msg.len()),
         Ok(Status::Partial) if buf.len() >= max_message_len => {
             Frame::Invalid(ErrorKind::MessageTooLarge)
@@ -85,7 +85,7 @@ pub fn write_framing_reject(head: &[u8], kind: ErrorKind, out: &mut [u8]) -> Opt
     // The header block ends at the first empty line (or wherever the bytes received end).
     let head_end = memchr::memmem::find(head, b"\r\n\r\n").map_or(head.len(), |i| i + 4);
     let head = &head[..head_end];
-    let mut storage = [Header::EMPTY; MAX_HEADERS];
+    let mut storage = [std::mem::MaybeUninit::uninit(); MAX_HEADERS];
     let headers = parse_headers_after_start_line(head, &mut storage).ok()?;
     if !headers.iter().any(|h| h.name == HeaderName::Via) {
         return None;
