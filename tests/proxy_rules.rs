@@ -254,6 +254,11 @@ fn our_top_route_is_removed_and_the_next_route_is_the_next_hop() {
         "<sip:192.0.2.1;lr>",
         "<sip:192.0.2.1:5060;lr>",
         "<sip:atlanta.com;lr>",
+        // Decided from the host text alone (a configured name), in any case, with userinfo,
+        // our port and other parameters.
+        "<sip:ATLANTA.com;lr>",
+        "<sip:proxy@atlanta.com:5060;lr;transport=udp>",
+        "sip:atlanta.com;lr",
     ] {
         let mut h = routed();
         let req = invite().set("Route", &format!("{ours}, <sip:192.0.2.30:5070;lr>"));

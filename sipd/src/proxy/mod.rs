@@ -37,7 +37,7 @@ use crate::sip::message::{
     Header, Message, Method, parse_datagram_uninit, parse_headers_after_start_line,
 };
 use crate::sip::name_addr::NameAddrView;
-use crate::sip::uri::{Host, Scheme, Uri};
+use crate::sip::uri::{Host, Scheme, Uri, parse_port};
 use crate::sip::values::{offset_in, parse_u32, split_comma};
 use crate::sip::via::{Rport, Via};
 use crate::sip::{ErrorKind, HeaderName, Version};
@@ -602,19 +602,23 @@ impl Proxy {
         h1: u64,
     ) -> Result<Decision<'a>, Reject> {
         let cfg = &*self.config;
-        let for_us = self.uri_is_us(&view.uri, input.local) && view.uri.user().is_none();
+        // The Request-URI's host is compared with our names and addresses once.
+        let ruri_host_ours = view
+            .uri
+            .host()
+            .is_some_and(|h| self.is_our_domain(&h, input.local));
+        let ruri_is_us = ruri_host_ours && self.on_our_port(&view.uri, input.local);
+        let for_us = ruri_is_us && view.uri.user().is_none();
         if view.max_forwards == Some(0) {
             if view.method == Method::Options && for_us {
                 return Err(capabilities());
             }
             return Err(Reject::new(483, "Too Many Hops"));
         }
-        let marker = branch::loop_marker(h1);
         // §16.3 step 4: only a Via this proxy inserted (our sent-by) shows a loop; another proxy
         // with the same secret computes the same `h1` for the same request.
         if msg.headers_named(HeaderName::Via).any(|h| {
-            branch::contains_marker(h.value, &marker)
-                && self.has_our_via_with(h.value, &marker, input.local)
+            branch::contains_marker(h.value, h1) && self.has_our_via_with(h.value, h1, input.local)
         }) {
             return Err(Reject::new(482, "Loop Detected"));
         }
@@ -637,8 +641,7 @@ impl Proxy {
         let mut strip_route = None;
         let mut next_route = routes.first;
         if let Some(first) = routes.first
-            && let Some(uri) = route_uri(msg, first)
-            && self.uri_is_us(&uri, input.local)
+            && self.route_names_us(msg, first, input.local)
         {
             strip_route = Some(first);
             next_route = routes.second;
@@ -693,7 +696,9 @@ impl Proxy {
 
         // §16.5 target determination.
         let mut known_user = false;
-        let ours = self.uri_in_our_domain(&view.uri, input.local);
+        // In our domain: one of our domain names, or one of our addresses on our port (a UA that
+        // shares our IP on another port, e.g. on loopback, is not us).
+        let ours = ruri_host_ours && (matches!(view.uri.host(), Some(Host::Name(_))) || ruri_is_us);
         if ours && let Some(user) = view.uri.user() {
             match self
                 .location
@@ -806,12 +811,12 @@ impl Proxy {
         })
     }
 
-    /// A Via value in this header line carries `marker` in its branch and our sent-by.
-    fn has_our_via_with(&self, line: &[u8], marker: &[u8], local: SocketAddr) -> bool {
+    /// A Via value in this header line carries our branch for `h1` and our sent-by.
+    fn has_our_via_with(&self, line: &[u8], h1: u64, local: SocketAddr) -> bool {
         let our_port = self.config.advertise.map_or(local.port(), |a| a.port());
         split_comma(line).flatten().any(|(_, value)| {
             Via::parse(value).is_ok_and(|via| {
-                via.branch().is_some_and(|b| b.starts_with(marker))
+                via.branch().is_some_and(|b| branch::is_ours_for(b, h1))
                     && self.is_our_domain(&via.host, local)
                     && via.port.unwrap_or(5060) == our_port
             })
@@ -842,28 +847,42 @@ impl Proxy {
         ip == local.ip() || self.config.advertise.is_some_and(|a| a.ip() == ip)
     }
 
-    /// A Request-URI in our domain: one of our domain names, or one of our addresses on our
-    /// port (a UA that shares our IP on another port, e.g. on loopback, is not us).
-    fn uri_in_our_domain(&self, uri: &Uri<'_>, local: SocketAddr) -> bool {
-        match uri.host() {
-            Some(h @ Host::Name(_)) => self.is_our_domain(&h, local),
-            Some(_) => self.uri_is_us(uri, local),
-            None => false,
-        }
-    }
-
     /// A URI that names this proxy: one of our domains or addresses, on our port (or none).
     fn uri_is_us(&self, uri: &Uri<'_>, local: SocketAddr) -> bool {
-        let Some(host) = uri.host() else { return false };
-        if !matches!(uri.scheme(), Scheme::Sip | Scheme::Sips) || !self.is_our_domain(&host, local)
-        {
+        uri.host().is_some_and(|h| self.is_our_domain(&h, local)) && self.on_our_port(uri, local)
+    }
+
+    /// The scheme and port of a URI whose host is ours make it name this proxy: `sip`/`sips`,
+    /// and our port (or none for a domain name; 5060 is implied for an address).
+    fn on_our_port(&self, uri: &Uri<'_>, local: SocketAddr) -> bool {
+        if !matches!(uri.scheme(), Scheme::Sip | Scheme::Sips) {
             return false;
         }
         let our_port = self.config.advertise.map_or(local.port(), |a| a.port());
-        match host {
-            Host::Name(_) => uri.port().is_none_or(|p| p == our_port),
+        match uri.host() {
+            Some(Host::Name(_)) => uri.port().is_none_or(|p| p == our_port),
             _ => uri.port().unwrap_or(5060) == our_port,
         }
+    }
+
+    /// A Route value that names this proxy. A URI whose host is, as text, one of our configured
+    /// domain names (valid by construction) is decided without parsing the rest of it (§16.3:
+    /// the proxy uses only the host and port of a Route it removes); any other is parsed.
+    fn route_names_us(&self, msg: &Message<'_, '_>, rv: RouteValue, local: SocketAddr) -> bool {
+        let Some(uri_bytes) = route_uri_bytes(msg, rv) else {
+            return false;
+        };
+        if let Some((host, port)) = sip_uri_hostport(uri_bytes)
+            && self
+                .config
+                .domains
+                .iter()
+                .any(|d| d.as_bytes().eq_ignore_ascii_case(host))
+        {
+            let our_port = self.config.advertise.map_or(local.port(), |a| a.port());
+            return port.is_none_or(|p| p == our_port);
+        }
+        Uri::parse(uri_bytes).is_ok_and(|uri| self.uri_is_us(&uri, local))
     }
 
     /// §16.6: writes the forwarded request.
@@ -1253,7 +1272,13 @@ fn route_values(msg: &Message<'_, '_>) -> RouteValues {
     let Some(start) = msg.header_index(HeaderName::Route) else {
         return rv;
     };
-    for (i, h) in msg.headers().iter().enumerate().skip(start) {
+    // One Route line (the usual case) needs no look at the lines after it.
+    let end = if msg.is_repeated(HeaderName::Route) {
+        msg.headers().len()
+    } else {
+        start + 1
+    };
+    for (i, h) in msg.headers()[..end].iter().enumerate().skip(start) {
         if h.name != HeaderName::Route {
             continue;
         }
@@ -1278,6 +1303,32 @@ fn route_uri_bytes<'a>(msg: &Message<'a, '_>, rv: RouteValue) -> Option<&'a [u8]
     let h = msg.headers().get(rv.header)?;
     let value = h.value.get(rv.offset..rv.offset + rv.len)?;
     NameAddrView::parse(value).ok().map(|n| n.uri_raw)
+}
+
+/// The host and port of a `sip:`/`sips:` URI, located without parsing the rest: the host runs
+/// from after the userinfo (`@` appears nowhere else in a SIP URI) to `:`, `;`, `?` or the end.
+/// `None` for other schemes or a port that does not parse.
+fn sip_uri_hostport(uri: &[u8]) -> Option<(&[u8], Option<u16>)> {
+    let after_scheme = |scheme: &[u8]| {
+        uri.get(..scheme.len())
+            .filter(|s| s.eq_ignore_ascii_case(scheme))
+            .map(|_| &uri[scheme.len()..])
+    };
+    let rest = after_scheme(b"sip:").or_else(|| after_scheme(b"sips:"))?;
+    let hostport = memchr::memchr(b'@', rest).map_or(rest, |at| &rest[at + 1..]);
+    let host_end = memchr::memchr3(b':', b';', b'?', hostport).unwrap_or(hostport.len());
+    let (host, after) = hostport.split_at(host_end);
+    let (port, after) = match after.strip_prefix(b":") {
+        Some(p) => {
+            let n = p
+                .iter()
+                .position(|c| !c.is_ascii_digit())
+                .unwrap_or(p.len());
+            (Some(parse_port(&p[..n]).ok()?), &p[n..])
+        }
+        None => (None, after),
+    };
+    matches!(after.first(), None | Some(b';' | b'?')).then_some((host, port))
 }
 
 fn route_uri<'a>(msg: &Message<'a, '_>, rv: RouteValue) -> Option<Uri<'a>> {
@@ -1378,4 +1429,44 @@ fn with_lower<T>(name: &[u8], f: impl FnOnce(&str) -> Option<T>) -> Option<T> {
         *d = s.to_ascii_lowercase();
     }
     f(std::str::from_utf8(dst).ok()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sip_uri_hostport;
+
+    #[test]
+    fn sip_uri_host_and_port_are_located_without_a_parse() {
+        let ok: [(&[u8], &[u8], Option<u16>); 5] = [
+            (b"sip:edge.example.com;lr", b"edge.example.com", None),
+            (
+                b"SIPS:Edge.example.com:5061",
+                b"Edge.example.com",
+                Some(5061),
+            ),
+            (
+                b"sip:u;x=1?y@h.example:5060;lr?h=v",
+                b"h.example",
+                Some(5060),
+            ),
+            (b"sip:user:pw@10.0.0.1", b"10.0.0.1", None),
+            (b"sip:h?subject=x", b"h", None),
+        ];
+        for (uri, host, port) in ok {
+            assert_eq!(sip_uri_hostport(uri), Some((host, port)), "{uri:?}");
+        }
+        // Not a SIP URI, an IPv6 reference (left to the parser), a port that does not parse, or
+        // bytes after the port.
+        for uri in [
+            &b"tel:+4930123"[..],
+            b"sip:[::1]",
+            b"sip",
+            b"sip:h:",
+            b"sip:h:99999",
+            b"sip:h:50x",
+            b"sip:h:5060>",
+        ] {
+            assert_eq!(sip_uri_hostport(uri), None, "{uri:?}");
+        }
+    }
 }

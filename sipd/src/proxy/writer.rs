@@ -5,6 +5,30 @@
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 
+/// `n` as 16 lower-case hex digits, most significant first: the nibbles spread into bytes and
+/// mapped to ASCII eight at a time (a table lookup per digit was ~60 instructions, and three
+/// branches of ours are formatted per forwarded request).
+pub fn hex64(n: u64) -> [u8; 16] {
+    let mut digits = [0u8; 16];
+    digits[..8].copy_from_slice(&hex32_word((n >> 32) as u32).to_be_bytes());
+    digits[8..].copy_from_slice(&hex32_word(n as u32).to_be_bytes());
+    digits
+}
+
+/// The eight hex digits of `x` as ASCII bytes, most significant digit in the top byte.
+fn hex32_word(x: u32) -> u64 {
+    const LOW_NIBBLES: u64 = 0x0f0f_0f0f_0f0f_0f0f;
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // Byte i (from the bottom) gets nibble i of `x`.
+    let mut v = u64::from(x);
+    v = (v | (v << 16)) & 0x0000_ffff_0000_ffff;
+    v = (v | (v << 8)) & 0x00ff_00ff_00ff_00ff;
+    v = (v | (v << 4)) & LOW_NIBBLES;
+    // Per byte: 1 where the nibble is 10-15 (adding 6 carries into bit 4), no carry between bytes.
+    let letters = ((v + 6 * ONES) >> 4) & ONES;
+    v + b'0' as u64 * ONES + letters * (b'a' - b'0' - 10) as u64
+}
+
 pub struct Out<'b> {
     buf: &'b mut [u8],
     len: usize,
@@ -53,13 +77,9 @@ impl<'b> Out<'b> {
     }
 
     /// Lower-case hex, fixed width (16 digits for a u64).
+    #[inline]
     pub fn put_hex64(&mut self, n: u64) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut digits = [0u8; 16];
-        for (i, d) in digits.iter_mut().enumerate() {
-            *d = HEX[((n >> (60 - 4 * i)) & 0xf) as usize];
-        }
-        self.put(&digits);
+        self.put(&hex64(n));
     }
 
     /// An IP address as it appears in a SIP host (IPv6 in brackets).
@@ -180,6 +200,31 @@ impl<const N: usize> std::fmt::Write for StackStr<N> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex64_matches_the_formatter() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let samples = [
+            0,
+            1,
+            9,
+            10,
+            15,
+            16,
+            0xffff_ffff,
+            1 << 32,
+            u64::MAX,
+            0x0123_4567_89ab_cdef,
+        ];
+        for n in samples.into_iter().chain((0..1000).map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        })) {
+            assert_eq!(hex64(n), format!("{n:016x}").as_bytes(), "{n:#x}");
+        }
+    }
 
     #[test]
     fn writes_and_detects_overflow() {

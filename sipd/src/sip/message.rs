@@ -290,16 +290,25 @@ impl<'a, 'h> Message<'a, 'h> {
         (i < self.headers.len()).then_some(i)
     }
 
-    /// Every header line with this name, in order.
     /// Whether the known header `name` is on more than one line (`false` for
     /// [`HeaderName::Other`]); answered from the index, without a scan.
     pub fn is_repeated(&self, name: HeaderName) -> bool {
         name != HeaderName::Other && self.repeated & (1 << name as u32) != 0
     }
 
+    /// Every header line with this (known) name, in order. The index gives the first line, and a
+    /// name seen only once needs no scan of the lines after it.
     pub fn headers_named(&self, name: HeaderName) -> impl Iterator<Item = &'h Header<'a>> + 'h {
-        let start = self.header_index(name).unwrap_or(self.headers.len());
-        self.headers[start..].iter().filter(move |h| h.name == name)
+        let len = self.headers.len();
+        let start = self.header_index(name).unwrap_or(len);
+        let end = if self.is_repeated(name) {
+            len
+        } else {
+            (start + 1).min(len)
+        };
+        self.headers[start..end]
+            .iter()
+            .filter(move |h| h.name == name)
     }
 
     /// An extension header by name (case-insensitive), first occurrence.
