@@ -919,18 +919,11 @@ impl Proxy {
         // Our Via, with the stateless branch (§16.11); `h1` is the invariant hash `route` used.
         let branch = match view.top_via.branch() {
             Some(b) if b.starts_with(b"z9hG4bK") => {
-                let mut key = [0u8; 256];
-                let mut k = Out::new(&mut key);
-                k.put(b);
-                k.put(view.top_via.host_raw);
-                if let Some(port) = view.top_via.port {
-                    k.put(b":");
-                    k.put_u64(u64::from(port));
-                }
-                let n = k.len();
-                branch::branch(h1, &key[..n])
+                let port = view.top_via.port.map(u16::to_le_bytes);
+                let port: &[u8] = port.as_ref().map_or(&[], |p| &p[..]);
+                branch::branch(h1, &[b, view.top_via.host_raw, port])
             }
-            _ => branch::branch(h1, msg.value(HeaderName::Via).unwrap_or_default()),
+            _ => branch::branch(h1, &[msg.value(HeaderName::Via).unwrap_or_default()]),
         };
         if !matches!(self.sent_by_text, Some((addr, ..)) if addr == sent_by) {
             // `[v6]:port` is at most 47 bytes.
@@ -1346,6 +1339,10 @@ fn write_without_value(
     a: RouteValue,
     b: Option<RouteValue>,
 ) {
+    // A line without a comma holds one value, the one removed: the line goes.
+    if memchr::memchr(b',', h.value).is_none() {
+        return;
+    }
     let remaining: usize = split_comma(h.value)
         .flatten()
         .filter(|(off, _)| *off != a.offset && b.is_none_or(|b| *off != b.offset))
