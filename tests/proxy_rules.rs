@@ -230,6 +230,16 @@ fn a_request_that_comes_back_unchanged_is_a_loop_482_and_a_spiral_is_not() {
         1,
     );
     h.send_from(PROXY, spiral.as_bytes()).forward();
+    // Our Via as the only one (checked from the parsed top Via, without the search): a loop
+    // too; the same Via with a new Request-URI is not.
+    let original_via = format!("Via: {}\r\n", once.vias()[1]);
+    let ours_only = String::from_utf8(once.bytes.clone())
+        .unwrap()
+        .replacen(&original_via, "", 1);
+    assert_eq!(Msg::new(ours_only.as_bytes()).vias().len(), 1);
+    assert_eq!(h.send_from(PROXY, ours_only.as_bytes()).code(), 482);
+    let spiral = ours_only.replacen("sip:bob@biloxi.com", "sip:carol@biloxi.com", 1);
+    h.send_from(PROXY, spiral.as_bytes()).forward();
 }
 
 #[test]

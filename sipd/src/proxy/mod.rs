@@ -617,9 +617,24 @@ impl Proxy {
         }
         // §16.3 step 4: only a Via this proxy inserted (our sent-by) shows a loop; another proxy
         // with the same secret computes the same `h1` for the same request.
-        if msg.headers_named(HeaderName::Via).any(|h| {
-            branch::contains_marker(h.value, h1) && self.has_our_via_with(h.value, h1, input.local)
-        }) {
+        // One Via value (the first hop's request): it was parsed already, its branch is checked
+        // directly. Otherwise the Via lines are searched for our branch prefix first.
+        let single_via = !msg.is_repeated(HeaderName::Via)
+            && msg
+                .value(HeaderName::Via)
+                .is_some_and(|v| memchr::memchr(b',', v).is_none());
+        let looped = if single_via {
+            self.is_our_via_for(&view.top_via, h1, input.local)
+        } else {
+            msg.headers_named(HeaderName::Via).any(|h| {
+                branch::contains_marker(h.value, h1)
+                    && split_comma(h.value).flatten().any(|(_, value)| {
+                        Via::parse(value)
+                            .is_ok_and(|via| self.is_our_via_for(&via, h1, input.local))
+                    })
+            })
+        };
+        if looped {
             return Err(Reject::new(482, "Loop Detected"));
         }
         // §8.2.2.3: Proxy-Require is ignored in a CANCEL and in a non-2xx ACK (a stateless proxy
@@ -811,16 +826,12 @@ impl Proxy {
         })
     }
 
-    /// A Via value in this header line carries our branch for `h1` and our sent-by.
-    fn has_our_via_with(&self, line: &[u8], h1: u64, local: SocketAddr) -> bool {
+    /// A Via of ours for this request: our branch for `h1` and our sent-by.
+    fn is_our_via_for(&self, via: &Via<'_>, h1: u64, local: SocketAddr) -> bool {
         let our_port = self.config.advertise.map_or(local.port(), |a| a.port());
-        split_comma(line).flatten().any(|(_, value)| {
-            Via::parse(value).is_ok_and(|via| {
-                via.branch().is_some_and(|b| branch::is_ours_for(b, h1))
-                    && self.is_our_domain(&via.host, local)
-                    && via.port.unwrap_or(5060) == our_port
-            })
-        })
+        via.branch().is_some_and(|b| branch::is_ours_for(b, h1))
+            && self.is_our_domain(&via.host, local)
+            && via.port.unwrap_or(5060) == our_port
     }
 
     fn resolve(&self, host: &Host<'_>) -> Option<IpAddr> {
