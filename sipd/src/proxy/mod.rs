@@ -554,11 +554,9 @@ impl Proxy {
         let to = msg.value(HeaderName::To).unwrap_or_default();
         let to = NameAddrView::parse(to).map_err(|_| Reject::new(400, "Bad To"))?;
         let call_id = msg.value(HeaderName::CallId).unwrap_or_default();
-        if call_id.is_empty()
-            || call_id
-                .iter()
-                .any(|&b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-        {
+        // A Call-ID is one word (RFC 3261 §25.1): no LWS. The parser admits no bare CR in a
+        // value, and a folded line has LF and SP/HTAB, so LF stands for CR too.
+        if call_id.is_empty() || memchr::memchr3(b' ', b'\t', b'\n', call_id).is_some() {
             return Err(Reject::new(400, "Bad Call-ID"));
         }
         let cseq = CSeq::parse(msg.value(HeaderName::CSeq).unwrap_or_default())
