@@ -206,22 +206,30 @@ impl HeaderName {
 
     /// [`HeaderName::classify`] of `buf[start..start + len]`, reading the name straight from
     /// the message in whole words when the buffer is long enough (the parser's case: no copy).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn classify_in(buf: &[u8], start: usize, len: usize) -> HeaderName {
         let Some(window) = buf.get(start..start + NAME_WORDS * 8) else {
             return Self::classify(&buf[start..start + len]);
         };
-        if len <= 1 {
+        if len <= 1 || len > NAME_WORDS * 8 {
             return Self::classify(&buf[start..start + len]);
         }
-        if len > NAME_WORDS * 8 {
-            return HeaderName::Other;
-        }
         let mask = &LENGTH_MASKS[len];
-        let words: [u64; NAME_WORDS] = core::array::from_fn(|w| {
+        let word = |w: usize| {
             u64::from_le_bytes(window[w * 8..w * 8 + 8].try_into().unwrap_or_default()) & mask[w]
-        });
-        Self::lookup(&words, len)
+        };
+        // The third word only matters to names longer than 16 bytes: read it only for them.
+        let (w0, w1) = (word(0), word(1));
+        let slot = BY_HASH[name_hash(&[w0, w1, 0], len as u64)];
+        let Some(&candidate) = ALL.get(slot as usize) else {
+            return HeaderName::Other;
+        };
+        let (lower, fold) = &FOLDED[slot as usize];
+        let same = NAMES[slot as usize].0.len() == len
+            && w0 | fold[0] == lower[0]
+            && w1 | fold[1] == lower[1]
+            && (len <= 16 || word(2) | fold[2] == lower[2]);
+        if same { candidate } else { HeaderName::Other }
     }
 
     /// The known name whose hash slot `words` (a name of `len` > 1 bytes, little-endian, zero
@@ -334,6 +342,9 @@ mod tests {
                 &b"Call\rID"[..],
                 b"Max_Forwards",
                 b"X-Long-Extension-Header-Name",
+                // Known long names but for their last byte (past the first 16).
+                b"Proxy-Authorizatiom",
+                b"P-Asserted-Identitx",
                 b"v",
                 b"",
             ]
@@ -374,6 +385,8 @@ mod tests {
             b"Call\rID",
             b"Max_Forwards",
             b"Via\0",
+            b"Proxy-Authorizatiom",
+            b"Authentication-Infp",
         ] {
             assert_eq!(HeaderName::classify(name), HeaderName::Other, "{name:?}");
         }

@@ -170,7 +170,8 @@ impl<'a> NameAddrView<'a> {
         let raw = s.get(from..).unwrap_or_default();
         let i = skip_lws(s, from);
         match s.get(i) {
-            None => Ok((Params::parse(raw)?, from, None)),
+            // Nothing but LWS after the URI: an empty list (nothing to validate).
+            None => Ok((Params::lws_only(raw), from, None)),
             Some(b';') => {
                 let mut tag = None;
                 let params = Params::parse_visit(raw, |name, value| {

@@ -15,9 +15,7 @@ use std::net::IpAddr;
 use super::error::{Error, ErrorKind, Result};
 use super::params::Params;
 use super::uri::{Host, parse_port};
-use super::values::{
-    SplitComma, TOKEN, is_token, offset_in, run, skip_lws, split_comma, trim_lws_range,
-};
+use super::values::{SplitComma, TOKEN, offset_in, run, skip_lws, split_comma, trim_lws_range};
 
 /// The RFC 3261 branch magic cookie.
 pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
@@ -129,7 +127,8 @@ impl<'a> Via<'a> {
             let ok = match name.len() {
                 6 if name.eq_ignore_ascii_case(b"branch") => {
                     branch = branch.or(value);
-                    value.is_some_and(is_token)
+                    // A vector scan: branches are long tokens.
+                    value.is_some_and(|v| !v.is_empty() && super::scan::token_len(v) == v.len())
                 }
                 8 if name.eq_ignore_ascii_case(b"received") => {
                     let ip = value.and_then(Host::parse_ip);
