@@ -480,7 +480,21 @@ fn parse_with<'a, 'h, S: Scan>(
         pos += 1;
     }
     let start = pos;
-    let Some((line_end, next)) = find_line_end(buf, pos, opts)? else {
+    // The start line ends at its first control byte when that is a CRLF (or LF) within the
+    // line limit: one vector scan, inlined. Anything else is left to `find_line_end`, which
+    // gives the same answer in the cases taken here.
+    let content_end = pos + scan.value_len(&buf[pos..]);
+    let fast_end = match buf.get(content_end) {
+        _ if content_end - pos > opts.max_line_len => None,
+        Some(b'\n') => Some((content_end, content_end + 1)),
+        Some(b'\r') if buf.get(content_end + 1) == Some(&b'\n') => {
+            Some((content_end, content_end + 2))
+        }
+        _ => None,
+    };
+    let Some((line_end, next)) =
+        fast_end.map_or_else(|| find_line_end(buf, pos, opts), |e| Ok(Some(e)))?
+    else {
         return incomplete(buf, stream, ErrorKind::HeadersUnterminated);
     };
     let start_line = parse_start_line(buf, pos, line_end, opts, scan)?;

@@ -119,10 +119,10 @@ impl<'a> NameAddrView<'a> {
             }
         }
         let us = laquot + 1;
-        let Some(raquot) = memchr::memchr(b'>', s.get(us..).unwrap_or_default()).map(|p| us + p)
-        else {
+        let raquot = us + super::scan::angled_len(s.get(us..).unwrap_or_default());
+        if raquot >= s.len() {
             return Err(err(laquot));
-        };
+        }
         let uri_raw = s.get(us..raquot).unwrap_or_default();
         match (uri_raw.first(), uri_raw.last()) {
             (None, _) => return Err(err(us)),

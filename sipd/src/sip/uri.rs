@@ -230,10 +230,18 @@ fn check_hostname_exact(s: &[u8]) -> Result<()> {
 
 /// Parses an RFC 3261 `port` (`1*DIGIT`, at most 65535). Errors: `Port` at offset 0.
 pub fn parse_port(s: &[u8]) -> Result<u16> {
-    if s.is_empty() || s.len() > 5 || !s.iter().all(u8::is_ascii_digit) {
+    if s.is_empty() || s.len() > 5 {
         return Err(Error::new(ErrorKind::Port, 0));
     }
-    let v = s.iter().fold(0u32, |a, &c| a * 10 + u32::from(c - b'0'));
+    // One pass: a non-digit wraps `c - b'0'` above 9.
+    let mut v = 0u32;
+    for &c in s {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return Err(Error::new(ErrorKind::Port, 0));
+        }
+        v = v * 10 + u32::from(d);
+    }
     u16::try_from(v).map_err(|_| Error::new(ErrorKind::Port, 0))
 }
 

@@ -15,7 +15,9 @@ use std::net::IpAddr;
 use super::error::{Error, ErrorKind, Result};
 use super::params::Params;
 use super::uri::{Host, parse_port};
-use super::values::{SplitComma, TOKEN, offset_in, run, skip_lws, split_comma, trim_lws_range};
+use super::values::{
+    HOSTNAME, SplitComma, TOKEN, offset_in, run, skip_lws, split_comma, trim_lws_range,
+};
 
 /// The RFC 3261 branch magic cookie.
 pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
@@ -70,7 +72,7 @@ impl<'a> Via<'a> {
         let s = value.get(..end).unwrap_or_default();
         // Nearly always exactly `SIP/2.0/`: no need for the general token/SLASH walk.
         let (protocol_name, protocol_version, i) = match s.get(start..start + 8) {
-            Some(p) if p.eq_ignore_ascii_case(b"SIP/2.0/") => (
+            Some(p) if p == b"SIP/2.0/" || p.eq_ignore_ascii_case(b"SIP/2.0/") => (
                 &s[start..start + 3],
                 &s[start + 4..start + 7],
                 skip_lws(s, start + 8),
@@ -91,14 +93,7 @@ impl<'a> Via<'a> {
         let he = if s.get(hs) == Some(&b'[') {
             memchr::memchr(b']', s.get(hs..).unwrap_or_default()).map_or(end, |p| hs + p + 1)
         } else {
-            let mut j = hs;
-            while s
-                .get(j)
-                .is_some_and(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
-            {
-                j += 1;
-            }
-            j
+            run(s, hs, &HOSTNAME)
         };
         let host_raw = s.get(hs..he).unwrap_or_default();
         let host = Host::parse(host_raw).map_err(|e| e.shifted(hs))?;

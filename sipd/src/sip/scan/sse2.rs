@@ -76,6 +76,25 @@ fn uri_bad(x: __m128i) -> u32 {
     bad_bits(in_range(x, 0x21, 0x7E))
 }
 
+#[target_feature(enable = "sse2")]
+#[inline]
+fn list_bad(x: __m128i) -> u32 {
+    let bad = _mm_or_si128(_mm_or_si128(eq(x, b','), eq(x, b'"')), eq(x, b'<'));
+    _mm_movemask_epi8(bad) as u32
+}
+
+#[target_feature(enable = "sse2")]
+#[inline]
+fn angled_bad(x: __m128i) -> u32 {
+    _mm_movemask_epi8(eq(x, b'>')) as u32
+}
+
+#[target_feature(enable = "sse2")]
+#[inline]
+fn quoted_bad(x: __m128i) -> u32 {
+    value_bad(x) | _mm_movemask_epi8(_mm_or_si128(eq(x, b'"'), eq(x, b'\\'))) as u32
+}
+
 /// Loads the 16 bytes at `bytes[at..at + 16]`.
 #[target_feature(enable = "sse2")]
 #[inline]
@@ -142,4 +161,16 @@ scan! {
 scan! {
     /// SSE2 [`super::uri_len`].
     uri_len, uri_bad
+}
+scan! {
+    /// SSE2 [`super::list_len`].
+    list_len, list_bad
+}
+scan! {
+    /// SSE2 [`super::angled_len`].
+    angled_len, angled_bad
+}
+scan! {
+    /// SSE2 [`super::quoted_len`].
+    quoted_len, quoted_bad
 }
