@@ -434,11 +434,6 @@ impl<'a, 'h> HeaderSink<'a, 'h> {
         Ok(())
     }
 
-    #[inline(always)]
-    fn is_full(&self) -> bool {
-        self.count == self.slots.len()
-    }
-
     /// The headers written so far.
     #[allow(unsafe_code)]
     fn into_written(self) -> &'h [Header<'a>] {
@@ -522,37 +517,36 @@ fn parse_with<'a, 'h, S: Scan>(
         let Some(header) = parse_header_line(buf, pos, opts, scan)? else {
             return incomplete(buf, stream, ErrorKind::HeadersUnterminated);
         };
-        if sink.is_full() {
-            return Err(Error::new(ErrorKind::TooManyHeaders, pos));
-        }
-        if header.name == HeaderName::ContentLength {
-            let declared = parse_content_length(header.value).ok_or(Error::new(
-                ErrorKind::ContentLength,
-                header.value_start as usize,
-            ))?;
+        let index = sink.count;
+        let end = header.end as usize;
+        let name = header.name;
+        let (value, value_start, start) = (header.value, header.value_start, header.start);
+        sink.push(header)
+            .map_err(|()| Error::new(ErrorKind::TooManyHeaders, pos))?;
+        if name == HeaderName::ContentLength {
+            let declared = parse_content_length(value)
+                .ok_or(Error::new(ErrorKind::ContentLength, value_start as usize))?;
             match content_length {
                 Some(previous) if previous != declared => {
                     if stream {
                         // Without one length there is no way to find the next message.
-                        return Err(Error::new(ErrorKind::ContentLength, header.start as usize));
+                        return Err(Error::new(ErrorKind::ContentLength, start as usize));
                     }
                     conflicting_content_length = true;
                 }
                 _ => content_length = Some(declared),
             }
         }
-        if header.name != HeaderName::Other {
-            let slot = &mut first[header.name as usize];
+        if name != HeaderName::Other {
+            let slot = &mut first[name as usize];
             if *slot == u16::MAX {
-                // `count` < headers.len(); storage beyond u16 indices is never consulted.
-                *slot = u16::try_from(sink.count).unwrap_or(u16::MAX);
+                // `index` < headers.len(); storage beyond u16 indices is never consulted.
+                *slot = u16::try_from(index).unwrap_or(u16::MAX);
             } else {
-                repeated |= 1 << header.name as u32;
+                repeated |= 1 << name as u32;
             }
         }
-        pos = header.end as usize;
-        // Not full: checked above.
-        let _ = sink.push(header);
+        pos = end;
     };
 
     if conflicting_content_length {
@@ -791,8 +785,8 @@ fn parse_header_line<'a, S: Scan>(
     {
         let value_start = colon + 2;
         let content_end = value_start + scan.value_len(&buf[value_start..]);
+        // An empty value fails `last != b' '`: `last` is then the SP after the colon.
         if let Some(&[last, b'\r', b'\n', next]) = buf.get(content_end - 1..content_end + 3)
-            && content_end > value_start
             && content_end <= line_limit
             && last != b' '
             && last != b'\t'

@@ -15,8 +15,8 @@ use super::error::{Error, ErrorKind, Result};
 use super::params::Params;
 use super::uri::Uri;
 use super::values::{
-    SplitComma, TOKEN, is_wsp, parse_u32, scan_quoted, skip_lws, split_comma, trim_lws_range,
-    unquote,
+    SplitComma, TOKEN, eq_lower_letters, is_wsp, parse_u32, scan_quoted, skip_lws, split_comma,
+    trim_lws_range, unquote,
 };
 
 /// One name-addr or addr-spec with its header parameters.
@@ -175,7 +175,7 @@ impl<'a> NameAddrView<'a> {
             Some(b';') => {
                 let mut tag = None;
                 let params = Params::parse_visit(raw, |name, value| {
-                    if tag.is_none() && name.eq_ignore_ascii_case(b"tag") {
+                    if tag.is_none() && eq_lower_letters(name, b"tag") {
                         tag = Some(value);
                     }
                     Ok(())

@@ -126,32 +126,31 @@ impl fmt::Display for Host<'_> {
 /// RFC 3261 `IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT`, each <= 255
 /// (leading zeros allowed, unlike `std`'s parser).
 fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
-    // One pass: the value and digit count of the current group, the group index.
+    // Group by group: 1-3 digits (a non-digit wraps `c - b'0'` above 9), then a dot or the end.
     let mut octets = [0u8; 4];
-    let mut group = 0;
-    let mut value = 0u16;
-    let mut digits = 0;
-    for &c in s {
-        if c.is_ascii_digit() {
-            digits += 1;
-            if digits > 3 {
+    let mut i = 0;
+    for (g, octet) in octets.iter_mut().enumerate() {
+        let start = i;
+        let mut value = 0u16;
+        while let Some(d) = s.get(i).map(|c| c.wrapping_sub(b'0')).filter(|&d| d <= 9) {
+            if i - start == 3 {
                 return None;
             }
-            value = value * 10 + u16::from(c - b'0');
-        } else if c == b'.' && digits > 0 && group < 3 {
-            octets[group] = u8::try_from(value).ok()?;
-            group += 1;
-            value = 0;
-            digits = 0;
-        } else {
+            value = value * 10 + u16::from(d);
+            i += 1;
+        }
+        if i == start {
             return None;
         }
+        *octet = u8::try_from(value).ok()?;
+        if g < 3 {
+            if s.get(i) != Some(&b'.') {
+                return None;
+            }
+            i += 1;
+        }
     }
-    if group != 3 || digits == 0 {
-        return None;
-    }
-    octets[3] = u8::try_from(value).ok()?;
-    Some(Ipv4Addr::from(octets))
+    (i == s.len()).then(|| Ipv4Addr::from(octets))
 }
 
 /// RFC 3261 `IPv6address` (hex groups, `::`, optional trailing dotted IPv4).
@@ -845,7 +844,34 @@ mod tests {
         )
     }
 
+    /// RFC 3261 `IPv4address` by its grammar, for the property test of [`parse_ipv4`]: four
+    /// dot-separated groups of 1-3 digits, each at most 255.
+    fn ipv4_reference(s: &[u8]) -> Option<Ipv4Addr> {
+        let groups: Vec<&[u8]> = s.split(|&c| c == b'.').collect();
+        if groups.len() != 4 {
+            return None;
+        }
+        let mut octets = [0u8; 4];
+        for (o, g) in octets.iter_mut().zip(&groups) {
+            if g.is_empty() || g.len() > 3 || !g.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            *o = std::str::from_utf8(g)
+                .ok()?
+                .parse::<u16>()
+                .ok()?
+                .try_into()
+                .ok()?;
+        }
+        Some(Ipv4Addr::from(octets))
+    }
+
     proptest! {
+        #[test]
+        fn ipv4_matches_the_grammar(s in "[0-9.]{0,18}|[0-9]{1,4}\\.[0-9]{1,4}\\.[0-9]{1,4}\\.[0-9]{1,4}[.a]?") {
+            prop_assert_eq!(parse_ipv4(s.as_bytes()), ipv4_reference(s.as_bytes()), "{}", s);
+        }
+
         #[test]
         fn uri_never_panics(v in arb_bytes(), prefix in prop_oneof![Just(""), Just("sip:"), Just("tel:"), Just("sip:u@")]) {
             let mut s = prefix.as_bytes().to_vec();

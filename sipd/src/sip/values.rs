@@ -53,6 +53,18 @@ pub fn is_token_char(c: u8) -> bool {
     TOKEN[c as usize]
 }
 
+/// ASCII case-insensitive equality of `name` with `lower`, a word of lowercase letters only
+/// (parameter names: `branch`, `tag`, ...): `c | 0x20` equals a lowercase letter exactly when `c`
+/// is that letter in either case, so a fixed-size compare does it without a per-byte loop.
+#[inline(always)]
+pub(crate) fn eq_lower_letters<const N: usize>(name: &[u8], lower: &[u8; N]) -> bool {
+    debug_assert!(lower.iter().all(u8::is_ascii_lowercase));
+    match <&[u8; N]>::try_from(name) {
+        Ok(name) => name.map(|c| c | 0x20) == *lower,
+        Err(_) => false,
+    }
+}
+
 /// Is `s` a non-empty `token`?
 #[inline]
 pub fn is_token(s: &[u8]) -> bool {
@@ -429,6 +441,18 @@ mod tests {
         // RFC 4475 semiuri's folded Accept.
         let accept = b" application/sdp, application/pkcs7-mime,\r\n        multipart/mixed, multipart/signed,\r\n        message/sip, message/sipfrag";
         assert_eq!(elems(accept).len(), 6);
+    }
+
+    #[test]
+    fn lowercase_word_compare_folds_letters_only() {
+        for c in 0..=255u8 {
+            let want = c == b't' || c == b'T';
+            assert_eq!(eq_lower_letters(&[c, b'a', b'G'], b"tag"), want, "{c:#04x}");
+        }
+        assert!(eq_lower_letters(b"BrAnCh", b"branch"));
+        assert!(!eq_lower_letters(b"branch ", b"branch"));
+        assert!(!eq_lower_letters(b"branc", b"branch"));
+        assert!(!eq_lower_letters(b"", b"tag"));
     }
 
     #[test]

@@ -16,7 +16,8 @@ use super::error::{Error, ErrorKind, Result};
 use super::params::Params;
 use super::uri::{Host, parse_port};
 use super::values::{
-    HOSTNAME, SplitComma, TOKEN, offset_in, run, skip_lws, split_comma, trim_lws_range,
+    HOSTNAME, SplitComma, TOKEN, eq_lower_letters, offset_in, run, skip_lws, split_comma,
+    trim_lws_range,
 };
 
 /// The RFC 3261 branch magic cookie.
@@ -120,23 +121,23 @@ impl<'a> Via<'a> {
         let mut received = None;
         let params = Params::parse_visit(raw, |name, value| {
             let ok = match name.len() {
-                6 if name.eq_ignore_ascii_case(b"branch") => {
+                6 if eq_lower_letters(name, b"branch") => {
                     branch = branch.or(value);
                     // A vector scan: branches are long tokens.
                     value.is_some_and(|v| !v.is_empty() && super::scan::token_len(v) == v.len())
                 }
-                8 if name.eq_ignore_ascii_case(b"received") => {
+                8 if eq_lower_letters(name, b"received") => {
                     let ip = value.and_then(Host::parse_ip);
                     received = received.or(ip);
                     ip.is_some()
                 }
-                5 if name.eq_ignore_ascii_case(b"maddr") => {
+                5 if eq_lower_letters(name, b"maddr") => {
                     value.is_some_and(|v| Host::parse(v).is_ok())
                 }
-                3 if name.eq_ignore_ascii_case(b"ttl") => {
+                3 if eq_lower_letters(name, b"ttl") => {
                     value.is_some_and(|v| parse_ttl(v).is_some())
                 }
-                5 if name.eq_ignore_ascii_case(b"rport") => {
+                5 if eq_lower_letters(name, b"rport") => {
                     let port = value.map(parse_port);
                     if rport == Rport::Absent {
                         rport_name = Some(name);
