@@ -126,31 +126,31 @@ impl fmt::Display for Host<'_> {
 /// RFC 3261 `IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT`, each <= 255
 /// (leading zeros allowed, unlike `std`'s parser).
 fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
-    // Group by group: 1-3 digits (a non-digit wraps `c - b'0'` above 9), then a dot or the end.
+    // One pass over the bytes: the current group's value (capped, so it cannot overflow) and
+    // digit count, checked at each dot and at the end.
     let mut octets = [0u8; 4];
-    let mut i = 0;
-    for (g, octet) in octets.iter_mut().enumerate() {
-        let start = i;
-        let mut value = 0u16;
-        while let Some(d) = s.get(i).map(|c| c.wrapping_sub(b'0')).filter(|&d| d <= 9) {
-            if i - start == 3 {
-                return None;
-            }
-            value = value * 10 + u16::from(d);
-            i += 1;
-        }
-        if i == start {
+    let mut group = 0;
+    let mut value = 0u32;
+    let mut digits = 0u32;
+    for &c in s {
+        let d = c.wrapping_sub(b'0');
+        if d <= 9 {
+            value = (value * 10 + u32::from(d)).min(1000);
+            digits += 1;
+        } else if c == b'.' && group < 3 && (1..=3).contains(&digits) && value <= 255 {
+            octets[group] = value as u8;
+            group += 1;
+            value = 0;
+            digits = 0;
+        } else {
             return None;
         }
-        *octet = u8::try_from(value).ok()?;
-        if g < 3 {
-            if s.get(i) != Some(&b'.') {
-                return None;
-            }
-            i += 1;
-        }
     }
-    (i == s.len()).then(|| Ipv4Addr::from(octets))
+    if group != 3 || !(1..=3).contains(&digits) || value > 255 {
+        return None;
+    }
+    octets[3] = value as u8;
+    Some(Ipv4Addr::from(octets))
 }
 
 /// RFC 3261 `IPv6address` (hex groups, `::`, optional trailing dotted IPv4).
