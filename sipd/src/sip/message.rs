@@ -768,7 +768,9 @@ fn parse_header_line<'a, S: Scan>(
     opts: &ParseOptions,
     scan: S,
 ) -> Result<Option<Header<'a>>> {
-    let name_len = scan.token_len(&buf[pos..]);
+    // The name's end and the end of the line's content in one scan: every byte of `Name: ` is a
+    // value byte, so the value run from the line's start ends where the value's own does.
+    let (name_len, line_len) = scan.token_value_len(&buf[pos..]);
     if name_len == 0 {
         return Err(Error::new(ErrorKind::HeaderName, pos));
     }
@@ -784,7 +786,7 @@ fn parse_header_line<'a, S: Scan>(
         && first != b'\t'
     {
         let value_start = colon + 2;
-        let content_end = value_start + scan.value_len(&buf[value_start..]);
+        let content_end = pos + line_len;
         // An empty value fails `last != b' '`: `last` is then the SP after the colon.
         if let Some(&[last, b'\r', b'\n', next]) = buf.get(content_end - 1..content_end + 3)
             && content_end <= line_limit

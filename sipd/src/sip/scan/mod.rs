@@ -331,6 +331,8 @@ pub struct Scanner {
     pub angled_len: fn(&[u8]) -> usize,
     /// See [`quoted_len`].
     pub quoted_len: fn(&[u8]) -> usize,
+    /// See [`Scan::token_value_len`].
+    pub token_value_len: fn(&[u8]) -> (usize, usize),
 }
 
 impl fmt::Debug for Scanner {
@@ -349,6 +351,7 @@ pub fn scanner(b: Backend) -> Option<Scanner> {
             list_len: swar::list_len,
             angled_len: swar::angled_len,
             quoted_len: swar::quoted_len,
+            token_value_len: swar::token_value_len,
         }),
         #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
         Backend::Sse2 if b.is_supported() => Some(Scanner {
@@ -358,6 +361,7 @@ pub fn scanner(b: Backend) -> Option<Scanner> {
             list_len: sse2_safe::list_len,
             angled_len: sse2_safe::angled_len,
             quoted_len: sse2_safe::quoted_len,
+            token_value_len: sse2_safe::token_value_len,
         }),
         #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
         Backend::Avx2 if b.is_supported() => Some(Scanner {
@@ -367,6 +371,7 @@ pub fn scanner(b: Backend) -> Option<Scanner> {
             list_len: avx2_safe::list_len,
             angled_len: avx2_safe::angled_len,
             quoted_len: avx2_safe::quoted_len,
+            token_value_len: avx2_safe::token_value_len,
         }),
         _ => None,
     }
@@ -409,6 +414,11 @@ macro_rules! safe_wrappers {
             pub(super) fn quoted_len(bytes: &[u8]) -> usize {
                 // SAFETY: only reachable through `scanner`, which checked the CPU has the feature.
                 unsafe { $backend::quoted_len(bytes) }
+            }
+
+            pub(super) fn token_value_len(bytes: &[u8]) -> (usize, usize) {
+                // SAFETY: only reachable through `scanner`, which checked the CPU has the feature.
+                unsafe { $backend::token_value_len(bytes) }
             }
         }
     };
@@ -487,6 +497,12 @@ pub trait Scan: Copy {
     fn value_len(self, bytes: &[u8]) -> usize;
     /// See [`uri_len`].
     fn uri_len(self, bytes: &[u8]) -> usize;
+    /// `(token_len(bytes), value_len(bytes))`, from one vector load when that settles both (a
+    /// header line: its name, and the end of its content).
+    #[inline(always)]
+    fn token_value_len(self, bytes: &[u8]) -> (usize, usize) {
+        (self.token_len(bytes), self.value_len(bytes))
+    }
 }
 
 /// The portable backend as a type.
@@ -553,6 +569,11 @@ macro_rules! vector_scan {
             fn uri_len(self, bytes: &[u8]) -> usize {
                 // SAFETY: a value of this type exists only if the CPU supports the backend.
                 unsafe { $backend::uri_len(bytes) }
+            }
+            #[inline(always)]
+            fn token_value_len(self, bytes: &[u8]) -> (usize, usize) {
+                // SAFETY: a value of this type exists only if the CPU supports the backend.
+                unsafe { $backend::token_value_len(bytes) }
             }
         }
     };
@@ -678,6 +699,36 @@ mod tests {
                         );
                     }
                     buf[off] = keep;
+                }
+            }
+        }
+    }
+
+    /// The fused scan against the two it stands for: every byte value at every offset `0..80` of
+    /// buffers of length `0..=100` made of token bytes (so the byte placed is where either run
+    /// may end), and once more after a `": "` (a header line's shape).
+    #[test]
+    fn exhaustive_token_value() {
+        let ok = allowed(is_token);
+        for (backend, s) in supported() {
+            for len in 0..=100usize {
+                for prefix in [&b""[..], b"Via: "] {
+                    let mut buf: Vec<u8> = prefix.to_vec();
+                    buf.extend((0..len).map(|k| ok[(k * 7 + len) % ok.len()]));
+                    let n = buf.len();
+                    for off in 0..n.min(80) {
+                        let keep = buf[off];
+                        for v in 0..=255u8 {
+                            buf[off] = v;
+                            let want = (reference(is_token, &buf), reference(is_value, &buf));
+                            assert_eq!(
+                                (s.token_value_len)(&buf),
+                                want,
+                                "{backend} len {n} byte {v:#04x} at {off}"
+                            );
+                        }
+                        buf[off] = keep;
+                    }
                 }
             }
         }
@@ -890,6 +941,15 @@ mod tests {
         prop_assert_eq!(list_len(bytes), reference(is_list_plain, bytes));
         prop_assert_eq!(angled_len(bytes), reference(is_angled, bytes));
         prop_assert_eq!(quoted_len(bytes), reference(is_quoted_text, bytes));
+        let fused = (reference(is_token, bytes), reference(is_value, bytes));
+        for (backend, s) in supported() {
+            prop_assert_eq!(
+                (s.token_value_len)(bytes),
+                fused,
+                "{} token_value_len",
+                backend
+            );
+        }
         Ok(())
     }
 

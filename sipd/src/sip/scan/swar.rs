@@ -175,3 +175,8 @@ pub(super) fn angled_len(bytes: &[u8]) -> usize {
 pub(super) fn quoted_len(bytes: &[u8]) -> usize {
     run(bytes, quoted_bad, QUOTED)
 }
+
+/// Portable `(token_len(bytes), value_len(bytes))`: the two scans.
+pub(super) fn token_value_len(bytes: &[u8]) -> (usize, usize) {
+    (token_len(bytes), value_len(bytes))
+}
