@@ -681,8 +681,13 @@ fn parse_start_line<'a, S: Scan>(
     let rest = &line[uri_start..rest_end];
     // The version is the last element; anything between it and the method is the Request-URI,
     // which must then be one run of visible characters (no LWS: RFC 4475 lwsruri, lwsstart).
-    let Some(last_sp) = memrchr(b' ', rest) else {
-        return Err(Error::new(ErrorKind::StartLine, pos + uri_start));
+    // Nearly always ` SIP/2.0` at the end: that SP is then the last one, found without a search.
+    let last_sp = match rest.len().checked_sub(8) {
+        Some(at) if &rest[at..] == b" SIP/2.0" => at,
+        _ => match memrchr(b' ', rest) {
+            Some(at) => at,
+            None => return Err(Error::new(ErrorKind::StartLine, pos + uri_start)),
+        },
     };
     let uri = &rest[..last_sp];
     let good = scan.uri_len(uri);
