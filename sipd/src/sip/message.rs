@@ -780,41 +780,41 @@ fn parse_header_line<'a, S: Scan>(
 ) -> Result<Option<Header<'a>>> {
     // The name's end and the end of the line's content in one scan: every byte of `Name: ` is a
     // value byte, so the value run from the line's start ends where the value's own does.
-    let line = &buf[pos..];
-    let (name_len, line_len) = scan.token_value_len(line);
+    let (name_len, line_len) = scan.token_value_len(&buf[pos..]);
     if name_len == 0 {
         return Err(Error::new(ErrorKind::HeaderName, pos));
     }
+    let raw_name = &buf[pos..pos + name_len];
+    let line_limit = pos.saturating_add(opts.max_line_len);
 
     // Fastest path, nearly every line: `Name: value\r\n` with exactly one SP after the colon, a
     // value that neither starts nor ends with LWS, and a next line that is not a fold. Each test
     // is one compare; anything else takes the general walk below, which gives the same answer.
-    // Offsets here are relative to the line, whose bounds the compares have already checked.
-    if let Some(&[b':', b' ', first]) = line.get(name_len..name_len + 3)
+    let colon = pos + name_len;
+    if let Some(&[b':', b' ', first]) = buf.get(colon..colon + 3)
         && first != b' '
         && first != b'\t'
     {
-        // `line_len >= name_len + 2`: the name, the colon and the SP are value bytes. An empty
-        // value fails `last != b' '`: `last` is then the SP after the colon.
-        if let Some(&[last, b'\r', b'\n', next]) = line.get(line_len - 1..line_len + 3)
-            && line_len <= opts.max_line_len
+        let value_start = colon + 2;
+        let content_end = pos + line_len;
+        // An empty value fails `last != b' '`: `last` is then the SP after the colon.
+        if let Some(&[last, b'\r', b'\n', next]) = buf.get(content_end - 1..content_end + 3)
+            && content_end <= line_limit
             && last != b' '
             && last != b'\t'
             && next != b' '
             && next != b'\t'
         {
             return Ok(Some(Header {
-                name: HeaderName::classify_in(line, 0, name_len),
-                raw_name: &line[..name_len],
-                value: &line[name_len + 2..line_len],
+                name: HeaderName::classify_in(buf, pos, name_len),
+                raw_name,
+                value: &buf[value_start..content_end],
                 start: pos as u32,
-                value_start: (pos + name_len + 2) as u32,
-                end: (pos + line_len + 2) as u32,
+                value_start: value_start as u32,
+                end: (content_end + 2) as u32,
             }));
         }
     }
-    let raw_name = &buf[pos..pos + name_len];
-    let line_limit = pos.saturating_add(opts.max_line_len);
     // HCOLON = *( SP / HTAB ) ":" SWS
     let mut i = pos + name_len;
     while i < buf.len() && matches!(buf[i], b' ' | b'\t') {
