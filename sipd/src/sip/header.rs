@@ -144,17 +144,39 @@ const fn name_hash(words: &[u64; NAME_WORDS], len: u64) -> usize {
     (x.wrapping_mul(HASH_K) >> 56) as usize
 }
 
-/// Hash slot -> discriminant of the known name there, or `u8::MAX`.
-static BY_HASH: [u8; 256] = {
-    let mut t = [u8::MAX; 256];
+/// The known name in a hash slot, with what a candidate is checked against: its lowercase words
+/// and folding masks (see [`FOLDED`]) and its length (0 for an empty slot, which no name of two
+/// or more bytes matches). One load of this entry replaces a slot -> name -> length/words chain.
+#[derive(Copy, Clone)]
+struct Slot {
+    lower: [u64; NAME_WORDS],
+    fold: [u64; NAME_WORDS],
+    len: usize,
+    name: HeaderName,
+}
+
+/// Hash slot -> the known name there, or an empty [`Slot`].
+static BY_HASH: [Slot; 256] = {
+    let empty = Slot {
+        lower: [0; NAME_WORDS],
+        fold: [0; NAME_WORDS],
+        len: 0,
+        name: HeaderName::Other,
+    };
+    let mut t = [empty; 256];
     let mut h = 0;
     while h < NAMES.len() {
         let slot = name_hash(&FOLDED[h].0, NAMES[h].0.len() as u64);
         assert!(
-            t[slot] == u8::MAX,
+            t[slot].len == 0,
             "two header names share a hash slot: pick another HASH_K"
         );
-        t[slot] = h as u8;
+        t[slot] = Slot {
+            lower: FOLDED[h].0,
+            fold: FOLDED[h].1,
+            len: NAMES[h].0.len(),
+            name: ALL[h],
+        };
         h += 1;
     }
     t
@@ -206,37 +228,35 @@ impl HeaderName {
 
     /// [`HeaderName::classify`] of `buf[start..start + len]`, reading the name straight from
     /// the message in whole words when the buffer is long enough (the parser's case: no copy).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn classify_in(buf: &[u8], start: usize, len: usize) -> HeaderName {
         let Some(window) = buf.get(start..start + NAME_WORDS * 8) else {
             return Self::classify(&buf[start..start + len]);
         };
-        if len <= 1 {
+        if len <= 1 || len > NAME_WORDS * 8 {
             return Self::classify(&buf[start..start + len]);
         }
-        if len > NAME_WORDS * 8 {
-            return HeaderName::Other;
-        }
         let mask = &LENGTH_MASKS[len];
-        let words: [u64; NAME_WORDS] = core::array::from_fn(|w| {
+        let word = |w: usize| {
             u64::from_le_bytes(window[w * 8..w * 8 + 8].try_into().unwrap_or_default()) & mask[w]
-        });
-        Self::lookup(&words, len)
+        };
+        // The third word only matters to names longer than 16 bytes: read it only for them.
+        let (w0, w1) = (word(0), word(1));
+        let slot = &BY_HASH[name_hash(&[w0, w1, 0], len as u64)];
+        let same = slot.len == len
+            && w0 | slot.fold[0] == slot.lower[0]
+            && w1 | slot.fold[1] == slot.lower[1]
+            && (len <= 16 || word(2) | slot.fold[2] == slot.lower[2]);
+        if same { slot.name } else { HeaderName::Other }
     }
 
     /// The known name whose hash slot `words` (a name of `len` > 1 bytes, little-endian, zero
     /// past its end) falls in, if it is that name in any case.
     #[inline]
     fn lookup(words: &[u64; NAME_WORDS], len: usize) -> HeaderName {
-        let slot = BY_HASH[name_hash(words, len as u64)];
-        let Some(&candidate) = ALL.get(slot as usize) else {
-            return HeaderName::Other;
-        };
-        let (lower, fold) = &FOLDED[slot as usize];
-        if NAMES[slot as usize].0.len() == len
-            && (0..NAME_WORDS).all(|w| words[w] | fold[w] == lower[w])
-        {
-            candidate
+        let slot = &BY_HASH[name_hash(words, len as u64)];
+        if slot.len == len && (0..NAME_WORDS).all(|w| words[w] | slot.fold[w] == slot.lower[w]) {
+            slot.name
         } else {
             HeaderName::Other
         }
@@ -334,6 +354,9 @@ mod tests {
                 &b"Call\rID"[..],
                 b"Max_Forwards",
                 b"X-Long-Extension-Header-Name",
+                // Known long names but for their last byte (past the first 16).
+                b"Proxy-Authorizatiom",
+                b"P-Asserted-Identitx",
                 b"v",
                 b"",
             ]
@@ -374,6 +397,8 @@ mod tests {
             b"Call\rID",
             b"Max_Forwards",
             b"Via\0",
+            b"Proxy-Authorizatiom",
+            b"Authentication-Infp",
         ] {
             assert_eq!(HeaderName::classify(name), HeaderName::Other, "{name:?}");
         }

@@ -443,11 +443,6 @@ impl<'a, 'h> HeaderSink<'a, 'h> {
         Ok(())
     }
 
-    #[inline(always)]
-    fn is_full(&self) -> bool {
-        self.count == self.slots.len()
-    }
-
     /// The headers written so far.
     #[allow(unsafe_code)]
     fn into_written(self) -> &'h [Header<'a>] {
@@ -489,7 +484,21 @@ fn parse_with<'a, 'h, S: Scan>(
         pos += 1;
     }
     let start = pos;
-    let Some((line_end, next)) = find_line_end(buf, pos, opts)? else {
+    // The start line ends at its first control byte when that is a CRLF (or LF) within the
+    // line limit: one vector scan, inlined. Anything else is left to `find_line_end`, which
+    // gives the same answer in the cases taken here.
+    let content_end = pos + scan.value_len(&buf[pos..]);
+    let fast_end = match buf.get(content_end) {
+        _ if content_end - pos > opts.max_line_len => None,
+        Some(b'\n') => Some((content_end, content_end + 1)),
+        Some(b'\r') if buf.get(content_end + 1) == Some(&b'\n') => {
+            Some((content_end, content_end + 2))
+        }
+        _ => None,
+    };
+    let Some((line_end, next)) =
+        fast_end.map_or_else(|| find_line_end(buf, pos, opts), |e| Ok(Some(e)))?
+    else {
         return incomplete(buf, stream, ErrorKind::HeadersUnterminated);
     };
     let start_line = parse_start_line(buf, pos, line_end, opts, scan)?;
@@ -517,37 +526,36 @@ fn parse_with<'a, 'h, S: Scan>(
         let Some(header) = parse_header_line(buf, pos, opts, scan)? else {
             return incomplete(buf, stream, ErrorKind::HeadersUnterminated);
         };
-        if sink.is_full() {
-            return Err(Error::new(ErrorKind::TooManyHeaders, pos));
-        }
-        if header.name == HeaderName::ContentLength {
-            let declared = parse_content_length(header.value).ok_or(Error::new(
-                ErrorKind::ContentLength,
-                header.value_start as usize,
-            ))?;
+        let index = sink.count;
+        let end = header.end as usize;
+        let name = header.name;
+        let (value, value_start, start) = (header.value, header.value_start, header.start);
+        sink.push(header)
+            .map_err(|()| Error::new(ErrorKind::TooManyHeaders, pos))?;
+        if name == HeaderName::ContentLength {
+            let declared = parse_content_length(value)
+                .ok_or(Error::new(ErrorKind::ContentLength, value_start as usize))?;
             match content_length {
                 Some(previous) if previous != declared => {
                     if stream {
                         // Without one length there is no way to find the next message.
-                        return Err(Error::new(ErrorKind::ContentLength, header.start as usize));
+                        return Err(Error::new(ErrorKind::ContentLength, start as usize));
                     }
                     conflicting_content_length = true;
                 }
                 _ => content_length = Some(declared),
             }
         }
-        if header.name != HeaderName::Other {
-            let slot = &mut first[header.name as usize];
+        if name != HeaderName::Other {
+            let slot = &mut first[name as usize];
             if *slot == u16::MAX {
-                // `count` < headers.len(); storage beyond u16 indices is never consulted.
-                *slot = u16::try_from(sink.count).unwrap_or(u16::MAX);
+                // `index` < headers.len(); storage beyond u16 indices is never consulted.
+                *slot = u16::try_from(index).unwrap_or(u16::MAX);
             } else {
-                repeated |= 1 << header.name as u32;
+                repeated |= 1 << name as u32;
             }
         }
-        pos = header.end as usize;
-        // Not full: checked above.
-        let _ = sink.push(header);
+        pos = end;
     };
 
     if conflicting_content_length {
@@ -682,8 +690,13 @@ fn parse_start_line<'a, S: Scan>(
     let rest = &line[uri_start..rest_end];
     // The version is the last element; anything between it and the method is the Request-URI,
     // which must then be one run of visible characters (no LWS: RFC 4475 lwsruri, lwsstart).
-    let Some(last_sp) = memrchr(b' ', rest) else {
-        return Err(Error::new(ErrorKind::StartLine, pos + uri_start));
+    // Nearly always ` SIP/2.0` at the end: that SP is then the last one, found without a search.
+    let last_sp = match rest.len().checked_sub(8) {
+        Some(at) if &rest[at..] == b" SIP/2.0" => at,
+        _ => match memrchr(b' ', rest) {
+            Some(at) => at,
+            None => return Err(Error::new(ErrorKind::StartLine, pos + uri_start)),
+        },
     };
     let uri = &rest[..last_sp];
     let good = scan.uri_len(uri);
@@ -705,7 +718,12 @@ fn parse_start_line<'a, S: Scan>(
 /// Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF
 #[inline(always)]
 fn parse_status_line<S: Scan>(line: &[u8], pos: usize, scan: S) -> Result<StartLine<'_>> {
-    let sp = memchr::memchr(b' ', line).ok_or(Error::new(ErrorKind::StartLine, pos))?;
+    // Nearly always `SIP/2.0 `: its SP is then the first one, found without a search.
+    let sp = if line.starts_with(b"SIP/2.0 ") {
+        7
+    } else {
+        memchr::memchr(b' ', line).ok_or(Error::new(ErrorKind::StartLine, pos))?
+    };
     let version = parse_version(&line[..sp]).ok_or(Error::new(ErrorKind::Version, pos))?;
     let code_start = sp + 1;
     let code = line.get(code_start..code_start + 3).unwrap_or(b"");
@@ -769,11 +787,43 @@ fn parse_header_line<'a, S: Scan>(
     opts: &ParseOptions,
     scan: S,
 ) -> Result<Option<Header<'a>>> {
-    let name_len = scan.token_len(&buf[pos..]);
+    // The name's end and the end of the line's content in one scan: every byte of `Name: ` is a
+    // value byte, so the value run from the line's start ends where the value's own does.
+    let (name_len, line_len) = scan.token_value_len(&buf[pos..]);
     if name_len == 0 {
         return Err(Error::new(ErrorKind::HeaderName, pos));
     }
     let raw_name = &buf[pos..pos + name_len];
+    let line_limit = pos.saturating_add(opts.max_line_len);
+
+    // Fastest path, nearly every line: `Name: value\r\n` with exactly one SP after the colon, a
+    // value that neither starts nor ends with LWS, and a next line that is not a fold. Each test
+    // is one compare; anything else takes the general walk below, which gives the same answer.
+    let colon = pos + name_len;
+    if let Some(&[b':', b' ', first]) = buf.get(colon..colon + 3)
+        && first != b' '
+        && first != b'\t'
+    {
+        let value_start = colon + 2;
+        let content_end = pos + line_len;
+        // An empty value fails `last != b' '`: `last` is then the SP after the colon.
+        if let Some(&[last, b'\r', b'\n', next]) = buf.get(content_end - 1..content_end + 3)
+            && content_end <= line_limit
+            && last != b' '
+            && last != b'\t'
+            && next != b' '
+            && next != b'\t'
+        {
+            return Ok(Some(Header {
+                name: HeaderName::classify_in(buf, pos, name_len),
+                raw_name,
+                value: &buf[value_start..content_end],
+                start: pos as u32,
+                value_start: value_start as u32,
+                end: (content_end + 2) as u32,
+            }));
+        }
+    }
     // HCOLON = *( SP / HTAB ) ":" SWS
     let mut i = pos + name_len;
     while i < buf.len() && matches!(buf[i], b' ' | b'\t') {
@@ -784,7 +834,6 @@ fn parse_header_line<'a, S: Scan>(
         None => return Ok(None),
         Some(_) => return Err(Error::new(ErrorKind::HeaderColon, i)),
     }
-    let line_limit = pos.saturating_add(opts.max_line_len);
 
     // Fast path, nearly every line: a value on one line ending in CRLF, not folded. One vector
     // scan finds the CR; only the ends are trimmed.

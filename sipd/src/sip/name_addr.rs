@@ -15,8 +15,8 @@ use super::error::{Error, ErrorKind, Result};
 use super::params::Params;
 use super::uri::Uri;
 use super::values::{
-    SplitComma, TOKEN, is_wsp, parse_u32, scan_quoted, skip_lws, split_comma, trim_lws_range,
-    unquote,
+    SplitComma, TOKEN, eq_lower_letters, is_wsp, parse_u32, scan_quoted, skip_lws, split_comma,
+    trim_lws_range, unquote,
 };
 
 /// One name-addr or addr-spec with its header parameters.
@@ -119,10 +119,10 @@ impl<'a> NameAddrView<'a> {
             }
         }
         let us = laquot + 1;
-        let Some(raquot) = memchr::memchr(b'>', s.get(us..).unwrap_or_default()).map(|p| us + p)
-        else {
+        let raquot = us + super::scan::angled_len(s.get(us..).unwrap_or_default());
+        if raquot >= s.len() {
             return Err(err(laquot));
-        };
+        }
         let uri_raw = s.get(us..raquot).unwrap_or_default();
         match (uri_raw.first(), uri_raw.last()) {
             (None, _) => return Err(err(us)),
@@ -170,11 +170,12 @@ impl<'a> NameAddrView<'a> {
         let raw = s.get(from..).unwrap_or_default();
         let i = skip_lws(s, from);
         match s.get(i) {
-            None => Ok((Params::parse(raw)?, from, None)),
+            // Nothing but LWS after the URI: an empty list (nothing to validate).
+            None => Ok((Params::lws_only(raw), from, None)),
             Some(b';') => {
                 let mut tag = None;
                 let params = Params::parse_visit(raw, |name, value| {
-                    if tag.is_none() && name.eq_ignore_ascii_case(b"tag") {
+                    if tag.is_none() && eq_lower_letters(name, b"tag") {
                         tag = Some(value);
                     }
                     Ok(())

@@ -76,6 +76,14 @@ impl<'a> Params<'a> {
         Ok(Params { raw })
     }
 
+    /// A list with no parameter: `raw` must be nothing but LWS (which [`Params::parse`] accepts
+    /// as such), as a caller that just skipped it knows.
+    #[inline]
+    pub(crate) fn lws_only(raw: &'a [u8]) -> Self {
+        debug_assert_eq!(super::values::skip_lws(raw, 0), raw.len());
+        Params { raw }
+    }
+
     /// URI parameters: `*( ";" pname [ "=" pvalue ] )` with `pname`/`pvalue` = `1*paramchar`
     /// (`%` escapes validated, kept raw), no LWS. Errors (offset into `raw`): `Param` for an
     /// empty name or value or a byte that does not belong, `Uri` for a bad `%` escape.

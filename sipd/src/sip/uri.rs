@@ -126,20 +126,19 @@ impl fmt::Display for Host<'_> {
 /// RFC 3261 `IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT`, each <= 255
 /// (leading zeros allowed, unlike `std`'s parser).
 fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
-    // One pass: the value and digit count of the current group, the group index.
+    // One pass over the bytes: the current group's value (capped, so it cannot overflow) and
+    // digit count, checked at each dot and at the end.
     let mut octets = [0u8; 4];
     let mut group = 0;
-    let mut value = 0u16;
-    let mut digits = 0;
+    let mut value = 0u32;
+    let mut digits = 0u32;
     for &c in s {
-        if c.is_ascii_digit() {
+        let d = c.wrapping_sub(b'0');
+        if d <= 9 {
+            value = (value * 10 + u32::from(d)).min(1000);
             digits += 1;
-            if digits > 3 {
-                return None;
-            }
-            value = value * 10 + u16::from(c - b'0');
-        } else if c == b'.' && digits > 0 && group < 3 {
-            octets[group] = u8::try_from(value).ok()?;
+        } else if c == b'.' && group < 3 && (1..=3).contains(&digits) && value <= 255 {
+            octets[group] = value as u8;
             group += 1;
             value = 0;
             digits = 0;
@@ -147,10 +146,10 @@ fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
             return None;
         }
     }
-    if group != 3 || digits == 0 {
+    if group != 3 || !(1..=3).contains(&digits) || value > 255 {
         return None;
     }
-    octets[3] = u8::try_from(value).ok()?;
+    octets[3] = value as u8;
     Some(Ipv4Addr::from(octets))
 }
 
@@ -230,10 +229,18 @@ fn check_hostname_exact(s: &[u8]) -> Result<()> {
 
 /// Parses an RFC 3261 `port` (`1*DIGIT`, at most 65535). Errors: `Port` at offset 0.
 pub fn parse_port(s: &[u8]) -> Result<u16> {
-    if s.is_empty() || s.len() > 5 || !s.iter().all(u8::is_ascii_digit) {
+    if s.is_empty() || s.len() > 5 {
         return Err(Error::new(ErrorKind::Port, 0));
     }
-    let v = s.iter().fold(0u32, |a, &c| a * 10 + u32::from(c - b'0'));
+    // One pass: a non-digit wraps `c - b'0'` above 9.
+    let mut v = 0u32;
+    for &c in s {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return Err(Error::new(ErrorKind::Port, 0));
+        }
+        v = v * 10 + u32::from(d);
+    }
     u16::try_from(v).map_err(|_| Error::new(ErrorKind::Port, 0))
 }
 
@@ -837,7 +844,34 @@ mod tests {
         )
     }
 
+    /// RFC 3261 `IPv4address` by its grammar, for the property test of [`parse_ipv4`]: four
+    /// dot-separated groups of 1-3 digits, each at most 255.
+    fn ipv4_reference(s: &[u8]) -> Option<Ipv4Addr> {
+        let groups: Vec<&[u8]> = s.split(|&c| c == b'.').collect();
+        if groups.len() != 4 {
+            return None;
+        }
+        let mut octets = [0u8; 4];
+        for (o, g) in octets.iter_mut().zip(&groups) {
+            if g.is_empty() || g.len() > 3 || !g.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            *o = std::str::from_utf8(g)
+                .ok()?
+                .parse::<u16>()
+                .ok()?
+                .try_into()
+                .ok()?;
+        }
+        Some(Ipv4Addr::from(octets))
+    }
+
     proptest! {
+        #[test]
+        fn ipv4_matches_the_grammar(s in "[0-9.]{0,18}|[0-9]{1,4}\\.[0-9]{1,4}\\.[0-9]{1,4}\\.[0-9]{1,4}[.a]?") {
+            prop_assert_eq!(parse_ipv4(s.as_bytes()), ipv4_reference(s.as_bytes()), "{}", s);
+        }
+
         #[test]
         fn uri_never_panics(v in arb_bytes(), prefix in prop_oneof![Just(""), Just("sip:"), Just("tel:"), Just("sip:u@")]) {
             let mut s = prefix.as_bytes().to_vec();

@@ -36,6 +36,8 @@ const fn class(extra: &[u8], alnum: bool) -> [bool; 256] {
 pub(crate) static TOKEN: [bool; 256] = class(b"-.!%*_+`'~", true);
 /// A generic-param value that is not quoted: `token / host` (host adds `[`, `]`, `:`).
 pub(crate) static GEN_VALUE: [bool; 256] = class(b"-.!%*_+`'~[]:", true);
+/// `hostname` and `IPv4address` characters: alphanum / `-` / `.`.
+pub(crate) static HOSTNAME: [bool; 256] = class(b"-.", true);
 /// SIP URI `user` characters other than escapes: unreserved / user-unreserved.
 pub(crate) static USER: [bool; 256] = class(b"-_.!~*'()&=+$,;?/", true);
 /// SIP URI `password` characters other than escapes.
@@ -49,6 +51,18 @@ pub(crate) static HNV: [bool; 256] = class(b"-_.!~*'()[]/?:+$", true);
 #[inline]
 pub fn is_token_char(c: u8) -> bool {
     TOKEN[c as usize]
+}
+
+/// ASCII case-insensitive equality of `name` with `lower`, a word of lowercase letters only
+/// (parameter names: `branch`, `tag`, ...): `c | 0x20` equals a lowercase letter exactly when `c`
+/// is that letter in either case, so a fixed-size compare does it without a per-byte loop.
+#[inline(always)]
+pub(crate) fn eq_lower_letters<const N: usize>(name: &[u8], lower: &[u8; N]) -> bool {
+    debug_assert!(lower.iter().all(u8::is_ascii_lowercase));
+    match <&[u8; N]>::try_from(name) {
+        Ok(name) => name.map(|c| c | 0x20) == *lower,
+        Err(_) => false,
+    }
 }
 
 /// Is `s` a non-empty `token`?
@@ -90,6 +104,13 @@ pub fn skip_lws(s: &[u8], mut i: usize) -> usize {
 /// The range `start..end` of `s` without leading and trailing LWS.
 #[inline]
 pub fn trim_lws_range(s: &[u8]) -> (usize, usize) {
+    // Values from the message parser are already trimmed: two compares settle that case.
+    if let (Some(&a), Some(&z)) = (s.first(), s.last())
+        && !is_lws_byte(a)
+        && !is_lws_byte(z)
+    {
+        return (0, s.len());
+    }
     let start = s.iter().position(|&c| !is_lws_byte(c)).unwrap_or(s.len());
     let end = s
         .iter()
@@ -158,11 +179,9 @@ pub fn scan_quoted(s: &[u8], start: usize) -> Result<usize> {
         return Err(Error::new(ErrorKind::QuotedString, start.min(s.len())));
     }
     // Fast path: no backslash before the closing quote and nothing but qdtext and SP/HTAB (one
-    // vector scan for control bytes).
-    if let Some(len) = memchr::memchr2(b'"', b'\\', &s[start + 1..])
-        && s[start + 1 + len] == b'"'
-        && super::scan::value_len(&s[start + 1..start + 1 + len]) == len
-    {
+    // vector scan stops at the quote, a backslash or a control byte).
+    let len = super::scan::quoted_len(&s[start + 1..]);
+    if s.get(start + 1 + len) == Some(&b'"') {
         return Ok(start + len + 2);
     }
     let mut i = start + 1;
@@ -253,17 +272,14 @@ impl<'a> Iterator for SplitComma<'a> {
         let s = self.s;
         let start = self.pos;
         let mut i = start;
-        // Jump between the only bytes that matter (memchr3): `,` ends the element, `"` opens a
-        // quoted string, `<` opens a bracketed URI that may itself contain commas (in its user).
+        // Jump between the only bytes that matter (a vector scan): `,` ends the element, `"` opens
+        // a quoted string, `<` opens a bracketed URI that may itself contain commas (in its user).
         let end = loop {
-            let Some(p) = s
-                .get(i..)
-                .and_then(|rest| memchr::memchr3(b',', b'"', b'<', rest))
-            else {
+            i += super::scan::list_len(s.get(i..).unwrap_or_default());
+            if i >= s.len() {
                 self.done = true;
                 break s.len();
-            };
-            i += p;
+            }
             match s[i] {
                 b',' => {
                     self.pos = i + 1;
@@ -277,13 +293,14 @@ impl<'a> Iterator for SplitComma<'a> {
                     }
                 },
                 // `<`: only `>` matters until it closes; unclosed, it runs to the end.
-                _ => match memchr::memchr(b'>', &s[i + 1..]) {
-                    Some(q) => i += q + 2,
-                    None => {
+                _ => {
+                    let q = super::scan::angled_len(&s[i + 1..]);
+                    if i + 1 + q >= s.len() {
                         self.done = true;
                         break s.len();
                     }
-                },
+                    i += q + 2;
+                }
             }
         };
         let elem = s.get(start..end).unwrap_or_default();
@@ -424,6 +441,18 @@ mod tests {
         // RFC 4475 semiuri's folded Accept.
         let accept = b" application/sdp, application/pkcs7-mime,\r\n        multipart/mixed, multipart/signed,\r\n        message/sip, message/sipfrag";
         assert_eq!(elems(accept).len(), 6);
+    }
+
+    #[test]
+    fn lowercase_word_compare_folds_letters_only() {
+        for c in 0..=255u8 {
+            let want = c == b't' || c == b'T';
+            assert_eq!(eq_lower_letters(&[c, b'a', b'G'], b"tag"), want, "{c:#04x}");
+        }
+        assert!(eq_lower_letters(b"BrAnCh", b"branch"));
+        assert!(!eq_lower_letters(b"branch ", b"branch"));
+        assert!(!eq_lower_letters(b"branc", b"branch"));
+        assert!(!eq_lower_letters(b"", b"tag"));
     }
 
     #[test]

@@ -16,7 +16,8 @@ use super::error::{Error, ErrorKind, Result};
 use super::params::Params;
 use super::uri::{Host, parse_port};
 use super::values::{
-    SplitComma, TOKEN, is_token, offset_in, run, skip_lws, split_comma, trim_lws_range,
+    HOSTNAME, SplitComma, TOKEN, eq_lower_letters, offset_in, run, skip_lws, split_comma,
+    trim_lws_range,
 };
 
 /// The RFC 3261 branch magic cookie.
@@ -72,7 +73,7 @@ impl<'a> Via<'a> {
         let s = value.get(..end).unwrap_or_default();
         // Nearly always exactly `SIP/2.0/`: no need for the general token/SLASH walk.
         let (protocol_name, protocol_version, i) = match s.get(start..start + 8) {
-            Some(p) if p.eq_ignore_ascii_case(b"SIP/2.0/") => (
+            Some(p) if p == b"SIP/2.0/" || p.eq_ignore_ascii_case(b"SIP/2.0/") => (
                 &s[start..start + 3],
                 &s[start + 4..start + 7],
                 skip_lws(s, start + 8),
@@ -93,14 +94,7 @@ impl<'a> Via<'a> {
         let he = if s.get(hs) == Some(&b'[') {
             memchr::memchr(b']', s.get(hs..).unwrap_or_default()).map_or(end, |p| hs + p + 1)
         } else {
-            let mut j = hs;
-            while s
-                .get(j)
-                .is_some_and(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'.')
-            {
-                j += 1;
-            }
-            j
+            run(s, hs, &HOSTNAME)
         };
         let host_raw = s.get(hs..he).unwrap_or_default();
         let host = Host::parse(host_raw).map_err(|e| e.shifted(hs))?;
@@ -127,22 +121,23 @@ impl<'a> Via<'a> {
         let mut received = None;
         let params = Params::parse_visit(raw, |name, value| {
             let ok = match name.len() {
-                6 if name.eq_ignore_ascii_case(b"branch") => {
+                6 if eq_lower_letters(name, b"branch") => {
                     branch = branch.or(value);
-                    value.is_some_and(is_token)
+                    // A vector scan: branches are long tokens.
+                    value.is_some_and(|v| !v.is_empty() && super::scan::token_len(v) == v.len())
                 }
-                8 if name.eq_ignore_ascii_case(b"received") => {
+                8 if eq_lower_letters(name, b"received") => {
                     let ip = value.and_then(Host::parse_ip);
                     received = received.or(ip);
                     ip.is_some()
                 }
-                5 if name.eq_ignore_ascii_case(b"maddr") => {
+                5 if eq_lower_letters(name, b"maddr") => {
                     value.is_some_and(|v| Host::parse(v).is_ok())
                 }
-                3 if name.eq_ignore_ascii_case(b"ttl") => {
+                3 if eq_lower_letters(name, b"ttl") => {
                     value.is_some_and(|v| parse_ttl(v).is_some())
                 }
-                5 if name.eq_ignore_ascii_case(b"rport") => {
+                5 if eq_lower_letters(name, b"rport") => {
                     let port = value.map(parse_port);
                     if rport == Rport::Absent {
                         rport_name = Some(name);

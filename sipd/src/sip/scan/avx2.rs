@@ -71,6 +71,25 @@ fn uri_bad(x: __m256i) -> u32 {
     !(_mm256_movemask_epi8(in_range(x, 0x21, 0x7E)) as u32)
 }
 
+#[target_feature(enable = "avx2")]
+#[inline]
+fn list_bad(x: __m256i) -> u32 {
+    let bad = _mm256_or_si256(_mm256_or_si256(eq(x, b','), eq(x, b'"')), eq(x, b'<'));
+    _mm256_movemask_epi8(bad) as u32
+}
+
+#[target_feature(enable = "avx2")]
+#[inline]
+fn angled_bad(x: __m256i) -> u32 {
+    _mm256_movemask_epi8(eq(x, b'>')) as u32
+}
+
+#[target_feature(enable = "avx2")]
+#[inline]
+fn quoted_bad(x: __m256i) -> u32 {
+    value_bad(x) | _mm256_movemask_epi8(_mm256_or_si256(eq(x, b'"'), eq(x, b'\\'))) as u32
+}
+
 /// Loads the 32 bytes at `bytes[at..at + 32]`.
 #[target_feature(enable = "avx2")]
 #[inline]
@@ -145,4 +164,39 @@ scan! {
 scan! {
     /// AVX2 [`super::uri_len`].
     uri_len, uri_bad
+}
+scan! {
+    /// AVX2 [`super::list_len`].
+    list_len, list_bad
+}
+scan! {
+    /// AVX2 [`super::angled_len`].
+    angled_len, angled_bad
+}
+scan! {
+    /// AVX2 [`super::quoted_len`].
+    quoted_len, quoted_bad
+}
+
+/// `(token_len(bytes), value_len(bytes))`: when the token run ends in the first vector (a header
+/// name), both come from that one load, the value run going on past it only if the whole vector
+/// is value bytes; otherwise the two scans.
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(super) fn token_value_len(bytes: &[u8]) -> (usize, usize) {
+    if bytes.len() >= 32 {
+        let v = load(bytes, 0);
+        let token = token_bad(v);
+        if token != 0 {
+            let value = value_bad(v);
+            let value_len = if value != 0 {
+                value.trailing_zeros() as usize
+            } else {
+                // The whole first vector is value bytes: the run goes on from there.
+                32 + value_len(&bytes[32..])
+            };
+            return (token.trailing_zeros() as usize, value_len);
+        }
+    }
+    (token_len(bytes), value_len(bytes))
 }

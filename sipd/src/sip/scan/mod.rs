@@ -8,6 +8,9 @@
 //! | [`token_len`] | RFC 3261 `token`: ``ALPHA / DIGIT / - . ! % * _ + ` ' ~``                  |
 //! | [`value_len`] | header value: HTAB, `0x20..=0x7E`, `0x80..=0xFF` (stops at CR, LF, NUL, DEL…) |
 //! | [`uri_len`]   | Request-URI: visible ASCII `0x21..=0x7E`                                 |
+//! | [`list_len`]  | anything but `,` `"` `<` (where a header list split must look)           |
+//! | [`angled_len`] | anything but `>` (the end of a `<URI>`)                                 |
+//! | [`quoted_len`] | quoted-string text: a header-value byte other than `"` and `\`          |
 //!
 //! # Layout (httparse `src/simd/`, memchr `src/arch/`)
 //!
@@ -77,12 +80,37 @@ pub const fn is_uri(b: u8) -> bool {
     matches!(b, 0x21..=0x7E)
 }
 
+/// Is `b` a byte a header list split passes over: anything but `,`, `"` and `<`?
+#[inline]
+pub const fn is_list_plain(b: u8) -> bool {
+    !matches!(b, b',' | b'"' | b'<')
+}
+
+/// Is `b` a byte inside `<...>`: anything but `>`?
+#[inline]
+pub const fn is_angled(b: u8) -> bool {
+    b != b'>'
+}
+
+/// Is `b` quoted-string text without escapes: a header-value byte ([`is_value`]) other than `"`
+/// and `\`?
+#[inline]
+pub const fn is_quoted_text(b: u8) -> bool {
+    is_value(b) && b != b'"' && b != b'\\'
+}
+
 /// Bit in [`CLASS`] for [`is_token`].
 const TOKEN: u8 = 1 << 0;
 /// Bit in [`CLASS`] for [`is_value`].
 const VALUE: u8 = 1 << 1;
 /// Bit in [`CLASS`] for [`is_uri`].
 const URI: u8 = 1 << 2;
+/// Bit in [`CLASS`] for [`is_list_plain`].
+const LIST: u8 = 1 << 3;
+/// Bit in [`CLASS`] for [`is_angled`].
+const ANGLED: u8 = 1 << 4;
+/// Bit in [`CLASS`] for [`is_quoted_text`].
+const QUOTED: u8 = 1 << 5;
 
 /// One entry per byte value: which classes ([`TOKEN`], [`VALUE`], [`URI`]) it belongs to. Built at
 /// compile time from the predicates, so the two cannot disagree. Used by the scalar tails.
@@ -91,7 +119,12 @@ static CLASS: [u8; 256] = {
     let mut i = 0;
     while i < 256 {
         let b = i as u8;
-        t[i] = (is_token(b) as u8 * TOKEN) | (is_value(b) as u8 * VALUE) | (is_uri(b) as u8 * URI);
+        t[i] = (is_token(b) as u8 * TOKEN)
+            | (is_value(b) as u8 * VALUE)
+            | (is_uri(b) as u8 * URI)
+            | (is_list_plain(b) as u8 * LIST)
+            | (is_angled(b) as u8 * ANGLED)
+            | (is_quoted_text(b) as u8 * QUOTED);
         i += 1;
     }
     t
@@ -292,6 +325,14 @@ pub struct Scanner {
     pub value_len: fn(&[u8]) -> usize,
     /// See [`uri_len`].
     pub uri_len: fn(&[u8]) -> usize,
+    /// See [`list_len`].
+    pub list_len: fn(&[u8]) -> usize,
+    /// See [`angled_len`].
+    pub angled_len: fn(&[u8]) -> usize,
+    /// See [`quoted_len`].
+    pub quoted_len: fn(&[u8]) -> usize,
+    /// See [`Scan::token_value_len`].
+    pub token_value_len: fn(&[u8]) -> (usize, usize),
 }
 
 impl fmt::Debug for Scanner {
@@ -307,18 +348,30 @@ pub fn scanner(b: Backend) -> Option<Scanner> {
             token_len: swar::token_len,
             value_len: swar::value_len,
             uri_len: swar::uri_len,
+            list_len: swar::list_len,
+            angled_len: swar::angled_len,
+            quoted_len: swar::quoted_len,
+            token_value_len: swar::token_value_len,
         }),
         #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
         Backend::Sse2 if b.is_supported() => Some(Scanner {
             token_len: sse2_safe::token_len,
             value_len: sse2_safe::value_len,
             uri_len: sse2_safe::uri_len,
+            list_len: sse2_safe::list_len,
+            angled_len: sse2_safe::angled_len,
+            quoted_len: sse2_safe::quoted_len,
+            token_value_len: sse2_safe::token_value_len,
         }),
         #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
         Backend::Avx2 if b.is_supported() => Some(Scanner {
             token_len: avx2_safe::token_len,
             value_len: avx2_safe::value_len,
             uri_len: avx2_safe::uri_len,
+            list_len: avx2_safe::list_len,
+            angled_len: avx2_safe::angled_len,
+            quoted_len: avx2_safe::quoted_len,
+            token_value_len: avx2_safe::token_value_len,
         }),
         _ => None,
     }
@@ -346,6 +399,26 @@ macro_rules! safe_wrappers {
             pub(super) fn uri_len(bytes: &[u8]) -> usize {
                 // SAFETY: only reachable through `scanner`, which checked the CPU has the feature.
                 unsafe { $backend::uri_len(bytes) }
+            }
+
+            pub(super) fn list_len(bytes: &[u8]) -> usize {
+                // SAFETY: only reachable through `scanner`, which checked the CPU has the feature.
+                unsafe { $backend::list_len(bytes) }
+            }
+
+            pub(super) fn angled_len(bytes: &[u8]) -> usize {
+                // SAFETY: only reachable through `scanner`, which checked the CPU has the feature.
+                unsafe { $backend::angled_len(bytes) }
+            }
+
+            pub(super) fn quoted_len(bytes: &[u8]) -> usize {
+                // SAFETY: only reachable through `scanner`, which checked the CPU has the feature.
+                unsafe { $backend::quoted_len(bytes) }
+            }
+
+            pub(super) fn token_value_len(bytes: &[u8]) -> (usize, usize) {
+                // SAFETY: only reachable through `scanner`, which checked the CPU has the feature.
+                unsafe { $backend::token_value_len(bytes) }
             }
         }
     };
@@ -393,6 +466,23 @@ dispatch! {
     uri_len
 }
 
+dispatch! {
+    /// Length of the leading run of bytes other than `,`, `"` and `<` (see [`is_list_plain`]):
+    /// the bytes a header list split skips.
+    list_len
+}
+
+dispatch! {
+    /// Length of the leading run of bytes other than `>` (see [`is_angled`]).
+    angled_len
+}
+
+dispatch! {
+    /// Length of the leading run of quoted-string text without escapes: header-value bytes other
+    /// than `"` and `\` (see [`is_quoted_text`]).
+    quoted_len
+}
+
 // ---------------------------------------------------------------------------------------------
 // Backends as types: dispatch once per message instead of once per scan
 // ---------------------------------------------------------------------------------------------
@@ -407,6 +497,12 @@ pub trait Scan: Copy {
     fn value_len(self, bytes: &[u8]) -> usize;
     /// See [`uri_len`].
     fn uri_len(self, bytes: &[u8]) -> usize;
+    /// `(token_len(bytes), value_len(bytes))`, from one vector load when that settles both (a
+    /// header line: its name, and the end of its content).
+    #[inline(always)]
+    fn token_value_len(self, bytes: &[u8]) -> (usize, usize) {
+        (self.token_len(bytes), self.value_len(bytes))
+    }
 }
 
 /// The portable backend as a type.
@@ -473,6 +569,11 @@ macro_rules! vector_scan {
             fn uri_len(self, bytes: &[u8]) -> usize {
                 // SAFETY: a value of this type exists only if the CPU supports the backend.
                 unsafe { $backend::uri_len(bytes) }
+            }
+            #[inline(always)]
+            fn token_value_len(self, bytes: &[u8]) -> (usize, usize) {
+                // SAFETY: a value of this type exists only if the CPU supports the backend.
+                unsafe { $backend::token_value_len(bytes) }
             }
         }
     };
@@ -551,10 +652,13 @@ mod tests {
         fn(u8) -> bool,
         fn(&Scanner) -> fn(&[u8]) -> usize,
     );
-    const CLASSES: [Class; 3] = [
+    const CLASSES: [Class; 6] = [
         ("token", |b| is_token(b), |s| s.token_len),
         ("value", |b| is_value(b), |s| s.value_len),
         ("uri", |b| is_uri(b), |s| s.uri_len),
+        ("list", |b| is_list_plain(b), |s| s.list_len),
+        ("angled", |b| is_angled(b), |s| s.angled_len),
+        ("quoted", |b| is_quoted_text(b), |s| s.quoted_len),
     ];
 
     /// The scalar reference: the plain definition, one byte at a time with the predicate.
@@ -600,6 +704,36 @@ mod tests {
         }
     }
 
+    /// The fused scan against the two it stands for: every byte value at every offset `0..80` of
+    /// buffers of length `0..=100` made of token bytes (so the byte placed is where either run
+    /// may end), and once more after a `": "` (a header line's shape).
+    #[test]
+    fn exhaustive_token_value() {
+        let ok = allowed(is_token);
+        for (backend, s) in supported() {
+            for len in 0..=100usize {
+                for prefix in [&b""[..], b"Via: "] {
+                    let mut buf: Vec<u8> = prefix.to_vec();
+                    buf.extend((0..len).map(|k| ok[(k * 7 + len) % ok.len()]));
+                    let n = buf.len();
+                    for off in 0..n.min(80) {
+                        let keep = buf[off];
+                        for v in 0..=255u8 {
+                            buf[off] = v;
+                            let want = (reference(is_token, &buf), reference(is_value, &buf));
+                            assert_eq!(
+                                (s.token_value_len)(&buf),
+                                want,
+                                "{backend} len {n} byte {v:#04x} at {off}"
+                            );
+                        }
+                        buf[off] = keep;
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn exhaustive_token() {
         exhaustive(0);
@@ -616,11 +750,33 @@ mod tests {
     }
 
     #[test]
+    fn exhaustive_list() {
+        exhaustive(3);
+    }
+
+    #[test]
+    fn exhaustive_angled() {
+        exhaustive(4);
+    }
+
+    #[test]
+    fn exhaustive_quoted() {
+        exhaustive(5);
+    }
+
+    #[test]
     fn table_matches_predicates() {
         for b in 0..=255u8 {
             assert_eq!(CLASS[b as usize] & TOKEN != 0, is_token(b), "{b:#04x}");
             assert_eq!(CLASS[b as usize] & VALUE != 0, is_value(b), "{b:#04x}");
             assert_eq!(CLASS[b as usize] & URI != 0, is_uri(b), "{b:#04x}");
+            assert_eq!(CLASS[b as usize] & LIST != 0, is_list_plain(b), "{b:#04x}");
+            assert_eq!(CLASS[b as usize] & ANGLED != 0, is_angled(b), "{b:#04x}");
+            assert_eq!(
+                CLASS[b as usize] & QUOTED != 0,
+                is_quoted_text(b),
+                "{b:#04x}"
+            );
         }
     }
 
@@ -642,6 +798,19 @@ mod tests {
             52
         );
         assert_eq!(value_len(b""), 0);
+        assert_eq!(
+            list_len(b"SIP/2.0/UDP h;branch=z9hG4bKa, SIP/2.0/TCP g"),
+            29
+        );
+        assert_eq!(list_len(b"Bob <sip:b@h>"), 4);
+        assert_eq!(list_len(b"\"Bob\""), 0);
+        assert_eq!(angled_len(b"sip:a@b;lr>;x"), 10);
+        assert_eq!(quoted_len(b"Alice Liddell\" <sip:a@b>"), 13);
+        assert_eq!(quoted_len(b"a\\\"b\""), 1);
+        assert_eq!(quoted_len(b"a\tb\x80c\r\n"), 5);
+        for b in [b'"', b'\\', b'\r', b'\n', 0, 0x7F] {
+            assert!(!is_quoted_text(b), "{b:#04x}");
+        }
     }
 
     #[test]
@@ -769,6 +938,18 @@ mod tests {
         prop_assert_eq!(token_len(bytes), reference(is_token, bytes));
         prop_assert_eq!(value_len(bytes), reference(is_value, bytes));
         prop_assert_eq!(uri_len(bytes), reference(is_uri, bytes));
+        prop_assert_eq!(list_len(bytes), reference(is_list_plain, bytes));
+        prop_assert_eq!(angled_len(bytes), reference(is_angled, bytes));
+        prop_assert_eq!(quoted_len(bytes), reference(is_quoted_text, bytes));
+        let fused = (reference(is_token, bytes), reference(is_value, bytes));
+        for (backend, s) in supported() {
+            prop_assert_eq!(
+                (s.token_value_len)(bytes),
+                fused,
+                "{} token_value_len",
+                backend
+            );
+        }
         Ok(())
     }
 
@@ -785,6 +966,21 @@ mod tests {
 
         #[test]
         fn backends_agree_uri_biased((bytes, start) in biased(is_uri)) {
+            check_all(&bytes, start)?;
+        }
+
+        #[test]
+        fn backends_agree_list_biased((bytes, start) in biased(is_list_plain)) {
+            check_all(&bytes, start)?;
+        }
+
+        #[test]
+        fn backends_agree_angled_biased((bytes, start) in biased(is_angled)) {
+            check_all(&bytes, start)?;
+        }
+
+        #[test]
+        fn backends_agree_quoted_biased((bytes, start) in biased(is_quoted_text)) {
             check_all(&bytes, start)?;
         }
 

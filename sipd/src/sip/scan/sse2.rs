@@ -76,6 +76,25 @@ fn uri_bad(x: __m128i) -> u32 {
     bad_bits(in_range(x, 0x21, 0x7E))
 }
 
+#[target_feature(enable = "sse2")]
+#[inline]
+fn list_bad(x: __m128i) -> u32 {
+    let bad = _mm_or_si128(_mm_or_si128(eq(x, b','), eq(x, b'"')), eq(x, b'<'));
+    _mm_movemask_epi8(bad) as u32
+}
+
+#[target_feature(enable = "sse2")]
+#[inline]
+fn angled_bad(x: __m128i) -> u32 {
+    _mm_movemask_epi8(eq(x, b'>')) as u32
+}
+
+#[target_feature(enable = "sse2")]
+#[inline]
+fn quoted_bad(x: __m128i) -> u32 {
+    value_bad(x) | _mm_movemask_epi8(_mm_or_si128(eq(x, b'"'), eq(x, b'\\'))) as u32
+}
+
 /// Loads the 16 bytes at `bytes[at..at + 16]`.
 #[target_feature(enable = "sse2")]
 #[inline]
@@ -142,4 +161,39 @@ scan! {
 scan! {
     /// SSE2 [`super::uri_len`].
     uri_len, uri_bad
+}
+scan! {
+    /// SSE2 [`super::list_len`].
+    list_len, list_bad
+}
+scan! {
+    /// SSE2 [`super::angled_len`].
+    angled_len, angled_bad
+}
+scan! {
+    /// SSE2 [`super::quoted_len`].
+    quoted_len, quoted_bad
+}
+
+/// `(token_len(bytes), value_len(bytes))`: when the token run ends in the first vector (a header
+/// name), both come from that one load, the value run going on past it only if the whole vector
+/// is value bytes; otherwise the two scans.
+#[target_feature(enable = "sse2")]
+#[inline]
+pub(super) fn token_value_len(bytes: &[u8]) -> (usize, usize) {
+    if bytes.len() >= 16 {
+        let v = load(bytes, 0);
+        let token = token_bad(v);
+        if token != 0 {
+            let value = value_bad(v);
+            let value_len = if value != 0 {
+                value.trailing_zeros() as usize
+            } else {
+                // The whole first vector is value bytes: the run goes on from there.
+                16 + value_len(&bytes[16..])
+            };
+            return (token.trailing_zeros() as usize, value_len);
+        }
+    }
+    (token_len(bytes), value_len(bytes))
 }

@@ -9,7 +9,7 @@
 //! 7 bits of each byte, where adding at most `0x7F` cannot overflow into the next byte, and look at
 //! bit 7 separately.
 
-use super::{TOKEN, URI, VALUE};
+use super::{ANGLED, LIST, QUOTED, TOKEN, URI, VALUE};
 
 /// `0x01` in every byte.
 const LO: u64 = u64::from_ne_bytes([0x01; 8]);
@@ -70,6 +70,25 @@ const fn uri_bad(x: u64) -> u64 {
     !ok & HI
 }
 
+/// Bit 7 of each byte set iff that byte is `,`, `"` or `<` (what a list split stops at).
+#[inline(always)]
+const fn list_bad(x: u64) -> u64 {
+    (eq(x, b',') | eq(x, b'"') | eq(x, b'<')) & HI
+}
+
+/// Bit 7 of each byte set iff that byte is `>`.
+#[inline(always)]
+const fn angled_bad(x: u64) -> u64 {
+    eq(x, b'>') & HI
+}
+
+/// Bit 7 of each byte set iff that byte is not quoted-string text: not a header-value byte, or
+/// `"`, or `\`.
+#[inline(always)]
+const fn quoted_bad(x: u64) -> u64 {
+    value_bad(x) | ((eq(x, b'"') | eq(x, b'\\')) & HI)
+}
+
 /// The 8 bytes at `bytes[at..at + 8]`, little-endian (byte `at` is the low byte).
 #[inline(always)]
 pub(super) fn load64(bytes: &[u8], at: usize) -> u64 {
@@ -86,7 +105,7 @@ fn load32(bytes: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(w)
 }
 
-/// The scan loop shared by the three classes: whole words, then one overlapping word ending at
+/// The scan loop shared by the classes: whole words, then one overlapping word ending at
 /// the end of the slice. 4 to 7 bytes: one word made of the first and the last 4 bytes. Fewer: the
 /// class table.
 #[inline(always)]
@@ -140,4 +159,24 @@ pub(super) fn value_len(bytes: &[u8]) -> usize {
 /// Portable [`super::uri_len`].
 pub(super) fn uri_len(bytes: &[u8]) -> usize {
     run(bytes, uri_bad, URI)
+}
+
+/// Portable [`super::list_len`].
+pub(super) fn list_len(bytes: &[u8]) -> usize {
+    run(bytes, list_bad, LIST)
+}
+
+/// Portable [`super::angled_len`].
+pub(super) fn angled_len(bytes: &[u8]) -> usize {
+    run(bytes, angled_bad, ANGLED)
+}
+
+/// Portable [`super::quoted_len`].
+pub(super) fn quoted_len(bytes: &[u8]) -> usize {
+    run(bytes, quoted_bad, QUOTED)
+}
+
+/// Portable `(token_len(bytes), value_len(bytes))`: the two scans.
+pub(super) fn token_value_len(bytes: &[u8]) -> (usize, usize) {
+    (token_len(bytes), value_len(bytes))
 }
