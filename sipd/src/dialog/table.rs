@@ -768,6 +768,7 @@ impl DialogTable {
     }
 
     /// The dialog of live slot `i` (its own dialog) left the early or confirmed gauge.
+    #[inline]
     fn dialog_gone(&self, w: Word, why: Why) {
         self.stats.inc(if w.has(CONFIRMED) {
             C::ConfirmedEnded
@@ -778,12 +779,18 @@ impl DialogTable {
     }
 
     /// Call slot `i` of generation `old.gen_()` was freed by the CAS that saw `old`.
+    #[inline]
     fn finalize(&self, i: usize, old: Word, s: &Snap, reason: EndReason, now: u64, record: bool) {
         self.trunk_release(s.link as usize);
         self.stats.inc(C::CallsEnded);
-        if !record {
-            return;
+        if record && self.sink.is_some() {
+            self.close_record(i, old, s, reason, now);
         }
+    }
+
+    /// The call record part of `finalize` (only with a sink).
+    #[inline(never)]
+    fn close_record(&self, i: usize, old: Word, s: &Snap, reason: EndReason, now: u64) {
         let id = record_id(old.gen_(), i);
         if old.state() == DRAINING || old.has(ANSWERED) {
             self.emit(RecordEvent::Closed { id });
