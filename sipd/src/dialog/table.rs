@@ -1126,19 +1126,13 @@ impl DialogTable {
                         Err(())
                     };
                 }
-                Err(cur) => return self.own_is(i, w, cur, tag),
+                Err(cur) => return Ok((cur == tag).then_some(false)),
             }
         }
-        self.own_is(i, w, to, tag)
-    }
-
-    /// `to` (read from call slot `i` after its word `w`) is not ours to take: Some(false) when it
-    /// is `tag` (the dialog exists), None for another tag or `closed` (use a fork), Err(()) when
-    /// the slot changed generation (the value may be the next call's).
-    fn own_is(&self, i: usize, w: Word, to: u64, tag: u64) -> Result<Option<bool>, ()> {
-        if !self.still(i, w) {
-            return Err(());
-        }
+        // Some(false): the dialog exists; None: another tag or `closed`, use a fork. Not
+        // re-validated: if the slot was reused since `w`, `to` may be the next call's, but every
+        // step the caller takes next (stamp, confirm, fork reservation) checks generation `g`
+        // and finds the call gone.
         Ok((to == tag).then_some(false))
     }
 
@@ -1380,8 +1374,11 @@ impl DialogTable {
                 Ok(Some(created)) => {
                     self.bump_last(i, g, now);
                     if !confirm {
-                        let up = Word(self.ctrl[i].load(Acquire)).has(CONFIRMED);
-                        return done(created, up.then_some(false));
+                        let cur = Word(self.ctrl[i].load(Acquire));
+                        if cur.gen_() != g {
+                            return ResponseOutcome::UnknownCall;
+                        }
+                        return done(created, cur.has(CONFIRMED).then_some(false));
                     }
                     match self.confirm(i, g, now) {
                         Some(first) => return done(created, Some(first)),
@@ -1613,4 +1610,42 @@ pub struct Census {
     pub early: u64,
     pub confirmed: u64,
     pub transient: u64,
+}
+
+#[cfg(all(test, not(loom)))]
+mod stale_stamp_tests {
+    use super::*;
+
+    /// A thread that found a slot in an earlier generation stores its activity stamp after the
+    /// slot was reused (the plain store of `bump_last`): the new dialog's activity reads as
+    /// unknown, the sweep re-stamps it instead of ending it, and it ends one timeout later.
+    #[test]
+    fn a_stale_activity_stamp_postpones_expiry_and_never_ends_early() {
+        let t = DialogTable::new(DialogConfig {
+            capacity: 16,
+            probe_window: 4,
+            early_timeout_ms: 100,
+            session_timeout_ms: 1000,
+            max_trunks: 2,
+        });
+        let call = CallKey::from_hashes(42, Tag::from_hash(7));
+        let tag = Tag::from_hash(9);
+        let dialog = call.dialog(tag);
+        t.on_invite(call, 1, "", "", 0).unwrap();
+        t.on_response(call, Some(tag), 200, 10);
+        assert_eq!(t.lookup(dialog).unwrap().last_ms, 10);
+        let (i, w) = t.find_dialog(dialog).unwrap();
+        t.slots[i]
+            .last
+            .store(stamp(w.gen_().wrapping_sub(1), 0, 5), Relaxed);
+        // Unknown: reported as the start, and not taken for an old time by the sweep.
+        assert_eq!(t.lookup(dialog).unwrap().last_ms, 0);
+        assert_eq!(t.expire(2000, 64), 0);
+        // Re-stamped at the sweep; later traffic moves it again.
+        assert_eq!(t.lookup(dialog).unwrap().last_ms, 2000);
+        assert!(t.touch(dialog, 2100));
+        assert_eq!(t.expire(3099, 64), 0);
+        assert_eq!(t.expire(3100, 64), 1);
+        assert!(t.lookup(dialog).is_none());
+    }
 }
