@@ -103,6 +103,52 @@ fn forks_with_the_same_tag_race_to_one_slot() {
     });
 }
 
+/// A 180 tags the call slot (one CAS on `to`) while a CANCEL ends the call (closing `to`):
+/// whichever CAS wins, the dialog is counted created and ended by exactly one thread each.
+#[test]
+fn provisional_racing_cancel_counts_the_dialog_once() {
+    model(|| {
+        let t = Arc::new(table());
+        t.on_invite(call(), 1, "", "", 1).unwrap();
+        let t2 = t.clone();
+        let h = thread::spawn(move || t2.on_response(call(), Some(Tag::from_hash(9)), 180, 2));
+        assert!(t.on_cancel(call(), 2));
+        let r = h.join().unwrap();
+        assert!(
+            matches!(
+                r,
+                ResponseOutcome::Early { created: true } | ResponseOutcome::UnknownCall
+            ),
+            "{r:?}"
+        );
+        let s = settled(&t);
+        assert_eq!((s.calls_active, s.early, s.confirmed), (0, 0, 0));
+        assert_eq!(s.dialogs_created, s.dialogs_terminated);
+        assert_eq!(t.census(), Census::default());
+    });
+}
+
+/// Two To tags race for the call slot's own dialog: one gets it, the other a fork.
+#[test]
+fn two_tags_race_for_the_call_slot() {
+    model(|| {
+        let t = Arc::new(table());
+        t.on_invite(call(), 1, "", "", 1).unwrap();
+        let t2 = t.clone();
+        let h = thread::spawn(move || t2.on_response(call(), Some(Tag::from_hash(8)), 180, 2));
+        let a = t.on_response(call(), Some(Tag::from_hash(9)), 180, 2);
+        let b = h.join().unwrap();
+        assert_eq!(a, ResponseOutcome::Early { created: true });
+        assert_eq!(b, ResponseOutcome::Early { created: true });
+        let s = settled(&t);
+        assert_eq!((s.early, s.dialogs_created), (2, 2));
+        let c = t.census();
+        assert_eq!((c.calls, c.forks, c.children), (1, 1, 1));
+        assert!(t.lookup(call().dialog(Tag::from_hash(8))).is_some());
+        assert!(t.lookup(call().dialog(Tag::from_hash(9))).is_some());
+    });
+}
+
 #[test]
 fn bye_and_timeout_end_a_dialog_once() {
     model(|| {

@@ -45,8 +45,18 @@
 //! no INVITE was refused below 74 % load in the test that fills a table (at 80 % about 0.1 % are),
 //! so size `capacity = peak dialogs / 0.7`: **104 bytes per dialog** ((72 + 1) / 0.7), and
 //! **10 million dialogs take 14.3 M slots = 1.04 GB** (1,042,900,000 bytes). A 100 % full table
-//! would be 73 bytes per dialog. Trunk counters take one 128-byte line each (128 KiB for the
-//! default 1024 trunks), so workers serving different trunks do not share a line.
+//! would be 73 bytes per dialog. Trunk limits take one 128-byte line each (128 KiB for the
+//! default 1024 trunks) and the per-thread trunk counts 32 rows of 8 bytes per trunk (256 KiB),
+//! independent of the capacity.
+//!
+//! # Counters and trunk counts: no locked instruction on the way
+//! Every counter is striped per thread (`stats`): a worker adds to its own cache line with a
+//! plain load and store. Only events are counted (calls created and ended, dialogs created,
+//! confirmed, ended early, ended confirmed); the gauges are differences taken when read, so a
+//! transition updates one counter. A trunk's call count is likewise a per-thread row entry while
+//! the trunk has no limit; a limited trunk counts in one shared atomic (`fetch_add`, exact
+//! among INVITEs: what the rows hold only moves for calls counted before the limit was set), and
+//! `trunk_active` is the shared part plus every row's entry.
 //!
 //! # Slot state machine
 //! ```text
@@ -66,10 +76,17 @@
 //!   fails and it starts over, finding ours). Flags others set on a slot while it is RESERVED (a
 //!   2xx confirming a dialog still being created) survive the publish, and a killer adopts the
 //!   flags of the slot it killed, so no response is lost. Nobody ever waits for another thread.
-//! - **LIVE**: visible to lookups. Flags: TAGGED (has a dialog), CONFIRMED, ANSWERED (call: some
-//!   dialog confirmed), HOLLOW (call slot whose own dialog ended while forks live), children
-//!   (live forks). Every transition is a CAS on the exact word, so exactly one thread ends a
-//!   dialog, frees a slot, releases a trunk count, and writes the close of a record.
+//! - **LIVE**: visible to lookups. Flags: CONFIRMED, ANSWERED (call: some dialog confirmed),
+//!   HOLLOW (call slot whose own dialog ended while forks live, or that anchors forks without a
+//!   dialog of its own), children (live forks). Every transition is one CAS on the exact word, so
+//!   exactly one thread ends a dialog, frees a slot, releases a trunk count, and writes the close
+//!   of a record. The one transition that is not a CAS of the word is the one a 1xx makes most:
+//!   a call slot gets its own dialog by one CAS of its `to` field from the generation's `no_tag`
+//!   sentinel to the tag (no flag in the word). A thread that ends an unanswered call, or makes
+//!   it the forks' anchor, first CASes that field from `no_tag` to `closed` (before its word
+//!   CAS, while the slot is still the generation's): of the two CASes exactly one wins, so the
+//!   ender knows whether there is a dialog to count ended, and the 1xx, on winning, re-reads
+//!   the word and reports the call gone if it ended meanwhile.
 //! - **DRAINING**: an unanswered call ended (CANCEL, final non-2xx, timeout) while forks lived;
 //!   the last fork to end frees it. HOLLOW and DRAINING transitions hold one extra child count
 //!   until their own record is queued, so a call's close is always queued after its records.
@@ -82,9 +99,13 @@
 //!   Acquire fence, re-load the word; the generation (32 bits, bumped by every claim) must be
 //!   unchanged. Every field is an atomic, so a racing reuse yields stale values that the check
 //!   discards, never undefined behaviour: **there is no `unsafe` in this module.**
-//! - Fields changed while LIVE are generation-tagged or monotonic: `to` is set once by CAS from a
-//!   sentinel holding the generation, `answer` once by CAS from a value holding the generation,
-//!   `last` only grows (`fetch_max`). A thread that slept across a reuse fails its CAS.
+//! - Fields changed while LIVE are generation-tagged: `to` is set once by CAS from a sentinel
+//!   holding the generation, `answer` once by CAS from a value holding the generation. A thread
+//!   that slept across a reuse fails its CAS. `last` (activity time, written on every message)
+//!   is a plain load and store, no locked instruction: its value carries 24 bits of the
+//!   generation, so the store of a thread that slept across a reuse reads as "unknown" to the new
+//!   generation (the sweep re-stamps it: at worst one timeout of delay, never an early end), and
+//!   two workers stamping one dialog at once may leave the earlier of their two times.
 //! - Two Dekker-style steps rely on `store; fence(SeqCst); load` on both sides: two claimers of
 //!   one key (announce, fence, scan: at least one sees the other), and a fork being published
 //!   versus its call being ended (publish, fence, read the call's word / DRAINING CAS, fence, scan
@@ -114,8 +135,12 @@
 //! - `tests/dialog_stress.rs`: threads hammering overlapping calls, then every invariant.
 //! - `dialog::loom_tests` (loom, 2-3 threads on a 3-slot table), run with
 //!   `RUSTFLAGS="--cfg loom" cargo test -p sipd --release --lib --target-dir target/loom dialog::loom`
-//!   (seconds after the build; `LOOM_MAX_PREEMPTIONS=8` searched deeper in about 85 s).
-//!   Checked against mutations: without the hint update all three displaced-call models fail;
+//!   (seconds after the build; `LOOM_MAX_PREEMPTIONS=8` searched deeper: the 10 models of
+//!   the earlier protocol in about 85 s, all 12 of this one in 12 min on a loaded machine).
+//!   Checked against mutations: an ender of an unanswered call that only reads `to` instead of
+//!   closing it by CAS fails `provisional_racing_cancel_counts_the_dialog_once` and
+//!   `three_threads_invite_answer_and_cancel`;
+//!   without the hint update all three displaced-call models fail;
 //!   without the announce fence, or with the rival scan using the hint read before it,
 //!   `racing_invites_of_a_displaced_call_create_one` and `racing_invites_create_one_call` fail.
 //!   A Relaxed announce passes (the SeqCst fences order the payload for rivals); it is Release

@@ -9,7 +9,8 @@ use super::sync::AtomicU64;
 //   bit   4     CONFIRMED    this slot's own dialog got a 2xx
 //   bit   5     ANSWERED     (call slot) some dialog of the call got a 2xx
 //   bit   6     HOLLOW       (call slot) its own dialog is over; it only anchors live forks
-//   bit   7     TAGGED       the slot holds a dialog (a To tag); forks always have it
+//   bit   7     (free)       whether a call slot has a dialog of its own is its `to` field
+//                            (a tag, or a sentinel): tagging it is one CAS there, not two
 //   bits  8..16 children     (call slot) live or being-created forks, at most 255
 //   bits 16..32 fingerprint  16 bits of the Call-ID hash: probes skip other calls without
 //                            touching the payload
@@ -27,7 +28,6 @@ pub(crate) const FORK: u64 = 1 << 3;
 pub(crate) const CONFIRMED: u64 = 1 << 4;
 pub(crate) const ANSWERED: u64 = 1 << 5;
 pub(crate) const HOLLOW: u64 = 1 << 6;
-pub(crate) const TAGGED: u64 = 1 << 7;
 const FLAG_MASK: u64 = 0xf8;
 
 const CHILD_SHIFT: u32 = 8;
@@ -111,10 +111,25 @@ pub(crate) fn split_record_id(id: u64) -> (u32, usize) {
 }
 
 /// `to` field of a call slot with no dialog yet: bit 63 set plus the generation, so a stale
-/// thread's CAS expecting another generation's sentinel fails.
+/// thread's CAS expecting another generation's sentinel fails. The CAS from it to a tag (bit 63
+/// clear) is what gives a call slot its own dialog (there is no flag for it in the word).
 #[inline]
 pub(crate) fn no_tag(gen_: u32) -> u64 {
     (1 << 63) | gen_ as u64
+}
+
+/// `to` field of a call slot that can no longer get a dialog of its own (its call is ending, or
+/// its forks' anchor): set by CAS from `no_tag(gen)`, so exactly one of that CAS and a 1xx's
+/// tagging CAS wins, and whoever ends the call knows whether it had a dialog to end.
+#[inline]
+pub(crate) fn closed(gen_: u32) -> u64 {
+    (3 << 62) | gen_ as u64
+}
+
+/// True when a `to` value is a tag, not a sentinel.
+#[inline]
+pub(crate) fn is_tag(to: u64) -> bool {
+    to >> 63 == 0
 }
 
 /// `answer` field: generation in the high half, answer delay after start + 1 in the low half
@@ -138,11 +153,34 @@ pub(crate) fn answer_ms(field: u64, gen_: u32, start_ms: u64) -> Option<u64> {
     }
 }
 
+/// `last` field: the low 24 bits of the generation in the top 24 bits, the time after `start` in
+/// ms in the low 40 (34 years). Written with a plain store (no locked RMW per message): see
+/// `DialogTable::bump_last`. A value whose tag is not the slot's generation (a thread that slept
+/// across a reuse stored its old slot's time) reads as unknown, never as an old time, so it can
+/// postpone the new dialog's expiry by one timeout (the sweep re-stamps it) but never end it early.
+#[inline]
+pub(crate) fn stamp(gen_: u32, start_ms: u64, now_ms: u64) -> u64 {
+    ((gen_ as u64 & LAST_TAG) << LAST_SHIFT) | now_ms.saturating_sub(start_ms).min(LAST_MAX)
+}
+/// The time in a `last` field of generation `gen_`, None if the tag is another generation's.
+#[inline]
+pub(crate) fn last_ms(field: u64, gen_: u32, start_ms: u64) -> Option<u64> {
+    (field >> LAST_SHIFT == gen_ as u64 & LAST_TAG).then(|| start_ms + (field & LAST_MAX))
+}
+/// True when `a` and `b` are `last` values of the same generation.
+#[inline]
+pub(crate) fn same_tag(a: u64, b: u64) -> bool {
+    a >> LAST_SHIFT == b >> LAST_SHIFT
+}
+const LAST_SHIFT: u32 = 40;
+const LAST_TAG: u64 = (1 << 24) - 1;
+const LAST_MAX: u64 = (1 << LAST_SHIFT) - 1;
+
 /// The payload. Every field is an atomic, so a reader racing a reuse reads stale or new values,
 /// never undefined ones; it then re-checks the control word's generation and discards what it read
 /// if the slot changed. Immutable while the generation lives: `cid`, `from`, `start`, `link`
-/// (written only in CLAIMING); `to` (call slot: once, by CAS from the sentinel) and `answer` (once,
-/// by CAS) are generation-tagged; `last` only grows (`fetch_max`).
+/// (written only in CLAIMING); `to` (call slot: once, by CAS from the sentinel), `answer` (once,
+/// by CAS) and `last` (see [`stamp`]) are generation-tagged.
 #[repr(C, align(64))]
 pub(crate) struct Payload {
     /// Call-ID hash.
@@ -155,7 +193,7 @@ pub(crate) struct Payload {
     pub(crate) start: AtomicU64,
     /// See [`answered`].
     pub(crate) answer: AtomicU64,
-    /// Last traffic, ms.
+    /// Last traffic: see [`stamp`].
     pub(crate) last: AtomicU64,
     /// Call slot: trunk id. Fork: the call's record id (its slot's generation and index).
     pub(crate) link: AtomicU64,
@@ -181,11 +219,11 @@ mod tests {
 
     #[test]
     fn word_round_trips() {
-        let w = Word::claim(Word(EMPTY), 0xbeef, FORK | TAGGED);
+        let w = Word::claim(Word(EMPTY), 0xbeef, FORK | HOLLOW);
         assert_eq!(w.state(), CLAIMING);
         assert_eq!(w.gen_(), 1);
         assert_eq!(w.fp(), 0xbeef);
-        assert!(w.has(FORK) && w.has(TAGGED) && !w.has(CONFIRMED));
+        assert!(w.has(FORK) && w.has(HOLLOW) && !w.has(CONFIRMED));
         let w = w.with_state(LIVE).inc_children().inc_children();
         assert_eq!(w.children(), 2);
         assert_eq!(w.dec_children().children(), 1);
@@ -208,5 +246,18 @@ mod tests {
         assert_eq!(answer_ms(f, 8, 1000), None);
         assert_eq!(answer_ms(unanswered(7), 7, 1000), None);
         assert_eq!(answer_ms(answered(7, 1000, 1000), 7, 1000), Some(1000));
+    }
+
+    #[test]
+    fn last_field_is_generation_tagged() {
+        let f = stamp(7, 1000, 1500);
+        assert_eq!(last_ms(f, 7, 1000), Some(1500));
+        assert_eq!(last_ms(f, 8, 1000), None);
+        // A lagging clock reads as the start; only the low 24 bits of the generation are kept.
+        assert_eq!(last_ms(stamp(7, 1000, 900), 7, 1000), Some(1000));
+        assert_eq!(last_ms(stamp(7 + (1 << 24), 0, 5), 7, 0), Some(5));
+        assert!(same_tag(stamp(7, 0, 1), stamp(7, 0, 1 << 39)));
+        assert!(!same_tag(stamp(7, 0, 1), stamp(8, 0, 1)));
+        assert!(stamp(7, 0, 1) < stamp(7, 0, 2));
     }
 }

@@ -2,6 +2,10 @@
 //! bitmap, given back when the thread exits), so its updates are a plain load and store on a
 //! line no other thread writes, no locked instruction. Threads beyond the stripes share one
 //! overflow stripe with `fetch_add`. `snapshot` sums the stripes and never blocks a writer.
+//!
+//! Only events are counted; the gauges are derived when read (calls active = created - ended,
+//! early = dialogs created - confirmed - early ones ended, confirmed = confirmed - confirmed ones
+//! ended), so a transition updates one counter, not a gauge and a counter.
 //! These are plain `std` atomics even under loom: they are metrics, not part of the protocol.
 
 use std::cell::Cell;
@@ -11,7 +15,7 @@ use crossbeam_utils::CachePadded;
 
 /// Owned stripes (one bit each in `OWNED`) plus the shared overflow stripe at index `OWNED_MAX`.
 const OWNED_MAX: usize = 31;
-const STRIPES: usize = OWNED_MAX + 1;
+pub(crate) const STRIPES: usize = OWNED_MAX + 1;
 static OWNED: AtomicU32 = AtomicU32::new(0);
 
 thread_local! {
@@ -36,9 +40,10 @@ thread_local! {
     static OWNER: Cell<Option<Owner>> = const { Cell::new(None) };
 }
 
-/// This thread's stripe (always `< STRIPES`), and whether it owns it.
+/// This thread's stripe (always `< STRIPES`), and whether it owns it (if not: shared, update
+/// with `fetch_add`). Also used for the table's per-thread trunk counts.
 #[inline]
-fn stripe() -> (usize, bool) {
+pub(crate) fn stripe() -> (usize, bool) {
     let v = MINE.with(Cell::get);
     if v < OWNED_MAX {
         return (v, true);
@@ -83,20 +88,32 @@ fn claim_stripe() -> (usize, bool) {
 pub(crate) enum C {
     CallsCreated,
     CallsEnded,
-    CallsActive,
     DialogsCreated,
     DialogsConfirmed,
-    DialogsTerminated,
+    /// Dialogs that ended early (never confirmed).
+    EarlyEnded,
+    /// Dialogs that ended confirmed.
+    ConfirmedEnded,
     DialogsExpired,
     DialogsEvicted,
-    Early,
-    Confirmed,
     RefusedFull,
     RefusedTrunk,
     Untracked,
     Retransmissions,
 }
-const N: usize = 14;
+const N: usize = 12;
+
+/// Add `v` to a striped counter: a plain load and store when this thread owns the stripe (only
+/// the owner writes it; the Release in `Owner::drop` and the Acquire of the next owner's claim
+/// order the handover), `fetch_add` on the shared overflow stripe.
+#[inline]
+pub(crate) fn bump(a: &AtomicI64, owned: bool, v: i64) {
+    if owned {
+        a.store(a.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed);
+    } else {
+        a.fetch_add(v, Ordering::Relaxed);
+    }
+}
 
 pub(crate) struct Stripes {
     /// A fixed-size array, so indexing with a stripe number needs no bounds check.
@@ -123,14 +140,7 @@ impl Stripes {
         let (i, owned) = stripe();
         let stripe = &self.stripes[i % STRIPES];
         for (c, v) in changes {
-            let a = &stripe[c as usize];
-            if owned {
-                // Only this thread writes this stripe (until it exits: the Release in
-                // `Owner::drop` and the Acquire of the next owner's claim order the handover).
-                a.store(a.load(Ordering::Relaxed).wrapping_add(v), Ordering::Relaxed);
-            } else {
-                a.fetch_add(v, Ordering::Relaxed);
-            }
+            bump(&stripe[c as usize], owned, v);
         }
     }
 
@@ -147,16 +157,35 @@ impl Stripes {
     }
 
     pub(crate) fn snapshot(&self) -> DialogStats {
-        let g = |c| self.sum(c).max(0) as u64;
+        // Read each event counter once; a gauge is a difference of counters read a moment apart
+        // while writers run (clamped at 0), exact when no thread updates the table.
+        let [
+            calls_created,
+            calls_ended,
+            dialogs_created,
+            dialogs_confirmed,
+            early_ended,
+            confirmed_ended,
+        ] = [
+            C::CallsCreated,
+            C::CallsEnded,
+            C::DialogsCreated,
+            C::DialogsConfirmed,
+            C::EarlyEnded,
+            C::ConfirmedEnded,
+        ]
+        .map(|c| self.sum(c));
+        let gauge = |v: i64| v.max(0) as u64;
+        let g = |c| gauge(self.sum(c));
         DialogStats {
-            calls_active: g(C::CallsActive),
-            early: g(C::Early),
-            confirmed: g(C::Confirmed),
-            calls_created: g(C::CallsCreated),
-            calls_ended: g(C::CallsEnded),
-            dialogs_created: g(C::DialogsCreated),
-            dialogs_confirmed: g(C::DialogsConfirmed),
-            dialogs_terminated: g(C::DialogsTerminated),
+            calls_active: gauge(calls_created - calls_ended),
+            early: gauge(dialogs_created - dialogs_confirmed - early_ended),
+            confirmed: gauge(dialogs_confirmed - confirmed_ended),
+            calls_created: gauge(calls_created),
+            calls_ended: gauge(calls_ended),
+            dialogs_created: gauge(dialogs_created),
+            dialogs_confirmed: gauge(dialogs_confirmed),
+            dialogs_terminated: gauge(early_ended + confirmed_ended),
             dialogs_expired: g(C::DialogsExpired),
             dialogs_evicted: g(C::DialogsEvicted),
             refused_full: g(C::RefusedFull),

@@ -2,13 +2,14 @@
 //! module docs (`super`); comments here point at the step they implement.
 
 use std::ops::Range;
+use std::sync::atomic::AtomicI64;
 
 use crossbeam_utils::CachePadded;
 
 use super::key::{CallKey, DialogKey, Tag};
 use super::record::{EndReason, Party, RecordEvent, RecordSink};
 use super::slot::*;
-use super::stats::{C, DialogStats, Stripes};
+use super::stats::{C, DialogStats, STRIPES, Stripes, bump, stripe};
 use super::sync::{AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
 
 use Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
@@ -191,18 +192,35 @@ pub struct DialogTable {
     window: usize,
     early_ms: u64,
     session_ms: u64,
-    /// One cache line per trunk: workers serving different trunks do not share a line.
+    /// One cache line per trunk: limit, and the count of calls started while it had a limit.
     trunks: Box<[CachePadded<Trunk>]>,
+    /// Per-thread trunk counts (calls started and ended while the trunk had no limit), one row of
+    /// whole cache lines per stats stripe (`stats::stripe`): a worker counts its calls with a
+    /// plain load and store on lines no other thread writes.
+    trunk_rows: Box<[CachePadded<[AtomicI64; ROW_CHUNK]>]>,
+    /// Chunks per row of `trunk_rows`.
+    row: usize,
     stats: Stripes,
     cursor: CachePadded<AtomicUsize>,
     sink: Option<RecordSink>,
 }
 
-/// A trunk's concurrent-call count and limit.
+/// A trunk's limit and the shared part of its concurrent-call count.
+///
+/// The count is `shared` plus the trunk's entries in every row of `trunk_rows` (signed: a call
+/// may end on another thread, or under another regime, than the one it started in). A call
+/// starting or ending while the trunk has no limit updates its thread's row, no locked
+/// instruction and no line shared with other workers; with a limit, `shared` (`fetch_add`, so
+/// the check is exact among limited INVITEs: the rows only move for operations that read the
+/// limit before it was set).
 struct Trunk {
-    active: AtomicU64,
+    /// Wrapping; read as `i64`.
+    shared: AtomicU64,
     limit: AtomicU64,
 }
+
+/// Trunk counts per cache-line chunk of a row.
+const ROW_CHUNK: usize = 16;
 
 /// Bytes of one slot: its control word plus its payload.
 pub const SLOT_BYTES: usize = std::mem::size_of::<u64>() + std::mem::size_of::<Payload>();
@@ -256,11 +274,15 @@ impl DialogTable {
             trunks: (0..cfg.max_trunks)
                 .map(|_| {
                     CachePadded::new(Trunk {
-                        active: AtomicU64::new(0),
+                        shared: AtomicU64::new(0),
                         limit: AtomicU64::new(u64::MAX),
                     })
                 })
                 .collect(),
+            trunk_rows: (0..STRIPES * cfg.max_trunks.div_ceil(ROW_CHUNK))
+                .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicI64::new(0))))
+                .collect(),
+            row: cfg.max_trunks.div_ceil(ROW_CHUNK),
             stats: Stripes::new(),
             cursor: CachePadded::new(AtomicUsize::new(0)),
             sink,
@@ -287,9 +309,42 @@ impl DialogTable {
 
     /// Calls of `trunk` not yet ended.
     pub fn trunk_active(&self, trunk: u32) -> u64 {
-        self.trunks
-            .get(trunk as usize)
-            .map_or(0, |t| t.active.load(Relaxed))
+        self.trunks.get(trunk as usize).map_or(0, |t| {
+            (t.shared.load(Relaxed) as i64 + self.trunk_striped(trunk as usize)).max(0) as u64
+        })
+    }
+
+    /// Sum of trunk `trunk`'s entries in every thread's row.
+    fn trunk_striped(&self, trunk: usize) -> i64 {
+        (0..STRIPES)
+            .map(|s| self.trunk_cell(s, trunk).load(Relaxed))
+            .sum()
+    }
+
+    #[inline]
+    fn trunk_cell(&self, stripe: usize, trunk: usize) -> &AtomicI64 {
+        &self.trunk_rows[stripe * self.row + trunk / ROW_CHUNK][trunk % ROW_CHUNK]
+    }
+
+    /// Count a call of trunk `trunk` (`t`) started (+1) or ended (-1) while it has no limit:
+    /// this thread's row.
+    #[inline]
+    fn trunk_local(&self, trunk: usize, v: i64) {
+        let (s, owned) = stripe();
+        bump(self.trunk_cell(s, trunk), owned, v);
+    }
+
+    /// A call of trunk `trunk` ended: its count goes down where the trunk's regime says (see
+    /// [`Trunk`]; the total is the same either way).
+    #[inline]
+    fn trunk_release(&self, trunk: usize) {
+        if let Some(t) = self.trunks.get(trunk) {
+            if t.limit.load(Relaxed) == u64::MAX {
+                self.trunk_local(trunk, -1);
+            } else {
+                t.shared.fetch_sub(1, AcqRel);
+            }
+        }
     }
 
     /// Gauges and counters (sums of per-thread stripes; never blocks a writer).
@@ -335,16 +390,23 @@ impl DialogTable {
         }
     }
 
-    /// Traffic on slot `i` at `now`: raise its last-activity time. A plain load first: when
-    /// the stored time is already `now` or later (a burst within one millisecond, a lagging
-    /// worker's clock) nothing is written, so the common case on a busy dialog is a read of a
-    /// line, not a locked RMW that takes it exclusive. Otherwise `fetch_max`: `last` only grows,
-    /// so a thread that slept across a reuse of the slot cannot lower the new generation's time.
+    /// Traffic on slot `i` (generation `g`) at `now`: raise its last-activity time with a plain
+    /// load and store, no locked RMW: nothing is written when the stored time is already `now`
+    /// or later, or is another generation's (the slot was reused since we found it).
+    ///
+    /// What the plain store gives up, and why that is safe (see [`stamp`]): two workers
+    /// stamping one dialog at once can leave the earlier of their two times (a lag of their
+    /// clocks, milliseconds against timeouts of minutes); and a thread that slept between its
+    /// load and its store across a reuse of the slot stores a value tagged with the old
+    /// generation, which the new one reads as unknown: `reap` re-stamps it instead of ending
+    /// the dialog, so the worst case is one timeout of delay, never an early end.
     #[inline]
-    fn bump_last(&self, i: usize, now: u64) {
-        let last = &self.slots[i].last;
-        if last.load(Relaxed) < now {
-            last.fetch_max(now, Relaxed);
+    fn bump_last(&self, i: usize, g: u32, now: u64) {
+        let p = &self.slots[i];
+        let new = stamp(g, p.start.load(Relaxed), now);
+        let cur = p.last.load(Relaxed);
+        if same_tag(cur, new) && cur < new {
+            p.last.store(new, Relaxed);
         }
     }
 
@@ -420,12 +482,13 @@ impl DialogTable {
         None
     }
 
-    /// The live slot (call slot with its own dialog, or fork) of dialog `key`: LIVE, TAGGED, not
+    /// The live slot (call slot with its own dialog, or fork) of dialog `key`: LIVE, not
     /// HOLLOW, fingerprint matched, all in one masked compare per slot.
     #[inline(always)]
     fn find_dialog(&self, key: DialogKey) -> Option<(usize, Word)> {
-        let mask = FP_MASK | STATE_MASK | TAGGED | HOLLOW;
-        let want = ((fp_of(key.cid) as u64) << FP_SHIFT) | TAGGED | LIVE;
+        // (A call slot without a dialog has a sentinel in `to`, bit 63 set: no key matches it.)
+        let mask = FP_MASK | STATE_MASK | HOLLOW;
+        let want = ((fp_of(key.cid) as u64) << FP_SHIFT) | LIVE;
         let (h, words) = self.span_words(key.cid);
         for (k, c) in words.iter().enumerate() {
             let w = c.load(Acquire);
@@ -532,8 +595,9 @@ impl DialogTable {
                 },
                 Relaxed,
             );
-            // (A fork's start is its call's; a worker's clock may lag the one that made the call.)
-            p.last.store(now.max(start), Relaxed);
+            // (A fork's start is its call's; a worker's clock may lag the one that made the call:
+            // `stamp` saturates at the start.)
+            p.last.store(stamp(g, start, now), Relaxed);
             p.link.store(link, Relaxed);
             // 3. Announce: the key becomes visible to other claimers (not to lookups). Release
             //    publishes the payload stores to whoever reads this word (seqlock writer side).
@@ -704,26 +768,29 @@ impl DialogTable {
     }
 
     /// The dialog of live slot `i` (its own dialog) left the early or confirmed gauge.
+    #[inline]
     fn dialog_gone(&self, w: Word, why: Why) {
-        let gauge = if w.has(CONFIRMED) {
-            C::Confirmed
+        self.stats.inc(if w.has(CONFIRMED) {
+            C::ConfirmedEnded
         } else {
-            C::Early
-        };
-        self.stats.add_all([(gauge, -1), (C::DialogsTerminated, 1)]);
+            C::EarlyEnded
+        });
         self.count_end(why);
     }
 
     /// Call slot `i` of generation `old.gen_()` was freed by the CAS that saw `old`.
+    #[inline]
     fn finalize(&self, i: usize, old: Word, s: &Snap, reason: EndReason, now: u64, record: bool) {
-        if let Some(t) = self.trunks.get(s.link as usize) {
-            t.active.fetch_sub(1, AcqRel);
+        self.trunk_release(s.link as usize);
+        self.stats.inc(C::CallsEnded);
+        if record && self.sink.is_some() {
+            self.close_record(i, old, s, reason, now);
         }
-        self.stats
-            .add_all([(C::CallsActive, -1), (C::CallsEnded, 1)]);
-        if !record {
-            return;
-        }
+    }
+
+    /// The call record part of `finalize` (only with a sink).
+    #[inline(never)]
+    fn close_record(&self, i: usize, old: Word, s: &Snap, reason: EndReason, now: u64) {
         let id = record_id(old.gen_(), i);
         if old.state() == DRAINING || old.has(ANSWERED) {
             self.emit(RecordEvent::Closed { id });
@@ -815,12 +882,12 @@ impl DialogTable {
     }
 
     /// End the own dialog of call slot `i` (BYE, or its timeout). The call ends with it unless
-    /// forks are alive; then the slot stays as their HOLLOW anchor.
+    /// forks are alive; then the slot stays as their HOLLOW anchor. The caller saw the slot
+    /// tagged in generation `g` (a tag stays for the generation).
     fn end_own(&self, i: usize, g: u32, reason: EndReason, now: u64, why: Why) -> bool {
         loop {
             let w = Word(self.ctrl[i].load(SeqCst));
-            if w.gen_() != g || w.state() != LIVE || w.has(FORK) || !w.has(TAGGED) || w.has(HOLLOW)
-            {
+            if w.gen_() != g || w.state() != LIVE || w.has(FORK) || w.has(HOLLOW) {
                 return false;
             }
             let s = self.snap(i);
@@ -879,6 +946,12 @@ impl DialogTable {
             if w.gen_() != g || w.state() != LIVE || w.has(FORK) || w.has(ANSWERED) {
                 return false;
             }
+            // Close the slot to a tag before ending it (while the slot is still this
+            // generation's): after this no 1xx gives the call a dialog of its own, and if one
+            // already did, its dialog ends with the call. (HOLLOW: its own dialog already ended.)
+            // Should the CAS below then fail for good (a 2xx answered the call meanwhile), the
+            // call keeps going without a dialog of its own: later To tags become forks.
+            let own = !w.has(HOLLOW) && self.close_own(i, g);
             let s = self.snap(i);
             let mut new = Self::settle(w.with_state(DRAINING));
             let freed = new.state() == FREE;
@@ -896,7 +969,7 @@ impl DialogTable {
             // Dekker with a fork's publish (see `ensure_dialog`): DRAINING, fence, scan forks.
             fence(SeqCst);
             let reason = Self::reason(why, reason);
-            if w.has(TAGGED) && !w.has(HOLLOW) {
+            if own {
                 self.dialog_gone(w, Why::Event);
             }
             self.count_end(why);
@@ -970,7 +1043,8 @@ impl DialogTable {
                 return;
             }
             let mut new = w.with(ANSWERED);
-            if w.state() == LIVE && !w.has(TAGGED) {
+            if w.state() == LIVE && !w.has(HOLLOW) && !self.close_own(i, g) {
+                // No dialog of its own (and now none can come): the forks' anchor.
                 new = new.with(HOLLOW);
             }
             let s = self.snap(i);
@@ -1014,11 +1088,7 @@ impl DialogTable {
                 .is_ok()
             {
                 if w.state() == LIVE {
-                    self.stats.add_all([
-                        (C::Early, -1),
-                        (C::Confirmed, 1),
-                        (C::DialogsConfirmed, 1),
-                    ]);
+                    self.stats.inc(C::DialogsConfirmed);
                 }
                 return Some(true);
             }
@@ -1028,38 +1098,63 @@ impl DialogTable {
     /// Put `tag` on call slot `i`/`g` as its own dialog if it has none. Some(created) when the
     /// slot's own dialog is `tag`; None when it is another tag (or HOLLOW): use a fork.
     /// Err(()) when the call is gone.
+    ///
+    /// Tagging is one CAS on the slot's `to` field, from `no_tag(g)` (generation-tagged, so a
+    /// thread that slept across a reuse fails), not a second CAS of the control word. Whoever
+    /// ends the call first closes that field (`close_own`): exactly one of the two CASes wins,
+    /// so a dialog created here is counted ended by exactly one thread.
     fn attach(&self, i: usize, g: u32, tag: u64) -> Result<Option<bool>, ()> {
         let p = &self.slots[i];
-        loop {
-            let w = Word(self.ctrl[i].load(SeqCst));
-            if w.gen_() != g || w.state() != LIVE {
-                return Err(());
-            }
-            if w.has(HOLLOW) {
-                return Ok(None);
-            }
-            let mut to = p.to.load(Acquire);
-            if w.has(TAGGED) {
-                return Ok((to == tag).then_some(false));
-            }
-            if to == no_tag(g) {
-                to = match p.to.compare_exchange(no_tag(g), tag, AcqRel, Acquire) {
-                    Ok(_) => tag,
-                    Err(cur) => cur,
-                };
-            }
-            if to != tag {
-                // Another response's tag won the slot (its thread sets TAGGED).
-                return Ok(None);
-            }
-            if self.ctrl[i]
-                .compare_exchange(w.0, w.with(TAGGED).0, SeqCst, Relaxed)
-                .is_ok()
-            {
-                self.stats.add_all([(C::Early, 1), (C::DialogsCreated, 1)]);
-                return Ok(Some(true));
+        let w = Word(self.ctrl[i].load(SeqCst));
+        if w.gen_() != g || w.state() != LIVE {
+            return Err(());
+        }
+        if w.has(HOLLOW) {
+            return Ok(None);
+        }
+        let to = p.to.load(Acquire);
+        if to == no_tag(g) {
+            match p.to.compare_exchange(no_tag(g), tag, SeqCst, Acquire) {
+                Ok(_) => {
+                    self.stats.inc(C::DialogsCreated);
+                    // Ended meanwhile? Then its ender's `close_own` failed on our tag and it
+                    // counts the dialog ended; report the call gone.
+                    let now = Word(self.ctrl[i].load(SeqCst));
+                    return if now.gen_() == g && now.state() == LIVE {
+                        Ok(Some(true))
+                    } else {
+                        Err(())
+                    };
+                }
+                Err(cur) => return Ok((cur == tag).then_some(false)),
             }
         }
+        // Some(false): the dialog exists; None: another tag or `closed`, use a fork. Not
+        // re-validated: if the slot was reused since `w`, `to` may be the next call's, but every
+        // step the caller takes next (stamp, confirm, fork reservation) checks generation `g`
+        // and finds the call gone.
+        Ok((to == tag).then_some(false))
+    }
+
+    /// Call slot `i` of generation `g` can no longer get a dialog of its own: CAS its `to` from
+    /// `no_tag(g)` to `closed(g)`. True if it already has one (a tag is there). Called while the
+    /// slot is known to be this generation's (before the CAS that ends or reuses it), so the
+    /// value a failed CAS returns is this generation's.
+    fn close_own(&self, i: usize, g: u32) -> bool {
+        match self.slots[i]
+            .to
+            .compare_exchange(no_tag(g), closed(g), SeqCst, Acquire)
+        {
+            Ok(_) => false,
+            Err(cur) => is_tag(cur),
+        }
+    }
+
+    /// Does call slot `i` (word `w`, validated by the caller's `still` after this) hold a dialog of
+    /// its own?
+    #[inline]
+    fn tagged(&self, i: usize) -> bool {
+        is_tag(self.slots[i].to.load(Acquire))
     }
 
     /// Reserve a fork on call slot `i`/`g`.
@@ -1085,7 +1180,22 @@ impl DialogTable {
 
     /// Slot `i` (LIVE, word `w`) is past its deadline at `now`: end it. True if this call did.
     fn reap(&self, i: usize, w: Word, now: u64, why: Why) -> bool {
-        let last = self.slots[i].last.load(Relaxed);
+        let g = w.gen_();
+        let p = &self.slots[i];
+        let start = p.start.load(Relaxed);
+        let field = p.last.load(Relaxed);
+        let own = !w.has(FORK) && self.tagged(i);
+        let Some(last) = last_ms(field, g, start) else {
+            // Another generation's stamp (a stale `bump_last`, see there): unknown, so count
+            // the dialog as active now. A CAS from what we read: if the slot changed meanwhile
+            // this fails, or writes a tag its new generation again reads as unknown.
+            if self.still(i, w) {
+                let _ = p
+                    .last
+                    .compare_exchange(field, stamp(g, start, now), Relaxed, Relaxed);
+            }
+            return false;
+        };
         let limit = if w.has(CONFIRMED) {
             self.session_ms
         } else {
@@ -1094,13 +1204,12 @@ impl DialogTable {
         if now < last.saturating_add(limit) || !self.still(i, w) {
             return false;
         }
-        let g = w.gen_();
         if w.has(FORK) {
             self.end_fork(i, g, EndReason::Timeout, None, now, why)
         } else if w.has(HOLLOW) {
             // Anchors go when their last fork goes.
             false
-        } else if w.has(TAGGED) {
+        } else if own {
             self.end_own(i, g, EndReason::Timeout, now, why)
         } else if w.has(ANSWERED) {
             false
@@ -1130,29 +1239,34 @@ impl DialogTable {
         let mut counted = false;
         // The trunk is checked once the scan found no such call (so a retransmission is never
         // refused) and before a slot is claimed.
+        // No limit: this thread's row (see [`Trunk`]). A limit: one `fetch_add` on the shared
+        // count decides among limited INVITEs; the rows only hold calls counted before the limit.
         let gate = || match counter {
             None => true,
             Some(t) => {
                 let limit = t.limit.load(Relaxed);
-                if t.active.fetch_add(1, AcqRel) >= limit {
-                    t.active.fetch_sub(1, AcqRel);
-                    false
+                if limit == u64::MAX {
+                    self.trunk_local(trunk as usize, 1);
                 } else {
-                    counted = true;
-                    true
+                    let before = t.shared.fetch_add(1, AcqRel) as i64;
+                    if before + self.trunk_striped(trunk as usize) >= limit as i64 {
+                        t.shared.fetch_sub(1, AcqRel);
+                        return false;
+                    }
                 }
+                counted = true;
+                true
             }
         };
         let claim = self.claim(want, 0, now_ms, trunk as u64, now_ms, gate);
         let uncount = |counted: bool| {
-            if let (true, Some(t)) = (counted, counter) {
-                t.active.fetch_sub(1, AcqRel);
+            if counted {
+                self.trunk_release(trunk as usize);
             }
         };
         match claim {
             Claim::Published(i, w) => {
-                self.stats
-                    .add_all([(C::CallsCreated, 1), (C::CallsActive, 1)]);
+                self.stats.inc(C::CallsCreated);
                 let h = CallHandle {
                     record_id: record_id(w.gen_(), i),
                 };
@@ -1168,7 +1282,7 @@ impl DialogTable {
             Claim::Existing(i, w, _) => {
                 uncount(counted);
                 self.stats.inc(C::Retransmissions);
-                self.bump_last(i, now_ms);
+                self.bump_last(i, w.gen_(), now_ms);
                 Ok(InviteOutcome::Existing(CallHandle {
                     record_id: record_id(w.gen_(), i),
                 }))
@@ -1207,7 +1321,7 @@ impl DialogTable {
             if w.has(ANSWERED) {
                 let own = {
                     let cur = Word(self.ctrl[i].load(SeqCst));
-                    cur.gen_() == g && cur.has(TAGGED) && !cur.has(CONFIRMED)
+                    cur.gen_() == g && !cur.has(CONFIRMED) && self.tagged(i) && self.still(i, cur)
                 };
                 if own {
                     self.end_own(i, g, EndReason::Rejected, now_ms, Why::Event);
@@ -1227,7 +1341,7 @@ impl DialogTable {
             if confirm {
                 return ResponseOutcome::Ignored;
             }
-            self.bump_last(i, now_ms);
+            self.bump_last(i, g, now_ms);
             return ResponseOutcome::Touched;
         };
         self.ensure_dialog(i, g, call, tag.get(), confirm, now_ms)
@@ -1258,10 +1372,13 @@ impl DialogTable {
             match self.attach(i, g, tag) {
                 Err(()) => return ResponseOutcome::UnknownCall,
                 Ok(Some(created)) => {
-                    self.bump_last(i, now);
+                    self.bump_last(i, g, now);
                     if !confirm {
-                        let up = Word(self.ctrl[i].load(Acquire)).has(CONFIRMED);
-                        return done(created, up.then_some(false));
+                        let cur = Word(self.ctrl[i].load(Acquire));
+                        if cur.gen_() != g {
+                            return ResponseOutcome::UnknownCall;
+                        }
+                        return done(created, cur.has(CONFIRMED).then_some(false));
                     }
                     match self.confirm(i, g, now) {
                         Some(first) => return done(created, Some(first)),
@@ -1273,7 +1390,7 @@ impl DialogTable {
             }
             // An existing fork?
             if let Some((j, wj)) = self.find(fork, states(&[RESERVED, LIVE])) {
-                self.bump_last(j, now);
+                self.bump_last(j, wj.gen_(), now);
                 if !confirm {
                     return done(false, wj.has(CONFIRMED).then_some(false));
                 }
@@ -1294,7 +1411,7 @@ impl DialogTable {
                 self.release_child(link, EndReason::CallEnded, now);
                 return ResponseOutcome::UnknownCall;
             }
-            let flags = FORK | TAGGED | if confirm { CONFIRMED } else { 0 };
+            let flags = FORK | if confirm { CONFIRMED } else { 0 };
             match self.claim(fork, flags, start, link, now, || true) {
                 Claim::Full | Claim::Refused => {
                     self.release_child(link, EndReason::CallEnded, now);
@@ -1308,13 +1425,12 @@ impl DialogTable {
                     continue;
                 }
                 Claim::Published(j, wj) => {
-                    self.stats.inc(C::DialogsCreated);
                     if wj.has(CONFIRMED) {
-                        self.stats.add(C::Confirmed, 1);
-                        self.stats.inc(C::DialogsConfirmed);
+                        self.stats
+                            .add_all([(C::DialogsCreated, 1), (C::DialogsConfirmed, 1)]);
                         self.set_answered(i, g, now);
                     } else {
-                        self.stats.add(C::Early, 1);
+                        self.stats.inc(C::DialogsCreated);
                     }
                     // The call may have ended (DRAINING) after our reservation and before the
                     // publish, with its fork scan missing us: then we end the fork ourselves.
@@ -1371,8 +1487,8 @@ impl DialogTable {
     /// In-dialog traffic (re-INVITE, UPDATE, ACK, INFO, ...): refresh the dialog's timer.
     pub fn touch(&self, dialog: DialogKey, now_ms: u64) -> bool {
         match self.find_dialog(dialog) {
-            Some((i, _)) => {
-                self.bump_last(i, now_ms);
+            Some((i, w)) => {
+                self.bump_last(i, w.gen_(), now_ms);
                 true
             }
             None => false,
@@ -1408,6 +1524,8 @@ impl DialogTable {
         if !self.still(i, w) {
             return None;
         }
+        // (A stale stamp, see `bump_last`: unknown, reported as the start.)
+        let last = last_ms(last, w.gen_(), start).unwrap_or(start);
         Some(DialogInfo {
             state: if w.has(CONFIRMED) {
                 DialogState::Confirmed
@@ -1458,7 +1576,7 @@ impl DialogTable {
                 LIVE | DRAINING if !w.has(FORK) => {
                     c.calls += 1;
                     c.children += w.children();
-                    if w.has(TAGGED) && !w.has(HOLLOW) && w.state() == LIVE {
+                    if self.tagged(i) && !w.has(HOLLOW) && w.state() == LIVE {
                         if w.has(CONFIRMED) {
                             c.confirmed += 1
                         } else {
@@ -1492,4 +1610,42 @@ pub struct Census {
     pub early: u64,
     pub confirmed: u64,
     pub transient: u64,
+}
+
+#[cfg(all(test, not(loom)))]
+mod stale_stamp_tests {
+    use super::*;
+
+    /// A thread that found a slot in an earlier generation stores its activity stamp after the
+    /// slot was reused (the plain store of `bump_last`): the new dialog's activity reads as
+    /// unknown, the sweep re-stamps it instead of ending it, and it ends one timeout later.
+    #[test]
+    fn a_stale_activity_stamp_postpones_expiry_and_never_ends_early() {
+        let t = DialogTable::new(DialogConfig {
+            capacity: 16,
+            probe_window: 4,
+            early_timeout_ms: 100,
+            session_timeout_ms: 1000,
+            max_trunks: 2,
+        });
+        let call = CallKey::from_hashes(42, Tag::from_hash(7));
+        let tag = Tag::from_hash(9);
+        let dialog = call.dialog(tag);
+        t.on_invite(call, 1, "", "", 0).unwrap();
+        t.on_response(call, Some(tag), 200, 10);
+        assert_eq!(t.lookup(dialog).unwrap().last_ms, 10);
+        let (i, w) = t.find_dialog(dialog).unwrap();
+        t.slots[i]
+            .last
+            .store(stamp(w.gen_().wrapping_sub(1), 0, 5), Relaxed);
+        // Unknown: reported as the start, and not taken for an old time by the sweep.
+        assert_eq!(t.lookup(dialog).unwrap().last_ms, 0);
+        assert_eq!(t.expire(2000, 64), 0);
+        // Re-stamped at the sweep; later traffic moves it again.
+        assert_eq!(t.lookup(dialog).unwrap().last_ms, 2000);
+        assert!(t.touch(dialog, 2100));
+        assert_eq!(t.expire(3099, 64), 0);
+        assert_eq!(t.expire(3100, 64), 1);
+        assert!(t.lookup(dialog).is_none());
+    }
 }
