@@ -178,25 +178,4 @@ scan! {
     quoted_len, quoted_bad
 }
 
-/// `(token_len(bytes), value_len(bytes))`: when the token run ends in the first vector (a header
-/// name), both come from that one load, the value run going on past it only if the whole vector
-/// is value bytes; otherwise the two scans.
-#[target_feature(enable = "avx2")]
-#[inline]
-pub(super) fn token_value_len(bytes: &[u8]) -> (usize, usize) {
-    if bytes.len() >= 32 {
-        let v = load(bytes, 0);
-        let token = token_bad(v);
-        if token != 0 {
-            let value = value_bad(v);
-            let value_len = if value != 0 {
-                value.trailing_zeros() as usize
-            } else {
-                // The whole first vector is value bytes: the run goes on from there.
-                32 + value_len(&bytes[32..])
-            };
-            return (token.trailing_zeros() as usize, value_len);
-        }
-    }
-    (token_len(bytes), value_len(bytes))
-}
+token_value_len_fn!("avx2", 32);

@@ -48,6 +48,35 @@
 use core::fmt;
 use core::sync::atomic::{AtomicU8, Ordering};
 
+/// A vector backend's `token_value_len`, expanded in the backend's module (with its `load`,
+/// `token_bad`, `value_bad`, `token_len` and `value_len`) for its target feature and vector width.
+macro_rules! token_value_len_fn {
+    ($feature:literal, $width:literal) => {
+        /// `(token_len(bytes), value_len(bytes))`: when the token run ends in the first vector (a
+        /// header name), both come from that one load, the value run going on past it only if the
+        /// whole vector is value bytes; otherwise the two scans.
+        #[target_feature(enable = $feature)]
+        #[inline]
+        pub(super) fn token_value_len(bytes: &[u8]) -> (usize, usize) {
+            if bytes.len() >= $width {
+                let v = load(bytes, 0);
+                let token = token_bad(v);
+                if token != 0 {
+                    let value = value_bad(v);
+                    let value_len = if value != 0 {
+                        value.trailing_zeros() as usize
+                    } else {
+                        // The whole first vector is value bytes: the run goes on from there.
+                        $width + value_len(&bytes[$width..])
+                    };
+                    return (token.trailing_zeros() as usize, value_len);
+                }
+            }
+            (token_len(bytes), value_len(bytes))
+        }
+    };
+}
+
 mod swar;
 
 #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
