@@ -17,28 +17,16 @@
 //! `DashMap<u128, Val>` with the bench's pre-hashed hasher, the same 6 operations per call), for
 //! its instruction count on the same workload (`--toggle-collect='dialog_ops::dash_run*'`).
 
-use std::hash::{BuildHasherDefault, Hasher};
 use std::hint::black_box;
 
-use sipd::dialog::{CallKey, DialogConfig, DialogKey, DialogTable, Tag};
+use sipd::dialog::{DialogConfig, DialogTable};
+
+#[path = "../../benches/common/dialog_workload.rs"]
+mod workload;
+use workload::{Bh, Val, key};
 
 const LIVE: u64 = 100_000;
 const BATCH: u64 = 10_000;
-const TRUNKS: u64 = 16;
-
-/// splitmix64's finaliser, as in the bench.
-fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
-}
-
-fn key(set: u64, i: u64) -> (CallKey, Tag, DialogKey, u32) {
-    let cid = mix(set << 48 | i);
-    let call = CallKey::from_hashes(cid, Tag::from_hash(mix(!(set << 48 | i))));
-    let to = Tag::from_hash(cid.rotate_left(17));
-    (call, to, call.dialog(to), (i % TRUNKS) as u32)
-}
 
 #[inline(never)]
 fn warm(t: &DialogTable, first: u64, rounds: u64) {
@@ -55,7 +43,7 @@ fn lives(t: &DialogTable, first: u64, rounds: u64) {
     for r in first..first + rounds {
         for i in 0..BATCH {
             let k = key(r, i);
-            black_box(t.on_invite(k.0, k.3, "", "", 10).is_ok());
+            black_box(t.on_invite(k.0, k.4, "", "", 10).is_ok());
             black_box(t.on_response(k.0, Some(k.1), 180, 11));
             black_box(t.on_response(k.0, Some(k.1), 200, 12));
             black_box(t.lookup(k.2));
@@ -65,51 +53,19 @@ fn lives(t: &DialogTable, first: u64, rounds: u64) {
     }
 }
 
-/// The bench's hasher for keys that are already uniform hashes.
-#[derive(Default, Clone)]
-struct PreHashed(u64);
-impl Hasher for PreHashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, _: &[u8]) {
-        unreachable!("keys are u128")
-    }
-    fn write_u128(&mut self, v: u128) {
-        self.0 = ((v as u64) ^ ((v >> 64) as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
-type Dash = dashmap::DashMap<u128, Val, BuildHasherDefault<PreHashed>>;
-
-/// The bench's map value (only written here, as there).
-#[allow(dead_code)]
-#[derive(Clone, Copy, Default)]
-struct Val {
-    state: u8,
-    trunk: u32,
-    start: u64,
-    answer: u64,
-    last: u64,
-    to: u64,
-}
-
-/// The map key of call `i` of set `set`: the same Call-ID and From tag hashes as `key`.
-fn dash_key(set: u64, i: u64) -> u128 {
-    let x = set << 48 | i;
-    (mix(x) as u128) << 64 | Tag::from_hash(mix(!x)).get() as u128
-}
+type Dash = dashmap::DashMap<u128, Val, Bh>;
 
 #[inline(always)]
 fn dash_lives(m: &Dash, first: u64, rounds: u64) {
     for r in first..first + rounds {
         for i in 0..BATCH {
             let k = key(r, i);
-            let mk = dash_key(r, i);
+            let mk = k.3;
             let now = 10;
             m.insert(
                 mk,
                 Val {
-                    trunk: k.3,
+                    trunk: k.4,
                     start: now,
                     last: now,
                     ..Val::default()
@@ -150,11 +106,11 @@ fn dash_main(warm_rounds: u64, rounds: u64) {
         let k = key(0, i);
         let v = Val {
             state: 2,
-            trunk: k.3,
+            trunk: k.4,
             to: k.1.get(),
             ..Val::default()
         };
-        m.insert(dash_key(0, i), v);
+        m.insert(k.3, v);
     }
     dash_warm(&m, 1, warm_rounds);
     let start = std::time::Instant::now();
@@ -181,7 +137,7 @@ fn main() {
     });
     for i in 0..LIVE {
         let k = key(0, i);
-        t.on_invite(k.0, k.3, "", "", 1).unwrap();
+        t.on_invite(k.0, k.4, "", "", 1).unwrap();
         t.on_response(k.0, Some(k.1), 200, 1);
     }
     warm(&t, 1, warm_rounds);

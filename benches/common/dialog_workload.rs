@@ -1,0 +1,67 @@
+//! The dialog workload's keys, shared by the dialog bench (beside dashmap and papaya) and
+//! `sipd/examples/dialog_ops.rs` (its instruction-count twin), so both run the same calls.
+// Each user takes what it needs of this module.
+#![allow(dead_code)]
+
+use std::hash::{BuildHasherDefault, Hasher};
+
+use sipd::dialog::{CallKey, DialogKey, Tag};
+
+/// Calls come from this many trunks.
+pub const TRUNKS: u64 = 16;
+
+/// Hasher for keys that are already uniform hashes.
+#[derive(Default, Clone)]
+pub struct PreHashed(u64);
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ *b as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+    fn write_u128(&mut self, v: u128) {
+        self.0 = ((v as u64) ^ ((v >> 64) as u64)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+pub type Bh = BuildHasherDefault<PreHashed>;
+
+/// What the maps store per call (the table keeps the same and more in its slot).
+#[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
+pub struct Val {
+    pub state: u8,
+    pub trunk: u32,
+    pub start: u64,
+    pub answer: u64,
+    pub last: u64,
+    pub to: u64,
+}
+
+/// splitmix64's finaliser: cheap (the same cost for every store), uniform output.
+pub fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// One call: its key, its dialog's To tag, the dialog key, the maps' key, the trunk.
+pub type K = (CallKey, Tag, DialogKey, u128, u32);
+
+/// Call `n` of key set `set` (sets never overlap).
+#[inline]
+pub fn key(set: u64, n: u64) -> K {
+    let x = set << 48 | n;
+    let cid = mix(x);
+    let from = Tag::from_hash(mix(!x));
+    let call = CallKey::from_hashes(cid, from);
+    let to = Tag::from_hash(cid.rotate_left(17));
+    (
+        call,
+        to,
+        call.dialog(to),
+        (cid as u128) << 64 | from.get() as u128,
+        (n % TRUNKS) as u32,
+    )
+}
