@@ -826,10 +826,14 @@ impl Proxy {
 
     /// A Via of ours for this request: our branch for `h1` and our sent-by.
     fn is_our_via_for(&self, via: &Via<'_>, h1: u64, local: SocketAddr) -> bool {
-        let our_port = self.config.advertise.map_or(local.port(), |a| a.port());
         via.branch().is_some_and(|b| branch::is_ours_for(b, h1))
             && self.is_our_domain(&via.host, local)
-            && via.port.unwrap_or(5060) == our_port
+            && via.port.unwrap_or(5060) == self.our_port(local)
+    }
+
+    /// The port we advertise (or receive on).
+    fn our_port(&self, local: SocketAddr) -> u16 {
+        self.config.advertise.map_or(local.port(), |a| a.port())
     }
 
     fn resolve(&self, host: &Host<'_>) -> Option<IpAddr> {
@@ -867,7 +871,7 @@ impl Proxy {
         if !matches!(uri.scheme(), Scheme::Sip | Scheme::Sips) {
             return false;
         }
-        let our_port = self.config.advertise.map_or(local.port(), |a| a.port());
+        let our_port = self.our_port(local);
         match uri.host() {
             Some(Host::Name(_)) => uri.port().is_none_or(|p| p == our_port),
             _ => uri.port().unwrap_or(5060) == our_port,
@@ -882,14 +886,9 @@ impl Proxy {
             return false;
         };
         if let Some((host, port)) = sip_uri_hostport(uri_bytes)
-            && self
-                .config
-                .domains
-                .iter()
-                .any(|d| d.as_bytes().eq_ignore_ascii_case(host))
+            && self.is_our_domain(&Host::Name(host), local)
         {
-            let our_port = self.config.advertise.map_or(local.port(), |a| a.port());
-            return port.is_none_or(|p| p == our_port);
+            return port.is_none_or(|p| p == self.our_port(local));
         }
         Uri::parse(uri_bytes).is_ok_and(|uri| self.uri_is_us(&uri, local))
     }
@@ -1271,19 +1270,7 @@ fn route_values(msg: &Message<'_, '_>) -> RouteValues {
         second: None,
         last: None,
     };
-    let Some(start) = msg.header_index(HeaderName::Route) else {
-        return rv;
-    };
-    // One Route line (the usual case) needs no look at the lines after it.
-    let end = if msg.is_repeated(HeaderName::Route) {
-        msg.headers().len()
-    } else {
-        start + 1
-    };
-    for (i, h) in msg.headers()[..end].iter().enumerate().skip(start) {
-        if h.name != HeaderName::Route {
-            continue;
-        }
+    for (i, h) in msg.indexed_headers_named(HeaderName::Route) {
         for (offset, value) in split_comma(h.value).flatten() {
             let v = RouteValue {
                 header: i,
