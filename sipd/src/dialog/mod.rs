@@ -49,6 +49,14 @@
 //! default 1024 trunks) and the per-thread trunk counts 32 rows of 8 bytes per trunk (256 KiB),
 //! independent of the capacity.
 //!
+//! **Pages.** Every event lands on a random slot, in arrays far larger than the TLB covers with
+//! 4 KiB pages, so arrays of 2 MiB and more are mapped on their own with `madvise(MADV_HUGEPAGE)`
+//! and faulted in when the table is built (`region`): no page walk per event where transparent
+//! huge pages are available, and no page-zeroing fault on a worker's hot path. A probe also
+//! prefetches the home slot's payload as soon as it knows the home bucket, so the payload's miss
+//! overlaps the control word's instead of following it (an INVITE's payload stores would
+//! otherwise hold up the claim's fence).
+//!
 //! # Counters and trunk counts: no locked instruction on the way
 //! Every counter is striped per thread (`stats`): a worker adds to its own cache line with a
 //! plain load and store. Only events are counted (calls created and ended, dialogs created,
@@ -98,7 +106,8 @@
 //! - Readers validate like a seqlock: load the word (Acquire), read payload fields (Relaxed),
 //!   Acquire fence, re-load the word; the generation (32 bits, bumped by every claim) must be
 //!   unchanged. Every field is an atomic, so a racing reuse yields stale values that the check
-//!   discards, never undefined behaviour: **there is no `unsafe` in this module.**
+//!   discards, never undefined behaviour: **the protocol has no `unsafe`.** (The only `unsafe`
+//!   code is where the arrays live, `region`, and a prefetch hint, `sync::prefetch`.)
 //! - Fields changed while LIVE are generation-tagged: `to` is set once by CAS from a sentinel
 //!   holding the generation, `answer` once by CAS from a value holding the generation. A thread
 //!   that slept across a reuse fails its CAS. `last` (activity time, written on every message)
@@ -146,10 +155,12 @@
 //!   A Relaxed announce passes (the SeqCst fences order the payload for rivals); it is Release
 //!   for readers outside the Dekker step, and costs nothing on x86.
 
-// The protocol needs no `unsafe`: every shared field is an atomic.
+// The protocol needs no `unsafe`: every shared field is an atomic. `region` (the arrays' memory)
+// and `sync::prefetch` carry the module's only `unsafe` blocks, each with its SAFETY comment.
 
 mod key;
 mod record;
+mod region;
 mod slot;
 mod stats;
 mod sync;

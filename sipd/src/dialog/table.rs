@@ -10,7 +10,8 @@ use super::key::{CallKey, DialogKey, Tag};
 use super::record::{EndReason, Party, RecordEvent, RecordSink};
 use super::slot::*;
 use super::stats::{C, DialogStats, STRIPES, Stripes, bump, stripe};
-use super::sync::{AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
+use super::region::{Slab, slab};
+use super::sync::{AtomicU8, AtomicU64, AtomicUsize, Ordering, fence, prefetch};
 
 use Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 
@@ -183,11 +184,11 @@ enum Why {
 /// The lock-free dialog table. Share it by reference (`Arc<DialogTable>` or a `'static`); every
 /// method takes `&self` and is lock-free.
 pub struct DialogTable {
-    ctrl: Box<[AtomicU64]>,
-    slots: Box<[Payload]>,
+    ctrl: Slab<AtomicU64>,
+    slots: Slab<Payload>,
     /// Per home bucket, the probe length hint: the farthest distance from the bucket at which a
     /// key homed there was ever claimed. Only grows. Probes for a key stop there (module docs).
-    reach: Box<[AtomicU8]>,
+    reach: Slab<AtomicU8>,
     cap: usize,
     window: usize,
     early_ms: u64,
@@ -264,9 +265,10 @@ impl DialogTable {
             "record ids hold a 32-bit slot index"
         );
         DialogTable {
-            ctrl: (0..total).map(|_| AtomicU64::new(EMPTY)).collect(),
-            slots: (0..total).map(|_| Payload::new()).collect(),
-            reach: (0..cap).map(|_| AtomicU8::new(0)).collect(),
+            // All zeros: EMPTY words, zero payloads and hints.
+            ctrl: slab(total, || AtomicU64::new(EMPTY)),
+            slots: slab(total, Payload::new),
+            reach: slab(cap, || AtomicU8::new(0)),
             cap,
             window,
             early_ms: cfg.early_timeout_ms,
@@ -451,6 +453,8 @@ impl DialogTable {
     /// has no bounds checks (the hint is below the window, so the span lies in the table).
     #[inline]
     fn span_words(&self, cid: u64) -> (usize, &[AtomicU64]) {
+        // Most keys live in their home slot: its payload is the line the key compare reads.
+        prefetch(&self.slots[self.home(cid)]);
         let r = self.span(cid, Acquire);
         (r.start, &self.ctrl[r])
     }
@@ -530,6 +534,8 @@ impl DialogTable {
         };
         let fp = fp_of(cid);
         let win = self.win(cid);
+        // Most claims land in the home slot: fetch the payload line its stores will write.
+        prefetch(&self.slots[win.start]);
         let mut killed = false;
         let mut gated = false;
         'restart: loop {
