@@ -33,29 +33,29 @@
 //!
 //! One slot holds a **call and its first dialog** (the one the first To tag creates); each further
 //! fork takes a slot of its own that links to its call. A call with one dialog, the common case,
-//! is one slot. A slot is a control word (`u64`, in a dense array of its own, so a probe reads
-//! 8 slots per cache line and skips other calls by a 16-bit fingerprint, compared together with
-//! the state and kind bits the probe wants in one masked compare per slot) and a 64-byte,
-//! 64-aligned payload of atomics (Call-ID hash, caller tag, callee tag, start, answer, last
-//! activity, trunk or link to the call).
+//! is one slot. A slot is one 64-byte, 64-aligned cache line of atomics: the control word
+//! (`u64`: state, flags, fork count, a 16-bit fingerprint a probe compares together with the
+//! state and kind bits it wants in one masked compare per slot, and the generation) and the
+//! payload (Call-ID hash, caller tag, callee tag, start, answer, last activity, trunk or link to
+//! the call). Word and payload share the line because events land on random slots of a table
+//! far larger than the caches: a new call's claim CAS and payload stores, and a lookup's word
+//! and key compare, then miss one line, not two (the control words used to be a dense array of
+//! their own, 8 per line, which only pays for long probes: the mean hint was 0.8 slots in the bench's steady state).
 //!
 //! # Memory
-//! [`SLOT_BYTES`] = 8 + 64 = **72 bytes per slot** (asserted in the tests), plus
+//! [`SLOT_BYTES`] = **64 bytes per slot** (asserted in the tests), plus
 //! [`HINT_BYTES`] = 1 per home bucket for the probe length hint. With the default 64-slot window
 //! no INVITE was refused below 74 % load in the test that fills a table (at 80 % about 0.1 % are),
-//! so size `capacity = peak dialogs / 0.7`: **104 bytes per dialog** ((72 + 1) / 0.7), and
-//! **10 million dialogs take 14.3 M slots = 1.04 GB** (1,042,900,000 bytes). A 100 % full table
-//! would be 73 bytes per dialog. Trunk limits take one 128-byte line each (128 KiB for the
+//! so size `capacity = peak dialogs / 0.7`: **93 bytes per dialog** ((64 + 1) / 0.7), and
+//! **10 million dialogs take 14.3 M slots = 0.93 GB** (928,575,507 bytes). A 100 % full table
+//! would be 65 bytes per dialog. Trunk limits take one 128-byte line each (128 KiB for the
 //! default 1024 trunks) and the per-thread trunk counts 32 rows of 8 bytes per trunk (256 KiB),
 //! independent of the capacity.
 //!
 //! **Pages.** Every event lands on a random slot, in arrays far larger than the TLB covers with
 //! 4 KiB pages, so arrays of 2 MiB and more are mapped on their own with `madvise(MADV_HUGEPAGE)`
 //! and faulted in when the table is built (`region`): no page walk per event where transparent
-//! huge pages are available, and no page-zeroing fault on a worker's hot path. A probe also
-//! prefetches the home slot's payload as soon as it knows the home bucket, so the payload's miss
-//! overlaps the control word's instead of following it (an INVITE's payload stores would
-//! otherwise hold up the claim's fence).
+//! huge pages are available, and no page-zeroing fault on a worker's hot path.
 //!
 //! # Counters and trunk counts: no locked instruction on the way
 //! Every counter is striped per thread (`stats`): a worker adds to its own cache line with a
@@ -107,7 +107,7 @@
 //!   Acquire fence, re-load the word; the generation (32 bits, bumped by every claim) must be
 //!   unchanged. Every field is an atomic, so a racing reuse yields stale values that the check
 //!   discards, never undefined behaviour: **the protocol has no `unsafe`.** (The only `unsafe`
-//!   code is where the arrays live, `region`, and a prefetch hint, `sync::prefetch`.)
+//!   code is where the arrays live, `region`.)
 //! - Fields changed while LIVE are generation-tagged: `to` is set once by CAS from a sentinel
 //!   holding the generation, `answer` once by CAS from a value holding the generation. A thread
 //!   that slept across a reuse fails its CAS. `last` (activity time, written on every message)
@@ -156,7 +156,7 @@
 //!   for readers outside the Dekker step, and costs nothing on x86.
 
 // The protocol needs no `unsafe`: every shared field is an atomic. `region` (the arrays' memory)
-// and `sync::prefetch` carry the module's only `unsafe` blocks, each with its SAFETY comment.
+// carries the module's only `unsafe` blocks, each with its SAFETY comment.
 
 mod key;
 mod record;

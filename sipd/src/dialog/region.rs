@@ -57,7 +57,10 @@ mod mapped {
 
     enum Backing {
         /// The whole anonymous mapping (the array starts at its first 2 MiB boundary).
-        Mapped { base: *mut libc::c_void, bytes: usize },
+        Mapped {
+            base: *mut libc::c_void,
+            bytes: usize,
+        },
         Heap(Layout),
         /// Zero bytes: nothing allocated.
         None,
@@ -192,7 +195,10 @@ mod mapped {
             }
             let p = Region::<Payload>::zeroed(HUGE_PAGE / 64 + 5);
             assert_eq!(p.as_ptr() as usize % 64, 0);
-            assert!(p.iter().all(|s| s.cid.load(Relaxed) == 0 && s.link.load(Relaxed) == 0));
+            assert!(
+                p.iter()
+                    .all(|s| s.cid.load(Relaxed) == 0 && s.link.load(Relaxed) == 0)
+            );
         }
     }
 }

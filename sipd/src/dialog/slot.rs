@@ -1,5 +1,5 @@
-//! One slot: a control word (in a dense array of its own, so a probe window is a few cache lines)
-//! and a 64-byte payload of atomics. See the module docs for the state machine.
+//! One slot: a control word and the payload, 64 bytes of atomics in one cache line. See the
+//! module docs for the state machine.
 
 use super::sync::AtomicU64;
 
@@ -183,6 +183,10 @@ const LAST_MAX: u64 = (1 << LAST_SHIFT) - 1;
 /// by CAS) and `last` (see [`stamp`]) are generation-tagged.
 #[repr(C, align(64))]
 pub(crate) struct Payload {
+    /// The control word ([`Word`]): in the payload's cache line, so an event on a slot (a new
+    /// call's claim CAS and payload stores, a lookup's fingerprint and key compare) misses one
+    /// line, not two.
+    pub(crate) word: AtomicU64,
     /// Call-ID hash.
     pub(crate) cid: AtomicU64,
     /// Caller's tag hash (From tag of the INVITE).
@@ -202,6 +206,7 @@ pub(crate) struct Payload {
 impl Payload {
     pub(crate) fn new() -> Self {
         Payload {
+            word: AtomicU64::new(EMPTY),
             cid: AtomicU64::new(0),
             from: AtomicU64::new(0),
             to: AtomicU64::new(0),

@@ -8,10 +8,10 @@ use crossbeam_utils::CachePadded;
 
 use super::key::{CallKey, DialogKey, Tag};
 use super::record::{EndReason, Party, RecordEvent, RecordSink};
+use super::region::{Slab, slab};
 use super::slot::*;
 use super::stats::{C, DialogStats, STRIPES, Stripes, bump, stripe};
-use super::region::{Slab, slab};
-use super::sync::{AtomicU8, AtomicU64, AtomicUsize, Ordering, fence, prefetch};
+use super::sync::{AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
 
 use Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 
@@ -184,7 +184,7 @@ enum Why {
 /// The lock-free dialog table. Share it by reference (`Arc<DialogTable>` or a `'static`); every
 /// method takes `&self` and is lock-free.
 pub struct DialogTable {
-    ctrl: Slab<AtomicU64>,
+    /// Control word and payload of each slot, one cache line each.
     slots: Slab<Payload>,
     /// Per home bucket, the probe length hint: the farthest distance from the bucket at which a
     /// key homed there was ever claimed. Only grows. Probes for a key stop there (module docs).
@@ -223,8 +223,8 @@ struct Trunk {
 /// Trunk counts per cache-line chunk of a row.
 const ROW_CHUNK: usize = 16;
 
-/// Bytes of one slot: its control word plus its payload.
-pub const SLOT_BYTES: usize = std::mem::size_of::<u64>() + std::mem::size_of::<Payload>();
+/// Bytes of one slot: its control word and payload, one cache line.
+pub const SLOT_BYTES: usize = std::mem::size_of::<Payload>();
 
 /// Bytes per home bucket besides its slot: the probe length hint.
 pub const HINT_BYTES: usize = std::mem::size_of::<u8>();
@@ -266,7 +266,6 @@ impl DialogTable {
         );
         DialogTable {
             // All zeros: EMPTY words, zero payloads and hints.
-            ctrl: slab(total, || AtomicU64::new(EMPTY)),
             slots: slab(total, Payload::new),
             reach: slab(cap, || AtomicU8::new(0)),
             cap,
@@ -293,12 +292,12 @@ impl DialogTable {
 
     /// Slots in the table (each holds a call or a forked dialog).
     pub fn slots(&self) -> usize {
-        self.ctrl.len()
+        self.slots.len()
     }
 
     /// Memory of the slot arrays and probe hints, bytes (fixed at build).
     pub fn memory_bytes(&self) -> usize {
-        self.ctrl.len() * SLOT_BYTES + self.reach.len() * HINT_BYTES
+        self.slots.len() * SLOT_BYTES + self.reach.len() * HINT_BYTES
     }
 
     /// Limit trunk `trunk` to `limit` concurrent calls (`None`: no limit). Takes effect for the
@@ -426,7 +425,7 @@ impl DialogTable {
         // Orders the payload loads before this load (pairs with the Release fence a claimer
         // issues before writing a new generation's payload).
         fence(Acquire);
-        let now = Word(self.ctrl[i].load(Relaxed));
+        let now = Word(self.slots[i].word.load(Relaxed));
         now.gen_() == w.gen_() && now.keyed()
     }
 
@@ -448,15 +447,13 @@ impl DialogTable {
         hit && self.still(i, w)
     }
 
-    /// The control words a probe for `cid` must scan (up to the home bucket's hint, read with
-    /// Acquire) and the index of the first. Hashed once per probe; a slice, so the loop over it
-    /// has no bounds checks (the hint is below the window, so the span lies in the table).
+    /// The slots a probe for `cid` must scan (up to the home bucket's hint, read with Acquire)
+    /// and the index of the first. Hashed once per probe; a slice, so the loop over it has no
+    /// bounds checks (the hint is below the window, so the span lies in the table).
     #[inline]
-    fn span_words(&self, cid: u64) -> (usize, &[AtomicU64]) {
-        // Most keys live in their home slot: its payload is the line the key compare reads.
-        prefetch(&self.slots[self.home(cid)]);
+    fn span_slots(&self, cid: u64) -> (usize, &[Payload]) {
         let r = self.span(cid, Acquire);
-        (r.start, &self.ctrl[r])
+        (r.start, &self.slots[r])
     }
 
     /// First slot in the window holding `want` in one of `states` (a bit per state, see
@@ -470,9 +467,9 @@ impl DialogTable {
         };
         let mask = FP_MASK | FORK;
         let key = ((fp_of(cid) as u64) << FP_SHIFT) | kind;
-        let (h, words) = self.span_words(cid);
-        for (k, c) in words.iter().enumerate() {
-            let w = c.load(Acquire);
+        let (h, span) = self.span_slots(cid);
+        for (k, c) in span.iter().enumerate() {
+            let w = c.word.load(Acquire);
             if w & mask == key {
                 // (An EMPTY word can match fingerprint 0; its state is in no `states`.)
                 let w = Word(w);
@@ -493,12 +490,11 @@ impl DialogTable {
         // (A call slot without a dialog has a sentinel in `to`, bit 63 set: no key matches it.)
         let mask = FP_MASK | STATE_MASK | HOLLOW;
         let want = ((fp_of(key.cid) as u64) << FP_SHIFT) | LIVE;
-        let (h, words) = self.span_words(key.cid);
-        for (k, c) in words.iter().enumerate() {
-            let w = c.load(Acquire);
+        let (h, span) = self.span_slots(key.cid);
+        for (k, p) in span.iter().enumerate() {
+            let w = p.word.load(Acquire);
             if w & mask == want {
                 let i = h + k;
-                let p = &self.slots[i];
                 let (c, f, t) = (
                     p.cid.load(Relaxed),
                     p.from.load(Relaxed),
@@ -534,8 +530,6 @@ impl DialogTable {
         };
         let fp = fp_of(cid);
         let win = self.win(cid);
-        // Most claims land in the home slot: fetch the payload line its stores will write.
-        prefetch(&self.slots[win.start]);
         let mut killed = false;
         let mut gated = false;
         'restart: loop {
@@ -545,7 +539,7 @@ impl DialogTable {
             let last = self.span(cid, Acquire).end - 1;
             let mut cand = None;
             for i in win.clone() {
-                let w = Word(self.ctrl[i].load(SeqCst));
+                let w = Word(self.slots[i].word.load(SeqCst));
                 match w.state() {
                     EMPTY => {
                         cand = cand.or(Some((i, w)));
@@ -575,7 +569,8 @@ impl DialogTable {
             }
             // 2. Claim it: only the claimer writes a CLAIMING slot.
             let mine = Word::claim(w, fp, flags);
-            if self.ctrl[i]
+            if self.slots[i]
+                .word
                 .compare_exchange(w.0, mine.0, SeqCst, Relaxed)
                 .is_err()
             {
@@ -610,7 +605,7 @@ impl DialogTable {
             //    Not SeqCst: the fence below is what orders it before our scan, and a SeqCst store
             //    is a second full barrier (`xchg` on x86, besides the fence's locked `or`).
             let announced = mine.with_state(RESERVED);
-            self.ctrl[i].store(announced.0, Release);
+            self.slots[i].word.store(announced.0, Release);
             // Dekker: raise the hint and announce, full fence, then read the hint and the rivals'
             // words. Of two claimers of one key, the one whose fence is later in the SeqCst order
             // reads the other's hint write (or a later, larger one, the hint only grows) and sees
@@ -622,7 +617,7 @@ impl DialogTable {
                 if j == i {
                     continue;
                 }
-                let wj = Word(self.ctrl[j].load(SeqCst));
+                let wj = Word(self.slots[j].word.load(SeqCst));
                 if wj.state() == EMPTY {
                     break;
                 }
@@ -639,7 +634,7 @@ impl DialogTable {
                     self.adopt(i, g, start, lost, now);
                 } else {
                     // It changed under us: published (it wins) or gone (ignore it).
-                    let now_j = Word(self.ctrl[j].load(SeqCst));
+                    let now_j = Word(self.slots[j].word.load(SeqCst));
                     if now_j.gen_() == wj.gen_() && now_j.state() == LIVE {
                         killed |= !self.abort(i, g);
                         return Claim::Existing(j, now_j, killed);
@@ -648,14 +643,15 @@ impl DialogTable {
             }
             // 5. Publish, keeping flags others set while we were RESERVED.
             loop {
-                let cur = Word(self.ctrl[i].load(SeqCst));
+                let cur = Word(self.slots[i].word.load(SeqCst));
                 if cur.state() != RESERVED || cur.gen_() != g {
                     // A rival at a lower index killed us: start over; it will be found.
                     killed = true;
                     continue 'restart;
                 }
                 let live = cur.with_state(LIVE);
-                if self.ctrl[i]
+                if self.slots[i]
+                    .word
                     .compare_exchange(cur.0, live.0, SeqCst, Relaxed)
                     .is_ok()
                 {
@@ -669,11 +665,12 @@ impl DialogTable {
     /// what it carried).
     fn abort(&self, i: usize, g: u32) -> bool {
         loop {
-            let cur = Word(self.ctrl[i].load(SeqCst));
+            let cur = Word(self.slots[i].word.load(SeqCst));
             if cur.state() != RESERVED || cur.gen_() != g {
                 return false;
             }
-            if self.ctrl[i]
+            if self.slots[i]
+                .word
                 .compare_exchange(cur.0, cur.freed().0, SeqCst, Relaxed)
                 .is_ok()
             {
@@ -687,7 +684,7 @@ impl DialogTable {
     /// kill CAS on the exact word proves the read was of this generation).
     fn kill(&self, j: usize, g: u32) -> Option<(bool, Option<u64>)> {
         loop {
-            let cur = Word(self.ctrl[j].load(SeqCst));
+            let cur = Word(self.slots[j].word.load(SeqCst));
             if cur.state() != RESERVED || cur.gen_() != g {
                 return None;
             }
@@ -697,7 +694,8 @@ impl DialogTable {
             } else {
                 None
             };
-            if self.ctrl[j]
+            if self.slots[j]
+                .word
                 .compare_exchange(cur.0, cur.freed().0, SeqCst, Relaxed)
                 .is_ok()
             {
@@ -720,11 +718,12 @@ impl DialogTable {
             Relaxed,
         );
         loop {
-            let cur = Word(self.ctrl[i].load(SeqCst));
+            let cur = Word(self.slots[i].word.load(SeqCst));
             if cur.state() != RESERVED || cur.gen_() != g || cur.has(CONFIRMED) {
                 return;
             }
-            if self.ctrl[i]
+            if self.slots[i]
+                .word
                 .compare_exchange(cur.0, cur.with(CONFIRMED).0, SeqCst, Relaxed)
                 .is_ok()
             {
@@ -737,7 +736,7 @@ impl DialogTable {
     fn evict(&self, win: Range<usize>, now: u64) -> bool {
         let mut any = false;
         for i in win {
-            let w = Word(self.ctrl[i].load(SeqCst));
+            let w = Word(self.slots[i].word.load(SeqCst));
             if w.state() == LIVE && self.reap(i, w, now, Why::Evicted) {
                 any = true;
             }
@@ -828,14 +827,15 @@ impl DialogTable {
     fn release_child(&self, link: u64, reason: EndReason, now: u64) {
         let (g, i) = split_record_id(link);
         loop {
-            let w = Word(self.ctrl[i].load(SeqCst));
+            let w = Word(self.slots[i].word.load(SeqCst));
             if w.gen_() != g || !matches!(w.state(), LIVE | DRAINING) || w.children() == 0 {
                 debug_assert!(false, "fork outlived its call slot");
                 return;
             }
             let s = self.snap(i);
             let new = Self::settle(w.dec_children());
-            if self.ctrl[i]
+            if self.slots[i]
+                .word
                 .compare_exchange(w.0, new.0, SeqCst, Relaxed)
                 .is_ok()
             {
@@ -858,12 +858,13 @@ impl DialogTable {
         why: Why,
     ) -> bool {
         loop {
-            let w = Word(self.ctrl[j].load(SeqCst));
+            let w = Word(self.slots[j].word.load(SeqCst));
             if w.gen_() != g || w.state() != LIVE || !w.has(FORK) {
                 return false;
             }
             let s = self.snap(j);
-            if self.ctrl[j]
+            if self.slots[j]
+                .word
                 .compare_exchange(w.0, w.freed().0, SeqCst, Relaxed)
                 .is_err()
             {
@@ -892,7 +893,7 @@ impl DialogTable {
     /// tagged in generation `g` (a tag stays for the generation).
     fn end_own(&self, i: usize, g: u32, reason: EndReason, now: u64, why: Why) -> bool {
         loop {
-            let w = Word(self.ctrl[i].load(SeqCst));
+            let w = Word(self.slots[i].word.load(SeqCst));
             if w.gen_() != g || w.state() != LIVE || w.has(FORK) || w.has(HOLLOW) {
                 return false;
             }
@@ -904,7 +905,8 @@ impl DialogTable {
                 // fork cannot free the call (and queue its close) before our record.
                 new = new.inc_children();
             }
-            if self.ctrl[i]
+            if self.slots[i]
+                .word
                 .compare_exchange(w.0, new.0, SeqCst, Relaxed)
                 .is_err()
             {
@@ -948,7 +950,7 @@ impl DialogTable {
         why: Why,
     ) -> bool {
         loop {
-            let w = Word(self.ctrl[i].load(SeqCst));
+            let w = Word(self.slots[i].word.load(SeqCst));
             if w.gen_() != g || w.state() != LIVE || w.has(FORK) || w.has(ANSWERED) {
                 return false;
             }
@@ -966,7 +968,8 @@ impl DialogTable {
                 // while we end its forks.
                 new = new.inc_children();
             }
-            if self.ctrl[i]
+            if self.slots[i]
+                .word
                 .compare_exchange(w.0, new.0, SeqCst, Relaxed)
                 .is_err()
             {
@@ -1020,7 +1023,7 @@ impl DialogTable {
         let mut n = 0;
         // Read after `end_call`'s fence: covers a fork whose publish the Dekker step must see.
         for j in self.span(cid, SeqCst) {
-            let w = Word(self.ctrl[j].load(SeqCst));
+            let w = Word(self.slots[j].word.load(SeqCst));
             if w.state() == EMPTY {
                 break;
             }
@@ -1044,7 +1047,7 @@ impl DialogTable {
     /// its own becomes the forks' HOLLOW anchor.
     fn set_answered(&self, i: usize, g: u32, now: u64) {
         loop {
-            let w = Word(self.ctrl[i].load(SeqCst));
+            let w = Word(self.slots[i].word.load(SeqCst));
             if w.gen_() != g || !matches!(w.state(), LIVE | DRAINING) || w.has(ANSWERED) {
                 return;
             }
@@ -1055,7 +1058,8 @@ impl DialogTable {
             }
             let s = self.snap(i);
             let new = Self::settle(new);
-            if self.ctrl[i]
+            if self.slots[i]
+                .word
                 .compare_exchange(w.0, new.0, SeqCst, Relaxed)
                 .is_ok()
             {
@@ -1078,7 +1082,7 @@ impl DialogTable {
             .answer
             .compare_exchange(unanswered(g), answered(g, start, now), AcqRel, Relaxed);
         loop {
-            let w = Word(self.ctrl[j].load(SeqCst));
+            let w = Word(self.slots[j].word.load(SeqCst));
             if w.gen_() != g || !matches!(w.state(), RESERVED | LIVE) || w.has(HOLLOW) {
                 return None;
             }
@@ -1089,7 +1093,8 @@ impl DialogTable {
             if !w.has(FORK) {
                 new = new.with(ANSWERED);
             }
-            if self.ctrl[j]
+            if self.slots[j]
+                .word
                 .compare_exchange(w.0, new.0, SeqCst, Relaxed)
                 .is_ok()
             {
@@ -1111,7 +1116,7 @@ impl DialogTable {
     /// so a dialog created here is counted ended by exactly one thread.
     fn attach(&self, i: usize, g: u32, tag: u64) -> Result<Option<bool>, ()> {
         let p = &self.slots[i];
-        let w = Word(self.ctrl[i].load(SeqCst));
+        let w = Word(self.slots[i].word.load(SeqCst));
         if w.gen_() != g || w.state() != LIVE {
             return Err(());
         }
@@ -1125,7 +1130,7 @@ impl DialogTable {
                     self.stats.inc(C::DialogsCreated);
                     // Ended meanwhile? Then its ender's `close_own` failed on our tag and it
                     // counts the dialog ended; report the call gone.
-                    let now = Word(self.ctrl[i].load(SeqCst));
+                    let now = Word(self.slots[i].word.load(SeqCst));
                     return if now.gen_() == g && now.state() == LIVE {
                         Ok(Some(true))
                     } else {
@@ -1166,7 +1171,7 @@ impl DialogTable {
     /// Reserve a fork on call slot `i`/`g`.
     fn reserve_child(&self, i: usize, g: u32) -> Result<(), ResponseOutcome> {
         loop {
-            let w = Word(self.ctrl[i].load(SeqCst));
+            let w = Word(self.slots[i].word.load(SeqCst));
             if w.gen_() != g || w.state() != LIVE {
                 return Err(ResponseOutcome::UnknownCall);
             }
@@ -1175,7 +1180,8 @@ impl DialogTable {
                 self.stats.inc(C::Untracked);
                 return Err(ResponseOutcome::Untracked);
             }
-            if self.ctrl[i]
+            if self.slots[i]
+                .word
                 .compare_exchange(w.0, w.inc_children().0, SeqCst, Relaxed)
                 .is_ok()
             {
@@ -1326,7 +1332,7 @@ impl DialogTable {
         if status >= 300 {
             if w.has(ANSWERED) {
                 let own = {
-                    let cur = Word(self.ctrl[i].load(SeqCst));
+                    let cur = Word(self.slots[i].word.load(SeqCst));
                     cur.gen_() == g && !cur.has(CONFIRMED) && self.tagged(i) && self.still(i, cur)
                 };
                 if own {
@@ -1380,7 +1386,7 @@ impl DialogTable {
                 Ok(Some(created)) => {
                     self.bump_last(i, g, now);
                     if !confirm {
-                        let cur = Word(self.ctrl[i].load(Acquire));
+                        let cur = Word(self.slots[i].word.load(Acquire));
                         if cur.gen_() != g {
                             return ResponseOutcome::UnknownCall;
                         }
@@ -1442,7 +1448,7 @@ impl DialogTable {
                     // publish, with its fork scan missing us: then we end the fork ourselves.
                     // Dekker with `end_call`: publish, fence, read the call's word.
                     fence(SeqCst);
-                    let pw = Word(self.ctrl[i].load(SeqCst));
+                    let pw = Word(self.slots[i].word.load(SeqCst));
                     if pw.gen_() != g || pw.state() != LIVE {
                         self.end_fork(j, wj.gen_(), EndReason::CallEnded, None, now, Why::Event);
                         return ResponseOutcome::UnknownCall;
@@ -1505,13 +1511,13 @@ impl DialogTable {
     /// end what has timed out at `now_ms`. Returns how many dialogs/calls it ended. Any worker
     /// can call it between batches; it uses the same CAS protocol as every other update.
     pub fn expire(&self, now_ms: u64, budget: usize) -> usize {
-        let n = self.ctrl.len();
+        let n = self.slots.len();
         let budget = budget.min(n);
         let start = self.cursor.fetch_add(budget, Relaxed) % n;
         let mut ended = 0;
         for k in 0..budget {
             let i = (start + k) % n;
-            let w = Word(self.ctrl[i].load(Acquire));
+            let w = Word(self.slots[i].word.load(Acquire));
             if w.state() == LIVE && self.reap(i, w, now_ms, Why::Expired) {
                 ended += 1;
             }
@@ -1576,8 +1582,8 @@ impl DialogTable {
     #[doc(hidden)]
     pub fn census(&self) -> Census {
         let mut c = Census::default();
-        for i in 0..self.ctrl.len() {
-            let w = Word(self.ctrl[i].load(Acquire));
+        for i in 0..self.slots.len() {
+            let w = Word(self.slots[i].word.load(Acquire));
             match w.state() {
                 LIVE | DRAINING if !w.has(FORK) => {
                     c.calls += 1;

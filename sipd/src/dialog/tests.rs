@@ -45,10 +45,10 @@ fn from_callee(c: CallKey, t: Tag) -> DialogKey {
 fn memory_per_slot() {
     assert_eq!(std::mem::size_of::<Payload>(), 64);
     assert_eq!(std::mem::align_of::<Payload>(), 64);
-    assert_eq!(SLOT_BYTES, 72);
+    assert_eq!(SLOT_BYTES, 64);
     let t = DialogTable::new(cfg(1000, 32));
     assert_eq!(t.slots(), 1031);
-    assert_eq!(t.memory_bytes(), 1031 * 72 + 1000);
+    assert_eq!(t.memory_bytes(), 1031 * 64 + 1000);
 }
 
 #[test]
