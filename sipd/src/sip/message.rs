@@ -506,9 +506,11 @@ fn parse_with<'a, 'h, S: Scan>(
         }
         _ => None,
     };
-    let Some((line_end, next)) =
-        fast_end.map_or_else(|| find_line_end(buf, pos, opts), |e| Ok(Some(e)))?
-    else {
+    let line_end = match fast_end {
+        Some(end) => Some(end),
+        None => find_line_end(buf, pos, opts)?,
+    };
+    let Some((line_end, next)) = line_end else {
         return incomplete(buf, stream, ErrorKind::HeadersUnterminated);
     };
     let start_line = parse_start_line(buf, pos, line_end, opts, scan)?;
@@ -533,8 +535,15 @@ fn parse_with<'a, 'h, S: Scan>(
             },
             Some(_) => {}
         }
-        let Some(header) = parse_header_line(buf, pos, opts, scan)? else {
-            return incomplete(buf, stream, ErrorKind::HeadersUnterminated);
+        // `parse_header_line` spelled out, so that the common shape's `Header` goes straight
+        // into its slot instead of through a `Result<Option<Header>>`.
+        let (name_len, line_len) = scan.token_value_len(&buf[pos..]);
+        let header = match simple_header_line(buf, pos, name_len, line_len, opts.max_line_len) {
+            Some(header) => header,
+            None => match parse_header_line_general(buf, pos, name_len, opts, scan)? {
+                Some(header) => header,
+                None => return incomplete(buf, stream, ErrorKind::HeadersUnterminated),
+            },
         };
         let index = sink.count;
         let end = header.end as usize;
@@ -701,10 +710,11 @@ fn parse_start_line<'a, S: Scan>(
     // The version is the last element; anything between it and the method is the Request-URI,
     // which must then be one run of visible characters (no LWS: RFC 4475 lwsruri, lwsstart).
     // Nearly always ` SIP/2.0` at the end: that SP is then the last one, found without a search.
-    let last_sp = match rest.len().checked_sub(8) {
-        Some(at) if &rest[at..] == b" SIP/2.0" => at,
+    // (The version is then known too: `parse_version` need not look at it again.)
+    let (last_sp, version) = match rest.len().checked_sub(8) {
+        Some(at) if &rest[at..] == b" SIP/2.0" => (at, Some(Version::SIP_2_0)),
         _ => match memrchr(b' ', rest) {
-            Some(at) => at,
+            Some(at) => (at, None),
             None => return Err(Error::new(ErrorKind::StartLine, pos + uri_start)),
         },
     };
@@ -713,10 +723,12 @@ fn parse_start_line<'a, S: Scan>(
     if uri.is_empty() || good != uri.len() {
         return Err(Error::new(ErrorKind::RequestUri, pos + uri_start + good));
     }
-    let version = parse_version(&rest[last_sp + 1..]).ok_or(Error::new(
-        ErrorKind::Version,
-        pos + uri_start + last_sp + 1,
-    ))?;
+    let version = version
+        .or_else(|| parse_version(&rest[last_sp + 1..]))
+        .ok_or(Error::new(
+            ErrorKind::Version,
+            pos + uri_start + last_sp + 1,
+        ))?;
     Ok(StartLine::Request {
         method: Method::from_bytes(&line[..method_len]),
         uri,
@@ -800,42 +812,72 @@ fn parse_header_line<'a, S: Scan>(
     // The name's end and the end of the line's content in one scan: every byte of `Name: ` is a
     // value byte, so the value run from the line's start ends where the value's own does.
     let (name_len, line_len) = scan.token_value_len(&buf[pos..]);
+    match simple_header_line(buf, pos, name_len, line_len, opts.max_line_len) {
+        Some(header) => Ok(Some(header)),
+        None => parse_header_line_general(buf, pos, name_len, opts, scan),
+    }
+}
+
+/// The header line at `pos` if it has the shape nearly every line has: `Name: value\r\n` with
+/// exactly one SP after the colon, a value that neither starts nor ends with LWS, and a next
+/// line that is not a fold (`name_len` and `line_len` are the token and value runs from `pos`).
+/// Each test is one compare; `None` leaves the line to [`parse_header_line_general`], which
+/// gives the same answer for these lines.
+#[inline(always)]
+fn simple_header_line(
+    buf: &[u8],
+    pos: usize,
+    name_len: usize,
+    line_len: usize,
+    max_line_len: usize,
+) -> Option<Header<'_>> {
+    if name_len == 0 {
+        return None;
+    }
+    let colon = pos + name_len;
+    // `line_len >= name_len > 0`: the name's bytes are value bytes too.
+    let content_end = pos + line_len;
+    // An empty value fails `last != b' '`: `last` is then the SP after the colon.
+    match (
+        buf.get(colon..colon + 3),
+        buf.get(content_end - 1..content_end + 3),
+    ) {
+        (Some(&[b':', b' ', first]), Some(&[last, b'\r', b'\n', next]))
+            if line_len <= max_line_len
+                && !matches!(first, b' ' | b'\t')
+                && !matches!(last, b' ' | b'\t')
+                && !matches!(next, b' ' | b'\t') =>
+        {
+            let value_start = colon + 2;
+            Some(Header {
+                name: HeaderName::classify_in(buf, pos, name_len),
+                raw_name: &buf[pos..colon],
+                value: &buf[value_start..content_end],
+                start: pos as u32,
+                value_start: value_start as u32,
+                end: (content_end + 2) as u32,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// [`parse_header_line`] for every line shape (LWS around the colon or the value, folds, escaped
+/// control bytes, the input's end), from the name's end on. Kept out of line: inlined, its code
+/// made the per-line loop of `parse_with` spill registers for the common shape too.
+#[inline(never)]
+fn parse_header_line_general<'a, S: Scan>(
+    buf: &'a [u8],
+    pos: usize,
+    name_len: usize,
+    opts: &ParseOptions,
+    scan: S,
+) -> Result<Option<Header<'a>>> {
     if name_len == 0 {
         return Err(Error::new(ErrorKind::HeaderName, pos));
     }
     let raw_name = &buf[pos..pos + name_len];
     let line_limit = pos.saturating_add(opts.max_line_len);
-
-    // Fastest path, nearly every line: `Name: value\r\n` with exactly one SP after the colon, a
-    // value that neither starts nor ends with LWS, and a next line that is not a fold. Each test
-    // is one compare; anything else takes the general walk below, which gives the same answer.
-    // (This path and the next build their `Header` each in full: a shared closure cost 1,100
-    // instructions per INVITE in the LTO build, which then stopped inlining the name hash.)
-    let colon = pos + name_len;
-    if let Some(&[b':', b' ', first]) = buf.get(colon..colon + 3)
-        && first != b' '
-        && first != b'\t'
-    {
-        let value_start = colon + 2;
-        let content_end = pos + line_len;
-        // An empty value fails `last != b' '`: `last` is then the SP after the colon.
-        if let Some(&[last, b'\r', b'\n', next]) = buf.get(content_end - 1..content_end + 3)
-            && content_end <= line_limit
-            && last != b' '
-            && last != b'\t'
-            && next != b' '
-            && next != b'\t'
-        {
-            return Ok(Some(Header {
-                name: HeaderName::classify_in(buf, pos, name_len),
-                raw_name,
-                value: &buf[value_start..content_end],
-                start: pos as u32,
-                value_start: value_start as u32,
-                end: (content_end + 2) as u32,
-            }));
-        }
-    }
     // HCOLON = *( SP / HTAB ) ":" SWS
     let mut i = pos + name_len;
     while i < buf.len() && matches!(buf[i], b' ' | b'\t') {

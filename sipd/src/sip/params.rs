@@ -88,8 +88,22 @@ impl<'a> Params<'a> {
     /// (`%` escapes validated, kept raw), no LWS. Errors (offset into `raw`): `Param` for an
     /// empty name or value or a byte that does not belong, `Uri` for a bad `%` escape.
     pub fn parse_uri(raw: &'a [u8]) -> Result<Self> {
+        match Self::parse_uri_until_query(raw)? {
+            (params, len) if len == raw.len() => Ok(params),
+            // A `?` where a `;` belongs.
+            (_, len) => Err(Error::new(ErrorKind::Param, len)),
+        }
+    }
+
+    /// [`Params::parse_uri`] of the bytes of `raw` before its first `?` (where a SIP URI's
+    /// headers start), and their length: no byte of a parameter is a `?`, so the list ends there
+    /// (or fails before it) exactly as a parse of just those bytes would.
+    pub(crate) fn parse_uri_until_query(raw: &'a [u8]) -> Result<(Self, usize)> {
         let mut i = 0;
         while let Some(&c) = raw.get(i) {
+            if c == b'?' {
+                break;
+            }
             if c != b';' {
                 return Err(Error::new(ErrorKind::Param, i));
             }
@@ -108,7 +122,7 @@ impl<'a> Params<'a> {
                 i = end;
             }
         }
-        Ok(Params { raw })
+        Ok((Params { raw: &raw[..i] }, i))
     }
 
     /// The raw bytes, as given to `parse`.

@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::error::{Error, ErrorKind, Result};
 use super::params::Params;
-use super::values::{HNV, PASSWORD, USER, run, run_escaped, trim_lws_range};
+use super::values::{HNV, HOSTNAME, PASSWORD, USER, run, run_escaped, trim_lws_range};
 
 /// A URI scheme. `sip`, `sips` and `tel` are recognised case-insensitively.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -126,18 +126,27 @@ impl fmt::Display for Host<'_> {
 /// RFC 3261 `IPv4address = 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT`, each <= 255
 /// (leading zeros allowed, unlike `std`'s parser).
 fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
+    parse_ipv4_prefix(s).and_then(|(a, len)| (len == s.len()).then_some(a))
+}
+
+/// The IPv4 address at the start of `s` and its length, up to the first byte that is neither a
+/// digit nor a dot; `None` if those bytes are not an [`parse_ipv4`] address.
+fn parse_ipv4_prefix(s: &[u8]) -> Option<(Ipv4Addr, usize)> {
     // One pass over the bytes: the current group's value (capped, so it cannot overflow) and
     // digit count, checked at each dot and at the end.
     let mut octets = [0u8; 4];
     let mut group = 0;
     let mut value = 0u32;
     let mut digits = 0u32;
+    let mut len = 0;
     for &c in s {
         let d = c.wrapping_sub(b'0');
         if d <= 9 {
             value = (value * 10 + u32::from(d)).min(1000);
             digits += 1;
-        } else if c == b'.' && group < 3 && (1..=3).contains(&digits) && value <= 255 {
+        } else if c != b'.' {
+            break;
+        } else if group < 3 && (1..=3).contains(&digits) && value <= 255 {
             octets[group] = value as u8;
             group += 1;
             value = 0;
@@ -145,12 +154,42 @@ fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
         } else {
             return None;
         }
+        len += 1;
     }
     if group != 3 || !(1..=3).contains(&digits) || value > 255 {
         return None;
     }
     octets[3] = value as u8;
-    Some(Ipv4Addr::from(octets))
+    Some((Ipv4Addr::from(octets), len))
+}
+
+/// The host starting at `s[start]` (not an IPv6 reference), which runs to the first byte that
+/// cannot be in a hostname or IPv4 address (not alphanumeric, `-` or `.`): `(host, end)`, exactly
+/// [`Host::parse`] of that run (errors relative to `start`). The common shapes (a letter-led name
+/// without `-`, a dotted quad) are found and checked in one pass instead of a run then a parse.
+pub(crate) fn parse_host_run(s: &[u8], start: usize) -> Result<(Host<'_>, usize)> {
+    let rest = s.get(start..).unwrap_or_default();
+    let ends_run = |len: usize| !rest.get(len).is_some_and(|&c| HOSTNAME[c as usize]);
+    match rest.first() {
+        Some(c) if c.is_ascii_alphabetic() => {
+            if let Some(len) = simple_hostname_len(rest)
+                && ends_run(len)
+            {
+                return Ok((Host::Name(&rest[..len]), start + len));
+            }
+        }
+        Some(c) if c.is_ascii_digit() => {
+            if let Some((a, len)) = parse_ipv4_prefix(rest)
+                && ends_run(len)
+            {
+                return Ok((Host::Ipv4(a), start + len));
+            }
+        }
+        _ => {}
+    }
+    let end = run(s, start, &HOSTNAME);
+    let host = Host::parse(s.get(start..end).unwrap_or_default())?;
+    Ok((host, end))
 }
 
 /// RFC 3261 `IPv6address` (hex groups, `::`, optional trailing dotted IPv4).
@@ -167,26 +206,39 @@ fn parse_ipv6(s: &[u8]) -> Option<Ipv6Addr> {
 /// `hostname = *( domainlabel "." ) toplabel [ "." ]`; labels are alphanum and `-`, not starting
 /// or ending with `-`; the top label starts with a letter.
 fn check_hostname(s: &[u8]) -> Result<()> {
-    // Fast path, most names: letters and digits in labels split by single dots, no `-` (whose
-    // placement rules the exact walk below checks), the top label starting with a letter.
-    let body = strip_dot(s);
-    let mut after_dot = true;
-    let mut top_label = 0;
-    let simple = body.iter().enumerate().all(|(i, &c)| {
-        if c == b'.' {
-            let ok = !after_dot;
-            after_dot = true;
-            top_label = i + 1;
-            ok
-        } else {
-            after_dot = false;
-            c.is_ascii_alphanumeric()
-        }
-    });
-    if simple && !after_dot && body[top_label].is_ascii_alphabetic() {
+    if simple_hostname_len(s) == Some(s.len()) {
         return Ok(());
     }
     check_hostname_exact(s)
+}
+
+/// Length of the hostname at the start of `s` in the common shape: letters and digits in labels
+/// split by single dots, an optional root dot, no `-` (whose placement rules
+/// [`check_hostname_exact`] checks), the top label starting with a letter; it ends at the first
+/// byte that is not alphanumeric or `.`. `None` for any other shape (which may still be valid).
+#[inline]
+fn simple_hostname_len(s: &[u8]) -> Option<usize> {
+    let mut label = 0;
+    let mut top_label = 0;
+    let mut after_dot = true;
+    let mut len = 0;
+    for &c in s {
+        if c.is_ascii_alphanumeric() {
+            after_dot = false;
+        } else if c == b'.' && !after_dot {
+            after_dot = true;
+            top_label = label;
+            label = len + 1;
+        } else if matches!(c, b'.' | b'-') {
+            return None;
+        } else {
+            break;
+        }
+        len += 1;
+    }
+    // A root dot ends the name: the top label is then the one before it.
+    let top = if after_dot { top_label } else { label };
+    (len > 0 && s[top].is_ascii_alphabetic()).then_some(len)
 }
 
 /// [`check_hostname`] byte by byte, with the precise error offsets.
@@ -260,6 +312,11 @@ pub struct Uri<'a> {
     number: Option<&'a [u8]>,
 }
 
+/// `sip:` as a little-endian word, and the bits that fold its letters to lower case (a byte
+/// `c` has `c | 0x20 == b's'` only for `S` and `s`; the colon is compared exactly).
+const SIP_LOWER: u32 = u32::from_le_bytes(*b"sip:");
+const SIP_FOLD: u32 = u32::from_le_bytes([0x20, 0x20, 0x20, 0]);
+
 static SCHEME: [bool; 256] = {
     let mut t = [false; 256];
     let mut c = 0usize;
@@ -278,7 +335,15 @@ impl<'a> Uri<'a> {
     pub fn parse(input: &'a [u8]) -> Result<Uri<'a>> {
         let (start, end) = trim_lws_range(input);
         let s = input.get(..end).unwrap_or_default();
-        let se = run(s, start, &SCHEME);
+        // Nearly always `sip:` (any case): the scheme walk below would end at its colon.
+        let sip = s
+            .get(start..start + 4)
+            .is_some_and(|p| u32::from_le_bytes([p[0], p[1], p[2], p[3]]) | SIP_FOLD == SIP_LOWER);
+        let se = if sip {
+            start + 3
+        } else {
+            run(s, start, &SCHEME)
+        };
         if !s.get(start).is_some_and(u8::is_ascii_alphabetic) {
             return Err(Error::new(ErrorKind::Uri, start));
         }
@@ -336,7 +401,13 @@ impl<'a> Uri<'a> {
         // the first `@` ends the userinfo even when the user contains `;` or `?` (RFC 4475
         // semiuri, intmeth).
         let mut hp = rs;
-        if let Some(at) = memchr::memchr(b'@', rest).map(|p| rs + p) {
+        // Nearly always a user without escapes or password right before the `@`: that `@` is
+        // then the first one (no user byte is an `@`), and the walk below would find the same.
+        let user_end = run(s, rs, &USER);
+        if user_end > rs && s.get(user_end) == Some(&b'@') {
+            self.user = s.get(rs..user_end);
+            hp = user_end + 1;
+        } else if let Some(at) = memchr::memchr(b'@', rest).map(|p| rs + p) {
             let ue = run_escaped(s, rs, &USER, ErrorKind::Uri)?;
             if ue == rs {
                 return Err(Error::new(ErrorKind::Uri, rs));
@@ -354,16 +425,20 @@ impl<'a> Uri<'a> {
             hp = at + 1;
         }
         // host
-        let he = if s.get(hp) == Some(&b'[') {
-            match memchr::memchr(b']', s.get(hp..).unwrap_or_default()) {
+        let (host, he) = if s.get(hp) == Some(&b'[') {
+            let he = match memchr::memchr(b']', s.get(hp..).unwrap_or_default()) {
                 Some(p) => hp + p + 1,
                 None => return Err(Error::new(ErrorKind::Host, hp)),
-            }
+            };
+            (Host::parse(s.get(hp..he).unwrap_or_default()), he)
         } else {
-            run(s, hp, &HOSTCHAR)
+            match parse_host_run(s, hp) {
+                Ok((host, he)) => (Ok(host), he),
+                Err(e) => (Err(e), hp),
+            }
         };
         self.host_raw = s.get(hp..he).unwrap_or_default();
-        self.host = Some(Host::parse(self.host_raw).map_err(|e| e.shifted(hp))?);
+        self.host = Some(host.map_err(|e| e.shifted(hp))?);
         let mut i = he;
         if s.get(i) == Some(&b':') {
             let pe = run(s, i + 1, &DIGIT);
@@ -383,9 +458,10 @@ impl<'a> Uri<'a> {
                 return Err(Error::new(kind, i));
             }
         }
-        let pe = memchr::memchr(b'?', s.get(i..).unwrap_or_default()).map_or(end, |p| i + p);
-        self.params =
-            Params::parse_uri(s.get(i..pe).unwrap_or_default()).map_err(|e| e.shifted(i))?;
+        let (params, len) = Params::parse_uri_until_query(s.get(i..).unwrap_or_default())
+            .map_err(|e| e.shifted(i))?;
+        self.params = params;
+        let pe = i + len;
         if pe < end {
             let h = pe + 1;
             self.headers = s.get(h..);
@@ -487,18 +563,6 @@ impl<'a> Uri<'a> {
         self.params.value(b"transport")
     }
 }
-
-/// Bytes a host name or IPv4 address is made of (where the host part of a SIP URI ends).
-static HOSTCHAR: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0usize;
-    while c < 256 {
-        let b = c as u8;
-        t[c] = b.is_ascii_alphanumeric() || b == b'-' || b == b'.';
-        c += 1;
-    }
-    t
-};
 
 static DIGIT: [bool; 256] = {
     let mut t = [false; 256];
@@ -867,6 +931,35 @@ mod tests {
     }
 
     proptest! {
+        /// The one-pass host scan is the run of host bytes, then `Host::parse` of it.
+        #[test]
+        fn host_run_is_parse_of_the_run(
+            s in "[a-zA-Z0-9.\\-]{0,16}[;:>@ ?_a]?[a-z0-9.]{0,3}|[0-9]{1,4}(\\.[0-9]{1,4}){0,4}[.a;:]?",
+            start in 0..3usize,
+        ) {
+            let s = s.as_bytes();
+            let start = start.min(s.len());
+            let end = run(s, start, &HOSTNAME);
+            let want = Host::parse(&s[start..end]).map(|h| (h, end));
+            prop_assert_eq!(parse_host_run(s, start), want);
+        }
+
+        /// The common-shape hostname check accepts only what the exact walk accepts.
+        #[test]
+        fn hostname_fast_path_agrees_with_exact(s in "[a-zA-Z0-9.\\-]{0,14}") {
+            let s = s.as_bytes();
+            prop_assert_eq!(check_hostname(s), check_hostname_exact(s));
+        }
+
+        /// URI parameters up to the first `?` parse as the bytes before it would on their own.
+        #[test]
+        fn params_until_query_is_parse_of_the_prefix(raw in "(;[a-z%0-9=?]{0,5}){0,3}[?a-z]{0,2}") {
+            let raw = raw.as_bytes();
+            let pe = memchr::memchr(b'?', raw).unwrap_or(raw.len());
+            let want = Params::parse_uri(&raw[..pe]).map(|p| (p, pe));
+            prop_assert_eq!(Params::parse_uri_until_query(raw), want);
+        }
+
         #[test]
         fn ipv4_matches_the_grammar(s in "[0-9.]{0,18}|[0-9]{1,4}\\.[0-9]{1,4}\\.[0-9]{1,4}\\.[0-9]{1,4}[.a]?") {
             prop_assert_eq!(parse_ipv4(s.as_bytes()), ipv4_reference(s.as_bytes()), "{}", s);

@@ -14,10 +14,9 @@ use std::net::IpAddr;
 
 use super::error::{Error, ErrorKind, Result};
 use super::params::Params;
-use super::uri::{Host, parse_port};
+use super::uri::{Host, parse_host_run, parse_port};
 use super::values::{
-    HOSTNAME, SplitComma, TOKEN, eq_lower_letters, offset_in, run, skip_lws, split_comma,
-    trim_lws_range,
+    SplitComma, TOKEN, eq_lower_letters, offset_in, run, skip_lws, split_comma, trim_lws_range,
 };
 
 /// The RFC 3261 branch magic cookie.
@@ -91,13 +90,18 @@ impl<'a> Via<'a> {
             return Err(err(k));
         }
         // sent-by
-        let he = if s.get(hs) == Some(&b'[') {
-            memchr::memchr(b']', s.get(hs..).unwrap_or_default()).map_or(end, |p| hs + p + 1)
+        let (host, he) = if s.get(hs) == Some(&b'[') {
+            let he =
+                memchr::memchr(b']', s.get(hs..).unwrap_or_default()).map_or(end, |p| hs + p + 1);
+            (Host::parse(s.get(hs..he).unwrap_or_default()), he)
         } else {
-            run(s, hs, &HOSTNAME)
+            match parse_host_run(s, hs) {
+                Ok((host, he)) => (Ok(host), he),
+                Err(e) => (Err(e), hs),
+            }
         };
         let host_raw = s.get(hs..he).unwrap_or_default();
-        let host = Host::parse(host_raw).map_err(|e| e.shifted(hs))?;
+        let host = host.map_err(|e| e.shifted(hs))?;
         let mut i = skip_lws(s, he);
         let mut port = None;
         let mut after = he;

@@ -52,26 +52,38 @@ use core::sync::atomic::{AtomicU8, Ordering};
 /// `token_bad`, `value_bad`, `token_len` and `value_len`) for its target feature and vector width.
 macro_rules! token_value_len_fn {
     ($feature:literal, $width:literal) => {
-        /// `(token_len(bytes), value_len(bytes))`: when the token run ends in the first vector (a
-        /// header name), both come from that one load, the value run going on past it only if the
-        /// whole vector is value bytes; otherwise the two scans.
+        /// `(token_len(bytes), value_len(bytes))`. The common case (a header line with at least a
+        /// vector after it, its name ending in the first) is a short loop of whole vectors, small
+        /// enough to be inlined into the message parser; anything else takes the two scans.
         #[target_feature(enable = $feature)]
         #[inline]
         pub(super) fn token_value_len(bytes: &[u8]) -> (usize, usize) {
             if bytes.len() >= $width {
-                let v = load(bytes, 0);
-                let token = token_bad(v);
+                let first = load(bytes, 0);
+                let token = token_bad(first);
                 if token != 0 {
-                    let value = value_bad(v);
-                    let value_len = if value != 0 {
-                        value.trailing_zeros() as usize
-                    } else {
-                        // The whole first vector is value bytes: the run goes on from there.
-                        $width + value_len(&bytes[$width..])
-                    };
-                    return (token.trailing_zeros() as usize, value_len);
+                    let mut value = value_bad(first);
+                    let mut at = 0;
+                    while value == 0 {
+                        at += $width;
+                        if at + $width > bytes.len() {
+                            return token_value_len_slow(bytes);
+                        }
+                        value = value_bad(load(bytes, at));
+                    }
+                    return (
+                        token.trailing_zeros() as usize,
+                        at + value.trailing_zeros() as usize,
+                    );
                 }
             }
+            token_value_len_slow(bytes)
+        }
+
+        /// [`token_value_len`] as the two scans, out of line so that the common case inlines.
+        #[target_feature(enable = $feature)]
+        #[inline(never)]
+        fn token_value_len_slow(bytes: &[u8]) -> (usize, usize) {
             (token_len(bytes), value_len(bytes))
         }
     };
