@@ -14,10 +14,14 @@
 //! work per call, not more). The maps get a cheap hasher over the already-hashed 128-bit key
 //! (their default SipHash would be an unfair handicap); the table's keys are hashed up front too.
 //!
+//! - `floor`: not a map, a yardstick (see [`Floor`]): one random cache line and one CAS per
+//!   state change per call, what any lock-free call table pays at least on this machine.
+//!
 //! `cargo bench -p sipd --bench dialog -- --quick`
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -194,6 +198,59 @@ impl Store for Papaya {
     }
 }
 
+/// Not a map: the floor under any lock-free call table on this machine, for scale. Each call
+/// costs one cache line at a random place in a table of the same size as the dialog table's
+/// (a new Call-ID, so a miss), one CAS for each of the four events that change a call's state
+/// (INVITE, 180, 200, BYE: workers must agree on each) and plain loads and stores for the
+/// rest; no key compare, no probing, no counters (on 4 KiB pages like the maps: 2 MiB pages
+/// moved it by less than the run-to-run noise here). The same line is used for every key homed
+/// there, so it answers nothing: it is only a measure of what memory and locked instructions
+/// cost.
+struct Floor(Box<[FloorLine]>);
+#[repr(align(64))]
+#[derive(Default)]
+struct FloorLine([AtomicU64; 8]);
+impl Floor {
+    fn new() -> Self {
+        Floor((0..1 << 18).map(|_| FloorLine::default()).collect())
+    }
+    #[inline]
+    fn line(&self, k: &K) -> &FloorLine {
+        &self.0[(((k.3 >> 64) as u64 as u128 * self.0.len() as u128) >> 64) as usize]
+    }
+    #[inline]
+    fn change(a: &AtomicU64, v: u64) {
+        let cur = a.load(Relaxed);
+        black_box(a.compare_exchange(cur, cur ^ v, SeqCst, Relaxed).is_ok());
+    }
+}
+impl Store for Floor {
+    fn name(&self) -> &'static str {
+        "floor"
+    }
+    fn life(&self, k: &K, now: u64) {
+        let l = &self.line(k).0;
+        Self::change(&l[0], 1);
+        l[1].store(now, Relaxed);
+        Self::change(&l[0], 2);
+        Self::change(&l[0], 4);
+        black_box(l[1].load(Relaxed));
+        l[2].store(now + 3, Relaxed);
+        Self::change(&l[0], 7);
+    }
+    fn insert(&self, k: &K, now: u64) {
+        let l = &self.line(k).0;
+        Self::change(&l[0], 1);
+        l[1].store(now, Relaxed);
+    }
+    fn lookup(&self, k: &K) -> bool {
+        self.line(k).0[0].load(Relaxed) != 0
+    }
+    fn remove(&self, k: &K, _now: u64) {
+        Self::change(&self.line(k).0[0], 1);
+    }
+}
+
 fn stores() -> Vec<Box<dyn Store>> {
     let table = DialogTable::new(DialogConfig {
         // ~0.4 load with the live set, both batches and the forks-free calls.
@@ -209,6 +266,7 @@ fn stores() -> Vec<Box<dyn Store>> {
         Box::new(Table(table)),
         Box::new(Dash(dash)),
         Box::new(Papaya(papaya)),
+        Box::new(Floor::new()),
     ];
     let live = keys(0, LIVE);
     for s in &v {
