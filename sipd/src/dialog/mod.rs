@@ -25,8 +25,10 @@
 //! **Probe length hint.** Slots never return to EMPTY, so on a long-running table (every call a
 //! new Call-ID) the EMPTY slots that end probes are used up and a probe for an absent key (every
 //! INVITE) would scan the whole window, and a claimer's rival scan again. Each home bucket keeps
-//! one byte: the farthest distance from it at which a key homed there was ever claimed. It only
-//! grows (`fetch_max`), raised before the claimed slot is announced; probes for a key stop there
+//! one byte, in its slot's control word (the line every probe from there reads first): the
+//! farthest distance from it at which a key homed there was ever claimed. It only grows (an RMW
+//! of the word that changes only those bits, kept across claims and frees), raised before the
+//! claimed slot is announced; probes for a key stop there
 //! (or at an EMPTY slot). Tombstones are reused: a claimer takes the first FREE or EMPTY slot of
 //! the window, and finds both that slot and any existing copy of its key in one pass (the key
 //! lies within the hint; the pass goes past the hint only while it has not found a slot).
@@ -35,7 +37,8 @@
 //! fork takes a slot of its own that links to its call. A call with one dialog, the common case,
 //! is one slot. A slot is one 64-byte, 64-aligned cache line of atomics: the control word
 //! (`u64`: state, flags, fork count, a 16-bit fingerprint a probe compares together with the
-//! state and kind bits it wants in one masked compare per slot, and the generation) and the
+//! state and kind bits it wants in one masked compare per slot, the probe hint of the bucket
+//! it is home to, and the generation) and the
 //! payload (Call-ID hash, caller tag, callee tag, start, answer, last activity, trunk or link to
 //! the call). Word and payload share the line because events land on random slots of a table
 //! far larger than the caches: a new call's claim CAS and payload stores, and a lookup's word
@@ -43,12 +46,11 @@
 //! their own, 8 per line, which only pays for long probes: the mean hint was 0.8 slots in the bench's steady state).
 //!
 //! # Memory
-//! [`SLOT_BYTES`] = **64 bytes per slot** (asserted in the tests), plus
-//! [`HINT_BYTES`] = 1 per home bucket for the probe length hint. With the default 64-slot window
-//! no INVITE was refused below 74 % load in the test that fills a table (at 80 % about 0.1 % are),
-//! so size `capacity = peak dialogs / 0.7`: **93 bytes per dialog** ((64 + 1) / 0.7), and
-//! **10 million dialogs take 14.3 M slots = 0.93 GB** (928,575,507 bytes). A 100 % full table
-//! would be 65 bytes per dialog. Trunk limits take one 128-byte line each (128 KiB for the
+//! [`SLOT_BYTES`] = **64 bytes per slot** (asserted in the tests), nothing else per slot. With
+//! the default 64-slot window no INVITE was refused below 74 % load in the test that fills a
+//! table (at 80 % about 0.1 % are), so size `capacity = peak dialogs / 0.7`: **92 bytes per
+//! dialog** (64 / 0.7), and **10 million dialogs take 14.3 M slots = 0.91 GB** (914,289,792
+//! bytes). A 100 % full table would be 64 bytes per dialog. Trunk limits take one 128-byte line each (128 KiB for the
 //! default 1024 trunks) and the per-thread trunk counts 32 rows of 8 bytes per trunk (256 KiB),
 //! independent of the capacity.
 //!
@@ -101,10 +103,10 @@
 //!
 //! # Memory ordering
 //! - Claim and publish: payload stores happen after the CLAIMING CAS and a Release fence, and
-//!   before the RESERVED store (Release); a reader's Acquire load of a keyed word (or of any
+//!   before the announce (an RMW to RESERVED, release); a reader's Acquire load of a keyed word (or of any
 //!   later RMW of it: release sequence) makes the payload visible.
 //! - Readers validate like a seqlock: load the word (Acquire), read payload fields (Relaxed),
-//!   Acquire fence, re-load the word; the generation (32 bits, bumped by every claim) must be
+//!   Acquire fence, re-load the word; the generation (24 bits, bumped by every claim) must be
 //!   unchanged. Every field is an atomic, so a racing reuse yields stale values that the check
 //!   discards, never undefined behaviour: **the protocol has no `unsafe`.** (The only `unsafe`
 //!   code is where the arrays live, `region`.)
@@ -115,12 +117,13 @@
 //!   generation, so the store of a thread that slept across a reuse reads as "unknown" to the new
 //!   generation (the sweep re-stamps it: at worst one timeout of delay, never an early end), and
 //!   two workers stamping one dialog at once may leave the earlier of their two times.
-//! - Two Dekker-style steps rely on `store; fence(SeqCst); load` on both sides: two claimers of
-//!   one key (announce, fence, scan: at least one sees the other), and a fork being published
+//! - Two Dekker-style steps: two claimers of one key (hint RMW and announce RMW, SeqCst, then
+//!   SeqCst loads of the hint and the rivals' words: at least one sees the other; the announce's
+//!   locked instruction is the full barrier, so no fence is needed), and a fork being published
 //!   versus its call being ended (publish, fence, read the call's word / DRAINING CAS, fence, scan
 //!   the forks: the fork is ended by one of the two). `loom` checks both.
-//! - The probe length hint is raised by an RMW (`fetch_max`) before the slot is announced, and
-//!   the scans after those fences re-read it: the side whose fence is later in the SeqCst order
+//! - The probe length hint is raised by an RMW of its word before the slot is announced, and
+//!   the scans after the announce re-read it: the side whose announce is later in the SeqCst order
 //!   reads the other's hint write (or a later one: it only grows), so its scan reaches the other's
 //!   slot. A reader that sees a key (or happens after its publish) sees its hint by coherence. A
 //!   claim landing on its home slot needs no hint (every probe scans the home slot).
@@ -151,9 +154,11 @@
 //!   `three_threads_invite_answer_and_cancel`;
 //!   without the hint update all three displaced-call models fail;
 //!   without the announce fence, or with the rival scan using the hint read before it,
-//!   `racing_invites_of_a_displaced_call_create_one` and `racing_invites_create_one_call` fail.
-//!   A Relaxed announce passes (the SeqCst fences order the payload for rivals); it is Release
-//!   for readers outside the Dekker step, and costs nothing on x86.
+//!   `racing_invites_of_a_displaced_call_create_one` and `racing_invites_create_one_call` fail
+//!   (mutations of the protocol before the hint moved into the word; since then, an announce
+//!   that is a SeqCst store instead of the RMW fails `racing_invites_create_one_call`). loom
+//!   treats SeqCst loads and stores as AcqRel (weaker than they are), so a model passing it
+//!   holds under the real orderings.
 
 // The protocol needs no `unsafe`: every shared field is an atomic. `region` (the arrays' memory)
 // carries the module's only `unsafe` blocks, each with its SAFETY comment.
@@ -178,6 +183,6 @@ pub use record::{
 };
 pub use stats::DialogStats;
 pub use table::{
-    CallHandle, CallInfo, Census, DialogConfig, DialogInfo, DialogState, DialogTable, HINT_BYTES,
+    CallHandle, CallInfo, Census, DialogConfig, DialogInfo, DialogState, DialogTable,
     InviteOutcome, Refused, ResponseOutcome, SLOT_BYTES,
 };

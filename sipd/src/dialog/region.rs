@@ -1,4 +1,4 @@
-//! The table's fixed arrays (control words, payloads, probe hints) in zeroed memory, backed by
+//! The table's slot array (control words and payloads) in zeroed memory, backed by
 //! 2 MiB pages when they are that large.
 //!
 //! Every dialog event lands on a random slot of arrays that are far larger than the TLB covers
@@ -10,7 +10,7 @@
 //! pages. Small arrays (tests, small tables) come from the heap.
 //!
 //! Only types whose all-zero bytes are a valid value live here ([`ZeroValid`]): the table's
-//! initial state is all zeros (EMPTY control words, zero payloads, zero hints). Under `loom`
+//! initial state is all zeros (EMPTY control words with zero probe hints, zero payloads). Under `loom`
 //! the arrays are plain boxes of loom atomics (those are not plain memory).
 
 #[cfg(not(loom))]
@@ -31,7 +31,7 @@ mod mapped {
     use std::alloc::{Layout, alloc_zeroed, dealloc, handle_alloc_error};
     use std::ops::Deref;
     use std::ptr::NonNull;
-    use std::sync::atomic::{AtomicU8, AtomicU64};
+    use std::sync::atomic::AtomicU64;
 
     use super::super::slot::Payload;
 
@@ -45,8 +45,6 @@ mod mapped {
     pub(crate) unsafe trait ZeroValid: Sync {}
     // SAFETY: an atomic integer has the layout of its integer; zero is a valid value.
     unsafe impl ZeroValid for AtomicU64 {}
-    // SAFETY: as above.
-    unsafe impl ZeroValid for AtomicU8 {}
     // SAFETY: `Payload` is `repr(C)` of `AtomicU64` fields only (and alignment padding).
     unsafe impl ZeroValid for Payload {}
 

@@ -14,7 +14,10 @@ use super::sync::AtomicU64;
 //   bits  8..16 children     (call slot) live or being-created forks, at most 255
 //   bits 16..32 fingerprint  16 bits of the Call-ID hash: probes skip other calls without
 //                            touching the payload
-//   bits 32..64 generation   bumped by every claim, so a stale reader or CAS fails (no ABA)
+//   bits 32..40 probe hint   of the home bucket this slot is: how far from it a key homed here
+//                            was ever claimed (see `DialogTable::cover`); kept across claims
+//   bits 40..64 generation   bumped by every claim (24 bits, wrapping), so a stale reader or
+//                            CAS fails (no ABA short of 16.7 M reuses of one slot under it)
 
 pub(crate) const EMPTY: u64 = 0;
 pub(crate) const FREE: u64 = 1;
@@ -35,7 +38,12 @@ const CHILD_ONE: u64 = 1 << CHILD_SHIFT;
 pub(crate) const MAX_CHILDREN: u64 = 0xff;
 pub(crate) const FP_SHIFT: u32 = 16;
 pub(crate) const FP_MASK: u64 = 0xffff << FP_SHIFT;
-const GEN_SHIFT: u32 = 32;
+const HINT_SHIFT: u32 = 32;
+const HINT_MASK: u64 = 0xff << HINT_SHIFT;
+/// The largest probe hint the word holds (the probe window is at most 256 slots).
+pub(crate) const MAX_HINT: usize = 0xff;
+const GEN_SHIFT: u32 = 40;
+const GEN_MAX: u32 = (1 << 24) - 1;
 
 /// Helpers over a control word value.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -53,6 +61,20 @@ impl Word {
     #[inline]
     pub(crate) fn gen_(self) -> u32 {
         (self.0 >> GEN_SHIFT) as u32
+    }
+    /// The probe hint of the home bucket this slot is.
+    #[inline]
+    pub(crate) fn hint(self) -> usize {
+        ((self.0 & HINT_MASK) >> HINT_SHIFT) as usize
+    }
+    /// The same word with its probe hint raised to at least `d` (at most [`MAX_HINT`]).
+    #[inline]
+    pub(crate) fn with_hint_at_least(self, d: usize) -> Word {
+        if d <= self.hint() {
+            self
+        } else {
+            Word((self.0 & !HINT_MASK) | ((d.min(MAX_HINT) as u64) << HINT_SHIFT))
+        }
     }
     #[inline]
     pub(crate) fn fp(self) -> u16 {
@@ -82,16 +104,28 @@ impl Word {
     pub(crate) fn flags(self) -> u64 {
         self.0 & FLAG_MASK
     }
-    /// A freshly claimed word: next generation, fingerprint, flags, no children.
+    /// A freshly claimed word: next generation, fingerprint, flags, no children; the probe hint
+    /// (the home bucket's, not the claimed key's) stays.
     #[inline]
     pub(crate) fn claim(prev: Word, fp: u16, flags: u64) -> Word {
-        let g = prev.gen_().wrapping_add(1) as u64;
-        Word((g << GEN_SHIFT) | ((fp as u64) << FP_SHIFT) | (flags & FLAG_MASK) | CLAIMING)
+        let g = (prev.gen_().wrapping_add(1) & GEN_MAX) as u64;
+        Word(
+            (g << GEN_SHIFT)
+                | (prev.0 & HINT_MASK)
+                | ((fp as u64) << FP_SHIFT)
+                | (flags & FLAG_MASK)
+                | CLAIMING,
+        )
     }
-    /// The word a slot keeps once freed: same generation, nothing else.
+    /// A word of generation `gen_` in `state`, nothing else (to compare generations with).
+    #[inline]
+    pub(crate) fn of_gen(gen_: u32, state: u64) -> Word {
+        Word((((gen_ & GEN_MAX) as u64) << GEN_SHIFT) | state)
+    }
+    /// The word a slot keeps once freed: same generation and probe hint, nothing else.
     #[inline]
     pub(crate) fn freed(self) -> Word {
-        Word(((self.gen_() as u64) << GEN_SHIFT) | FREE)
+        Word((self.0 & (((GEN_MAX as u64) << GEN_SHIFT) | HINT_MASK)) | FREE)
     }
     /// True for the states in which the payload's key is valid and visible to probes.
     #[inline]
@@ -240,8 +274,26 @@ mod tests {
         );
         let w2 = Word::claim(f, 1, 0);
         assert_eq!(w2.gen_(), 2);
-        let wrap = Word::claim(Word(((u32::MAX as u64) << 32) | FREE), 1, 0);
+        let wrap = Word::claim(Word(((GEN_MAX as u64) << GEN_SHIFT) | FREE), 1, 0);
         assert_eq!(wrap.gen_(), 0);
+    }
+
+    #[test]
+    fn the_probe_hint_only_grows_and_survives_claims_and_frees() {
+        let w = Word(EMPTY).with_hint_at_least(3);
+        assert_eq!((w.hint(), w.state()), (3, EMPTY));
+        assert_eq!(w.with_hint_at_least(2).hint(), 3);
+        assert_eq!(w.with_hint_at_least(300).hint(), MAX_HINT);
+        let c = Word::claim(w, 0xbeef, CONFIRMED);
+        assert_eq!((c.hint(), c.gen_(), c.fp()), (3, 1, 0xbeef));
+        let live = c.with_state(LIVE).with_hint_at_least(5).inc_children();
+        assert_eq!((live.hint(), live.children(), live.fp()), (5, 1, 0xbeef));
+        let f = live.freed();
+        assert_eq!(
+            (f.hint(), f.state(), f.gen_(), f.children()),
+            (5, FREE, 1, 0)
+        );
+        assert_eq!(Word::claim(f, 1, 0).hint(), 5);
     }
 
     #[test]

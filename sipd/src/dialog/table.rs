@@ -11,7 +11,7 @@ use super::record::{EndReason, Party, RecordEvent, RecordSink};
 use super::region::{Slab, slab};
 use super::slot::*;
 use super::stats::{C, DialogStats, STRIPES, Stripes, bump, stripe};
-use super::sync::{AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
+use super::sync::{AtomicU64, AtomicUsize, Ordering, fence};
 
 use Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 
@@ -186,9 +186,6 @@ enum Why {
 pub struct DialogTable {
     /// Control word and payload of each slot, one cache line each.
     slots: Slab<Payload>,
-    /// Per home bucket, the probe length hint: the farthest distance from the bucket at which a
-    /// key homed there was ever claimed. Only grows. Probes for a key stop there (module docs).
-    reach: Slab<AtomicU8>,
     cap: usize,
     window: usize,
     early_ms: u64,
@@ -225,9 +222,6 @@ const ROW_CHUNK: usize = 16;
 
 /// Bytes of one slot: its control word and payload, one cache line.
 pub const SLOT_BYTES: usize = std::mem::size_of::<Payload>();
-
-/// Bytes per home bucket besides its slot: the probe length hint.
-pub const HINT_BYTES: usize = std::mem::size_of::<u8>();
 
 #[inline]
 fn fp_of(cid: u64) -> u16 {
@@ -267,7 +261,6 @@ impl DialogTable {
         DialogTable {
             // All zeros: EMPTY words, zero payloads and hints.
             slots: slab(total, Payload::new),
-            reach: slab(cap, || AtomicU8::new(0)),
             cap,
             window,
             early_ms: cfg.early_timeout_ms,
@@ -297,7 +290,7 @@ impl DialogTable {
 
     /// Memory of the slot arrays and probe hints, bytes (fixed at build).
     pub fn memory_bytes(&self) -> usize {
-        self.slots.len() * SLOT_BYTES + self.reach.len() * HINT_BYTES
+        self.slots.len() * SLOT_BYTES
     }
 
     /// Limit trunk `trunk` to `limit` concurrent calls (`None`: no limit). Takes effect for the
@@ -372,7 +365,8 @@ impl DialogTable {
     #[inline]
     fn span(&self, cid: u64, order: Ordering) -> Range<usize> {
         let h = self.home(cid);
-        h..h + 1 + self.reach[h].load(order) as usize
+        // The hint is in the home slot's word: the line the probe reads first anyway.
+        h..h + 1 + Word(self.slots[h].word.load(order)).hint()
     }
 
     /// Slot `i` of `cid`'s window is being claimed: raise the home bucket's hint to cover it.
@@ -386,8 +380,12 @@ impl DialogTable {
         // The home slot is always scanned: no hint needed (most claims land there).
         if d > 0 {
             // An RMW even when the hint is already high enough: the Dekker argument in `claim`
-            // needs a write of ours to the hint before our fence, not only a read of another's.
-            self.reach[h].fetch_max(d as u8, SeqCst);
+            // needs a write of ours to the hint before our announce, not only a read of
+            // another's. It changes only the hint bits, so the word's owner loses nothing: its
+            // CASes fail and retry on the new word, and its announce is an RMW too.
+            let _ = self.slots[h]
+                .word
+                .fetch_update(SeqCst, SeqCst, |w| Some(Word(w).with_hint_at_least(d).0));
         }
     }
 
@@ -600,18 +598,18 @@ impl DialogTable {
             // `stamp` saturates at the start.)
             p.last.store(stamp(g, start, now), Relaxed);
             p.link.store(link, Relaxed);
-            // 3. Announce: the key becomes visible to other claimers (not to lookups). Release
-            //    publishes the payload stores to whoever reads this word (seqlock writer side).
-            //    Not SeqCst: the fence below is what orders it before our scan, and a SeqCst store
-            //    is a second full barrier (`xchg` on x86, besides the fence's locked `or`).
-            let announced = mine.with_state(RESERVED);
-            self.slots[i].word.store(announced.0, Release);
-            // Dekker: raise the hint and announce, full fence, then read the hint and the rivals'
-            // words. Of two claimers of one key, the one whose fence is later in the SeqCst order
-            // reads the other's hint write (or a later, larger one, the hint only grows) and sees
-            // its announcement: a SeqCst fence orders every store before it, whatever its own
-            // ordering, against every load after the other thread's fence.
-            fence(SeqCst);
+            // 3. Announce: the key becomes visible to other claimers (not to lookups); its
+            //    release publishes the payload stores (seqlock writer side). An RMW, CLAIMING + 1
+            //    = RESERVED: only we change the state of a CLAIMING slot, but another claimer may
+            //    raise the hint bits meanwhile (a plain store would erase them).
+            const { assert!(RESERVED == CLAIMING + 1) };
+            self.slots[i].word.fetch_add(RESERVED - CLAIMING, SeqCst);
+            // Dekker: raise the hint and announce (SeqCst RMWs), then read the hint and the
+            // rivals' words (SeqCst loads). Of two claimers of one key, the one whose announce is
+            // later in the SeqCst order reads the other's hint write (or a later, larger one: the
+            // hint only grows) and sees its announcement. (The announce's locked instruction is
+            // the full barrier; before the hint moved into the word it was a plain store and a
+            // fence.)
             // 4. Resolve rivals with the same key announced at the same time.
             for j in self.span(cid, SeqCst) {
                 if j == i {
@@ -1016,7 +1014,7 @@ impl DialogTable {
     ) -> usize {
         let link = record_id(g, i);
         let cid = self.slots[i].cid.load(Relaxed);
-        if !self.still(i, Word(((g as u64) << 32) | LIVE)) {
+        if !self.still(i, Word::of_gen(g, LIVE)) {
             return 0;
         }
         let fp = fp_of(cid);
@@ -1419,7 +1417,7 @@ impl DialogTable {
                 return o;
             }
             let start = self.slots[i].start.load(Relaxed);
-            if !self.still(i, Word(((g as u64) << 32) | LIVE)) {
+            if !self.still(i, Word::of_gen(g, LIVE)) {
                 self.release_child(link, EndReason::CallEnded, now);
                 return ResponseOutcome::UnknownCall;
             }
