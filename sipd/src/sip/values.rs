@@ -85,8 +85,19 @@ fn is_lws_byte(c: u8) -> bool {
 /// Skips LWS starting at `i`: SP/HTAB, and CRLF or bare LF when followed by SP/HTAB (a fold).
 /// A line break not followed by SP/HTAB is not LWS and stops the skip. Returns the index of the
 /// first byte that is not LWS (`s.len()` at the end).
-#[inline]
-pub fn skip_lws(s: &[u8], mut i: usize) -> usize {
+#[inline(always)]
+pub fn skip_lws(s: &[u8], i: usize) -> usize {
+    // Nearly always there is no LWS to skip: every LWS byte is at most SP, so one compare settles
+    // it inline and only real LWS pays for the call.
+    match s.get(i) {
+        Some(&c) if c > b' ' => i,
+        _ => skip_lws_run(s, i),
+    }
+}
+
+/// [`skip_lws`] byte by byte, out of line.
+#[inline(never)]
+fn skip_lws_run(s: &[u8], mut i: usize) -> usize {
     loop {
         match s.get(i) {
             Some(b' ' | b'\t') => i += 1,
