@@ -87,11 +87,12 @@ fn is_lws_byte(c: u8) -> bool {
 /// first byte that is not LWS (`s.len()` at the end).
 #[inline(always)]
 pub fn skip_lws(s: &[u8], i: usize) -> usize {
-    // Nearly always there is no LWS to skip: every LWS byte is at most SP, so one compare settles
-    // it inline and only real LWS pays for the call.
+    // Nearly always there is no LWS to skip (a byte above SP, which no LWS byte is, or the end
+    // of the value): settled inline, so only real LWS pays for the call.
     match s.get(i) {
         Some(&c) if c > b' ' => i,
-        _ => skip_lws_run(s, i),
+        None => s.len(),
+        Some(_) => skip_lws_run(s, i),
     }
 }
 
