@@ -38,6 +38,8 @@ pub(crate) static TOKEN: [bool; 256] = class(b"-.!%*_+`'~", true);
 pub(crate) static GEN_VALUE: [bool; 256] = class(b"-.!%*_+`'~[]:", true);
 /// `hostname` and `IPv4address` characters: alphanum / `-` / `.`.
 pub(crate) static HOSTNAME: [bool; 256] = class(b"-.", true);
+/// `alphanum`: ASCII letters and digits (one load a byte where range compares take several).
+pub(crate) static ALPHANUM: [bool; 256] = class(b"", true);
 /// SIP URI `user` characters other than escapes: unreserved / user-unreserved.
 pub(crate) static USER: [bool; 256] = class(b"-_.!~*'()&=+$,;?/", true);
 /// SIP URI `password` characters other than escapes.
