@@ -138,6 +138,7 @@ pub enum Method<'a> {
 }
 
 impl<'a> Method<'a> {
+    #[inline]
     pub fn from_bytes(token: &'a [u8]) -> Method<'a> {
         match token {
             b"INVITE" => Method::Invite,
@@ -723,12 +724,15 @@ fn parse_start_line<'a, S: Scan>(
     if uri.is_empty() || good != uri.len() {
         return Err(Error::new(ErrorKind::RequestUri, pos + uri_start + good));
     }
-    let version = version
-        .or_else(|| parse_version(&rest[last_sp + 1..]))
-        .ok_or(Error::new(
-            ErrorKind::Version,
-            pos + uri_start + last_sp + 1,
-        ))?;
+    // A `match`, not `or_else`: the closure was left out of line, a call on every request.
+    let version = match version {
+        Some(v) => Some(v),
+        None => parse_version(&rest[last_sp + 1..]),
+    }
+    .ok_or(Error::new(
+        ErrorKind::Version,
+        pos + uri_start + last_sp + 1,
+    ))?;
     Ok(StartLine::Request {
         method: Method::from_bytes(&line[..method_len]),
         uri,

@@ -40,6 +40,16 @@ impl<'a> Params<'a> {
         raw: &'a [u8],
         mut visit: impl FnMut(&'a [u8], Option<&'a [u8]>) -> Result<()>,
     ) -> Result<Self> {
+        Self::parse_visit_tokens(raw, |name, value, _| visit(name, value))
+    }
+
+    /// [`Params::parse_visit`], also telling `visit` whether the value is a non-empty `token`
+    /// (which the walk has just found out, so a caller need not scan the value again).
+    #[inline]
+    pub(crate) fn parse_visit_tokens(
+        raw: &'a [u8],
+        mut visit: impl FnMut(&'a [u8], Option<&'a [u8]>, bool) -> Result<()>,
+    ) -> Result<Self> {
         let mut i = 0;
         loop {
             i = skip_lws(raw, i);
@@ -55,6 +65,7 @@ impl<'a> Params<'a> {
             let name = &raw[i..name_end];
             i = skip_lws(raw, name_end);
             let mut value = None;
+            let mut value_is_token = false;
             if raw.get(i) == Some(&b'=') {
                 let value_start = skip_lws(raw, i + 1);
                 i = if raw.get(value_start) == Some(&b'"') {
@@ -67,11 +78,12 @@ impl<'a> Params<'a> {
                     if end == value_start {
                         return Err(Error::new(ErrorKind::Param, value_start));
                     }
+                    value_is_token = end == token_end;
                     end
                 };
                 value = Some(&raw[value_start..i]);
             }
-            visit(name, value)?;
+            visit(name, value, value_is_token)?;
         }
         Ok(Params { raw })
     }

@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::error::{Error, ErrorKind, Result};
 use super::params::Params;
-use super::values::{HNV, HOSTNAME, PASSWORD, USER, run, run_escaped, trim_lws_range};
+use super::values::{ALPHANUM, HNV, HOSTNAME, PASSWORD, USER, run, run_escaped, trim_lws_range};
 
 /// A URI scheme. `sip`, `sips` and `tel` are recognised case-insensitively.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -132,34 +132,33 @@ fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
 /// The IPv4 address at the start of `s` and its length, up to the first byte that is neither a
 /// digit nor a dot; `None` if those bytes are not an [`parse_ipv4`] address.
 fn parse_ipv4_prefix(s: &[u8]) -> Option<(Ipv4Addr, usize)> {
-    // One pass over the bytes: the current group's value (capped, so it cannot overflow) and
-    // digit count, checked at each dot and at the end.
+    // Group by group: up to three digits then a dot, so no per-byte digit count or overflow cap.
+    let digit = |i: usize| s.get(i).map(|c| c.wrapping_sub(b'0')).filter(|&d| d <= 9);
     let mut octets = [0u8; 4];
-    let mut group = 0;
-    let mut value = 0u32;
-    let mut digits = 0u32;
     let mut len = 0;
-    for &c in s {
-        let d = c.wrapping_sub(b'0');
-        if d <= 9 {
-            value = (value * 10 + u32::from(d)).min(1000);
-            digits += 1;
-        } else if c != b'.' {
-            break;
-        } else if group < 3 && (1..=3).contains(&digits) && value <= 255 {
-            octets[group] = value as u8;
-            group += 1;
-            value = 0;
-            digits = 0;
-        } else {
+    for (group, octet) in octets.iter_mut().enumerate() {
+        if group > 0 {
+            if s.get(len) != Some(&b'.') {
+                return None;
+            }
+            len += 1;
+        }
+        let mut value = u32::from(digit(len)?);
+        len += 1;
+        for _ in 0..2 {
+            let Some(d) = digit(len) else { break };
+            value = value * 10 + u32::from(d);
+            len += 1;
+        }
+        // A fourth digit, or a dot after the last group, makes it no address.
+        if value > 255 || digit(len).is_some() {
             return None;
         }
-        len += 1;
+        *octet = value as u8;
     }
-    if group != 3 || !(1..=3).contains(&digits) || value > 255 {
+    if s.get(len) == Some(&b'.') {
         return None;
     }
-    octets[3] = value as u8;
     Some((Ipv4Addr::from(octets), len))
 }
 
@@ -218,27 +217,32 @@ fn check_hostname(s: &[u8]) -> Result<()> {
 /// byte that is not alphanumeric or `.`. `None` for any other shape (which may still be valid).
 #[inline]
 fn simple_hostname_len(s: &[u8]) -> Option<usize> {
+    // Label by label: a tight loop over the alphanumerics (a table: one load a byte), then the
+    // byte that ended the label.
+    let mut len = 0;
     let mut label = 0;
     let mut top_label = 0;
-    let mut after_dot = true;
-    let mut len = 0;
-    for &c in s {
-        if c.is_ascii_alphanumeric() {
-            after_dot = false;
-        } else if c == b'.' && !after_dot {
-            after_dot = true;
-            top_label = label;
-            label = len + 1;
-        } else if matches!(c, b'.' | b'-') {
-            return None;
-        } else {
-            break;
+    loop {
+        let label_start = len;
+        while s.get(len).is_some_and(|&c| ALPHANUM[c as usize]) {
+            len += 1;
         }
-        len += 1;
+        let empty = len == label_start;
+        match s.get(len) {
+            Some(b'.') if !empty => {
+                top_label = label;
+                len += 1;
+                label = len;
+            }
+            Some(b'.' | b'-') => return None,
+            _ => {
+                // An empty last label: the name ended with a root dot (or is empty), and the top
+                // label is the one before it.
+                let top = if empty { top_label } else { label };
+                return (len > 0 && s[top].is_ascii_alphabetic()).then_some(len);
+            }
+        }
     }
-    // A root dot ends the name: the top label is then the one before it.
-    let top = if after_dot { top_label } else { label };
-    (len > 0 && s[top].is_ascii_alphabetic()).then_some(len)
 }
 
 /// [`check_hostname`] byte by byte, with the precise error offsets.

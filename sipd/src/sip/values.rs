@@ -38,6 +38,8 @@ pub(crate) static TOKEN: [bool; 256] = class(b"-.!%*_+`'~", true);
 pub(crate) static GEN_VALUE: [bool; 256] = class(b"-.!%*_+`'~[]:", true);
 /// `hostname` and `IPv4address` characters: alphanum / `-` / `.`.
 pub(crate) static HOSTNAME: [bool; 256] = class(b"-.", true);
+/// `alphanum`: ASCII letters and digits (one load a byte where range compares take several).
+pub(crate) static ALPHANUM: [bool; 256] = class(b"", true);
 /// SIP URI `user` characters other than escapes: unreserved / user-unreserved.
 pub(crate) static USER: [bool; 256] = class(b"-_.!~*'()&=+$,;?/", true);
 /// SIP URI `password` characters other than escapes.
@@ -85,8 +87,20 @@ fn is_lws_byte(c: u8) -> bool {
 /// Skips LWS starting at `i`: SP/HTAB, and CRLF or bare LF when followed by SP/HTAB (a fold).
 /// A line break not followed by SP/HTAB is not LWS and stops the skip. Returns the index of the
 /// first byte that is not LWS (`s.len()` at the end).
-#[inline]
-pub fn skip_lws(s: &[u8], mut i: usize) -> usize {
+#[inline(always)]
+pub fn skip_lws(s: &[u8], i: usize) -> usize {
+    // Nearly always there is no LWS to skip (a byte above SP, which no LWS byte is, or the end
+    // of the value): settled inline, so only real LWS pays for the call.
+    match s.get(i) {
+        Some(&c) if c > b' ' => i,
+        None => s.len(),
+        Some(_) => skip_lws_run(s, i),
+    }
+}
+
+/// [`skip_lws`] byte by byte, out of line.
+#[inline(never)]
+fn skip_lws_run(s: &[u8], mut i: usize) -> usize {
     loop {
         match s.get(i) {
             Some(b' ' | b'\t') => i += 1,

@@ -123,12 +123,11 @@ impl<'a> Via<'a> {
         let mut rport = Rport::Absent;
         let mut rport_name = None;
         let mut received = None;
-        let params = Params::parse_visit(raw, |name, value| {
+        let params = Params::parse_visit_tokens(raw, |name, value, value_is_token| {
             let ok = match name.len() {
                 6 if eq_lower_letters(name, b"branch") => {
                     branch = branch.or(value);
-                    // A vector scan: branches are long tokens.
-                    value.is_some_and(|v| !v.is_empty() && super::scan::token_len(v) == v.len())
+                    value_is_token
                 }
                 8 if eq_lower_letters(name, b"received") => {
                     let ip = value.and_then(Host::parse_ip);
