@@ -29,7 +29,7 @@ use sipd::dialog::{DialogConfig, DialogTable};
 
 #[path = "common/dialog_workload.rs"]
 mod workload;
-use workload::{Bh, K, Val, key};
+use workload::{Bh, K, Val, dash_life, key, table_life};
 
 const LIVE: usize = 100_000;
 const BATCH: usize = 10_000;
@@ -67,13 +67,7 @@ impl Store for Table {
         "sipd"
     }
     fn life(&self, k: &K, now: u64) {
-        let t = &self.0;
-        black_box(t.on_invite(k.0, k.4, "", "", now).is_ok());
-        black_box(t.on_response(k.0, Some(k.1), 180, now + 1));
-        black_box(t.on_response(k.0, Some(k.1), 200, now + 2));
-        black_box(t.lookup(k.2));
-        black_box(t.touch(k.2, now + 3));
-        black_box(t.on_bye(k.2, now + 4));
+        table_life(&self.0, k, now);
     }
     fn insert(&self, k: &K, now: u64) {
         black_box(self.0.on_invite(k.0, k.4, "", "", now).is_ok());
@@ -87,38 +81,13 @@ impl Store for Table {
     }
 }
 
-struct Dash(dashmap::DashMap<u128, Val, Bh>);
+struct Dash(workload::Dash);
 impl Store for Dash {
     fn name(&self) -> &'static str {
         "dashmap"
     }
     fn life(&self, k: &K, now: u64) {
-        let m = &self.0;
-        m.insert(
-            k.3,
-            Val {
-                state: 0,
-                trunk: k.4,
-                start: now,
-                last: now,
-                ..Val::default()
-            },
-        );
-        if let Some(mut v) = m.get_mut(&k.3) {
-            v.state = 1;
-            v.to = k.1.get();
-            v.last = now + 1;
-        }
-        if let Some(mut v) = m.get_mut(&k.3) {
-            v.state = 2;
-            v.answer = now + 2;
-            v.last = now + 2;
-        }
-        black_box(m.get(&k.3).map(|v| *v));
-        if let Some(mut v) = m.get_mut(&k.3) {
-            v.last = now + 3;
-        }
-        black_box(m.remove(&k.3));
+        dash_life(&self.0, k, now);
     }
     fn insert(&self, k: &K, now: u64) {
         self.0.insert(

@@ -5,7 +5,9 @@
 
 use std::hash::{BuildHasherDefault, Hasher};
 
-use sipd::dialog::{CallKey, DialogKey, Tag};
+use std::hint::black_box;
+
+use sipd::dialog::{CallKey, DialogKey, DialogTable, Tag};
 
 /// Calls come from this many trunks.
 pub const TRUNKS: u64 = 16;
@@ -64,4 +66,49 @@ pub fn key(set: u64, n: u64) -> K {
         (cid as u128) << 64 | from.get() as u128,
         (n % TRUNKS) as u32,
     )
+}
+
+/// One call's life on the table: INVITE, 180, 200, lookup, in-dialog request, BYE.
+#[inline(always)]
+pub fn table_life(t: &DialogTable, k: &K, now: u64) {
+    black_box(t.on_invite(k.0, k.4, "", "", now).is_ok());
+    black_box(t.on_response(k.0, Some(k.1), 180, now + 1));
+    black_box(t.on_response(k.0, Some(k.1), 200, now + 2));
+    black_box(t.lookup(k.2));
+    black_box(t.touch(k.2, now + 3));
+    black_box(t.on_bye(k.2, now + 4));
+}
+
+/// The dashmap peer.
+pub type Dash = dashmap::DashMap<u128, Val, Bh>;
+
+/// The same life on the dashmap peer: insert, two updates (state, To tag, answer and activity
+/// times), a read, an activity update, remove.
+#[inline(always)]
+pub fn dash_life(m: &Dash, k: &K, now: u64) {
+    m.insert(
+        k.3,
+        Val {
+            state: 0,
+            trunk: k.4,
+            start: now,
+            last: now,
+            ..Val::default()
+        },
+    );
+    if let Some(mut v) = m.get_mut(&k.3) {
+        v.state = 1;
+        v.to = k.1.get();
+        v.last = now + 1;
+    }
+    if let Some(mut v) = m.get_mut(&k.3) {
+        v.state = 2;
+        v.answer = now + 2;
+        v.last = now + 2;
+    }
+    black_box(m.get(&k.3).map(|v| *v));
+    if let Some(mut v) = m.get_mut(&k.3) {
+        v.last = now + 3;
+    }
+    black_box(m.remove(&k.3));
 }

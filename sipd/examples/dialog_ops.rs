@@ -16,14 +16,17 @@
 //! A third argument `dashmap` runs the same lives on the bench's dashmap peer instead (a
 //! `DashMap<u128, Val>` with the bench's pre-hashed hasher, the same 6 operations per call), for
 //! its instruction count on the same workload (`--toggle-collect='dialog_ops::dash_run*'`).
-
-use std::hint::black_box;
+//!
+//! `interleaved` times the table and dashmap alternately, `rounds` rounds of 10,000 new calls
+//! per thread with 1 and then 2 threads, and prints the best and median round of each and their
+//! ratio (`dialog_ops 50 101 interleaved`): a wall-clock comparison that holds up on a shared
+//! machine where criterion's one-store-after-the-other runs drift.
 
 use sipd::dialog::{DialogConfig, DialogTable};
 
 #[path = "../../benches/common/dialog_workload.rs"]
 mod workload;
-use workload::{Bh, Val, key};
+use workload::{Dash, Val, dash_life, key, table_life};
 
 const LIVE: u64 = 100_000;
 const BATCH: u64 = 10_000;
@@ -42,50 +45,16 @@ fn run(t: &DialogTable, first: u64, rounds: u64) {
 fn lives(t: &DialogTable, first: u64, rounds: u64) {
     for r in first..first + rounds {
         for i in 0..BATCH {
-            let k = key(r, i);
-            black_box(t.on_invite(k.0, k.4, "", "", 10).is_ok());
-            black_box(t.on_response(k.0, Some(k.1), 180, 11));
-            black_box(t.on_response(k.0, Some(k.1), 200, 12));
-            black_box(t.lookup(k.2));
-            black_box(t.touch(k.2, 13));
-            black_box(t.on_bye(k.2, 14));
+            table_life(t, &key(r, i), 10);
         }
     }
 }
-
-type Dash = dashmap::DashMap<u128, Val, Bh>;
 
 #[inline(always)]
 fn dash_lives(m: &Dash, first: u64, rounds: u64) {
     for r in first..first + rounds {
         for i in 0..BATCH {
-            let k = key(r, i);
-            let mk = k.3;
-            let now = 10;
-            m.insert(
-                mk,
-                Val {
-                    trunk: k.4,
-                    start: now,
-                    last: now,
-                    ..Val::default()
-                },
-            );
-            if let Some(mut v) = m.get_mut(&mk) {
-                v.state = 1;
-                v.to = k.1.get();
-                v.last = now + 1;
-            }
-            if let Some(mut v) = m.get_mut(&mk) {
-                v.state = 2;
-                v.answer = now + 2;
-                v.last = now + 2;
-            }
-            black_box(m.get(&mk).map(|v| *v));
-            if let Some(mut v) = m.get_mut(&mk) {
-                v.last = now + 3;
-            }
-            black_box(m.remove(&mk));
+            dash_life(m, &key(r, i), 10);
         }
     }
 }
@@ -100,7 +69,22 @@ fn dash_run(m: &Dash, first: u64, rounds: u64) {
     dash_lives(m, first, rounds)
 }
 
-fn dash_main(warm_rounds: u64, rounds: u64) {
+/// The table with `LIVE` confirmed calls, as the bench fills it.
+fn filled_table() -> DialogTable {
+    let t = DialogTable::new(DialogConfig {
+        capacity: 1 << 18,
+        ..DialogConfig::default()
+    });
+    for i in 0..LIVE {
+        let k = key(0, i);
+        t.on_invite(k.0, k.4, "", "", 1).unwrap();
+        t.on_response(k.0, Some(k.1), 200, 1);
+    }
+    t
+}
+
+/// The dashmap peer with the same `LIVE` calls.
+fn filled_dash() -> Dash {
     let m = Dash::with_capacity_and_hasher(2 * LIVE as usize, Default::default());
     for i in 0..LIVE {
         let k = key(0, i);
@@ -112,6 +96,62 @@ fn dash_main(warm_rounds: u64, rounds: u64) {
         };
         m.insert(k.3, v);
     }
+    m
+}
+
+/// Wall time of `threads` threads each running `life` over `BATCH` new calls of its own key set
+/// (`first + thread`), in ns per operation.
+fn time_lives(threads: u64, first: u64, life: &(dyn Fn(&workload::K) + Sync)) -> f64 {
+    let start = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for th in 0..threads {
+            s.spawn(move || {
+                for i in 0..BATCH {
+                    life(&key(first + th, i));
+                }
+            });
+        }
+    });
+    start.elapsed().as_nanos() as f64 / (threads * BATCH * 6) as f64
+}
+
+/// Table and dashmap timed alternately, round after round, with 1 and 2 threads: on a shared
+/// machine whose speed drifts from second to second (criterion times one store after the
+/// other), both see the same conditions. Prints the best and the median round of each.
+fn interleaved(warm_rounds: u64, rounds: u64) {
+    let t = filled_table();
+    let m = filled_dash();
+    warm(&t, 1, warm_rounds);
+    dash_warm(&m, 1, warm_rounds);
+    let mut set = 1 + warm_rounds;
+    for threads in [1, 2] {
+        let (mut table_ns, mut dash_ns) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            table_ns.push(time_lives(threads, set, &|k| table_life(&t, k, 10)));
+            dash_ns.push(time_lives(threads, set, &|k| dash_life(&m, k, 10)));
+            set += threads;
+        }
+        for v in [&mut table_ns, &mut dash_ns] {
+            v.sort_by(f64::total_cmp);
+        }
+        let (tb, tm) = (table_ns[0], table_ns[rounds as usize / 2]);
+        let (db, dm) = (dash_ns[0], dash_ns[rounds as usize / 2]);
+        println!(
+            "{threads} thread(s), {rounds} rounds of {} calls: table {:.1} M ops/s best, {:.1} median; \
+             dashmap {:.1} best, {:.1} median; table/dashmap {:.2}x best, {:.2}x median",
+            threads * BATCH,
+            1e3 / tb,
+            1e3 / tm,
+            1e3 / db,
+            1e3 / dm,
+            db / tb,
+            dm / tm,
+        );
+    }
+}
+
+fn dash_main(warm_rounds: u64, rounds: u64) {
+    let m = filled_dash();
     dash_warm(&m, 1, warm_rounds);
     let start = std::time::Instant::now();
     dash_run(&m, 1 + warm_rounds, rounds);
@@ -128,18 +168,12 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let warm_rounds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
     let rounds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
-    if args.next().as_deref() == Some("dashmap") {
-        return dash_main(warm_rounds, rounds);
+    match args.next().as_deref() {
+        Some("dashmap") => return dash_main(warm_rounds, rounds),
+        Some("interleaved") => return interleaved(warm_rounds, rounds),
+        _ => {}
     }
-    let t = DialogTable::new(DialogConfig {
-        capacity: 1 << 18,
-        ..DialogConfig::default()
-    });
-    for i in 0..LIVE {
-        let k = key(0, i);
-        t.on_invite(k.0, k.4, "", "", 1).unwrap();
-        t.on_response(k.0, Some(k.1), 200, 1);
-    }
+    let t = filled_table();
     warm(&t, 1, warm_rounds);
     let start = std::time::Instant::now();
     run(&t, 1 + warm_rounds, rounds);
