@@ -90,17 +90,7 @@ impl Store for Dash {
         dash_life(&self.0, k, now);
     }
     fn insert(&self, k: &K, now: u64) {
-        self.0.insert(
-            k.3,
-            Val {
-                state: 2,
-                start: now,
-                answer: now,
-                last: now,
-                to: k.1.get(),
-                trunk: k.4,
-            },
-        );
+        self.0.insert(k.3, Val::confirmed(k, now));
     }
     fn lookup(&self, k: &K) -> bool {
         self.0.get(&k.3).map(|v| *v).is_some()
@@ -117,16 +107,7 @@ impl Store for Papaya {
     }
     fn life(&self, k: &K, now: u64) {
         let m = self.0.pin();
-        m.insert(
-            k.3,
-            Val {
-                state: 0,
-                trunk: k.4,
-                start: now,
-                last: now,
-                ..Val::default()
-            },
-        );
+        m.insert(k.3, Val::invited(k, now));
         m.update(k.3, |v| Val {
             state: 1,
             to: k.1.get(),
@@ -147,17 +128,7 @@ impl Store for Papaya {
         black_box(m.remove(&k.3).copied());
     }
     fn insert(&self, k: &K, now: u64) {
-        self.0.pin().insert(
-            k.3,
-            Val {
-                state: 2,
-                start: now,
-                answer: now,
-                last: now,
-                to: k.1.get(),
-                trunk: k.4,
-            },
-        );
+        self.0.pin().insert(k.3, Val::confirmed(k, now));
     }
     fn lookup(&self, k: &K) -> bool {
         self.0.pin().get(&k.3).copied().is_some()

@@ -41,6 +41,31 @@ pub struct Val {
     pub to: u64,
 }
 
+impl Val {
+    /// A call just invited at `now` (what an INVITE stores).
+    pub fn invited(k: &K, now: u64) -> Val {
+        Val {
+            state: 0,
+            trunk: k.4,
+            start: now,
+            last: now,
+            ..Val::default()
+        }
+    }
+
+    /// A call answered at `now` (the live calls the runs keep, and the insert-only workloads).
+    pub fn confirmed(k: &K, now: u64) -> Val {
+        Val {
+            state: 2,
+            trunk: k.4,
+            start: now,
+            answer: now,
+            last: now,
+            to: k.1.get(),
+        }
+    }
+}
+
 /// splitmix64's finaliser: cheap (the same cost for every store), uniform output.
 pub fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -86,16 +111,7 @@ pub type Dash = dashmap::DashMap<u128, Val, Bh>;
 /// times), a read, an activity update, remove.
 #[inline(always)]
 pub fn dash_life(m: &Dash, k: &K, now: u64) {
-    m.insert(
-        k.3,
-        Val {
-            state: 0,
-            trunk: k.4,
-            start: now,
-            last: now,
-            ..Val::default()
-        },
-    );
+    m.insert(k.3, Val::invited(k, now));
     if let Some(mut v) = m.get_mut(&k.3) {
         v.state = 1;
         v.to = k.1.get();

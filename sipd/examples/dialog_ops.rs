@@ -88,13 +88,7 @@ fn filled_dash() -> Dash {
     let m = Dash::with_capacity_and_hasher(2 * LIVE as usize, Default::default());
     for i in 0..LIVE {
         let k = key(0, i);
-        let v = Val {
-            state: 2,
-            trunk: k.4,
-            to: k.1.get(),
-            ..Val::default()
-        };
-        m.insert(k.3, v);
+        m.insert(k.3, Val::confirmed(&k, 1));
     }
     m
 }
