@@ -361,7 +361,7 @@ impl DialogTable {
     }
 
     /// The part of `cid`'s window a probe for a key must scan: up to the home bucket's hint.
-    /// `order`: Acquire for readers; SeqCst where a Dekker step reads it after its fence.
+    /// `order`: Acquire for readers; SeqCst where a Dekker step reads it after its announce.
     #[inline]
     fn span(&self, cid: u64, order: Ordering) -> Range<usize> {
         let h = self.home(cid);
@@ -372,7 +372,7 @@ impl DialogTable {
     /// Slot `i` of `cid`'s window is being claimed: raise the home bucket's hint to cover it.
     /// Called before the slot is announced (RESERVED) and so before it can be published: a
     /// reader that can see the key sees the hint (coherence), and of two claimers of one key, the
-    /// one whose fence comes second reads a hint covering the other (see `claim`).
+    /// one whose announce comes second reads a hint covering the other (see `claim`).
     #[inline]
     fn cover(&self, cid: u64, i: usize) {
         let h = self.home(cid);
