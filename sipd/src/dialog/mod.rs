@@ -148,7 +148,8 @@
 //! - `dialog::loom_tests` (loom, 2-3 threads on a 3-slot table), run with
 //!   `RUSTFLAGS="--cfg loom" cargo test -p sipd --release --lib --target-dir target/loom dialog::loom`
 //!   (seconds after the build; `LOOM_MAX_PREEMPTIONS=8` searched deeper: the 10 models of
-//!   the earlier protocol in about 85 s, all 12 of this one in 12 min on a loaded machine).
+//!   the earlier protocol in about 85 s, all 12 of this one in 12 min on a loaded machine, and
+//!   again in 11 min once the probe hint moved into the control word).
 //!   Checked against mutations: an ender of an unanswered call that only reads `to` instead of
 //!   closing it by CAS fails `provisional_racing_cancel_counts_the_dialog_once` and
 //!   `three_threads_invite_answer_and_cancel`;
