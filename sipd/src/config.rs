@@ -592,7 +592,7 @@ impl HealthSlots {
 
     /// Places a configuration's targets into fresh slots (contiguous per group, wrapping when
     /// the table is exhausted), carrying state over; returns the proxy configuration to run and
-    /// the probes (slot, address, transport, settings) for a [`HealthProber`].
+    /// the probes (slot, address, transport, settings) for a [`HealthProber`](crate::proxy::group::HealthProber).
     pub fn assign(&mut self, routing: &Routing) -> (Arc<ProxyConfig>, Vec<ProbeSlot>) {
         let mut proxy = routing.proxy.clone();
         let capacity = self.health.len().max(1);

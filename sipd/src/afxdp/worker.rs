@@ -52,7 +52,7 @@ pub struct WorkerConfig {
     /// Answers put on the TX ring and sent while an RX batch is still being handled, at most
     /// this many at a time: a datagram early in a batch leaves without waiting for the rest of
     /// the batch to be handled. The default, 32, is what one copy-mode `sendto` sends anyway
-    /// ([`COPY_TX_BUDGET`]), so a full batch costs no more kicks than sending it whole.
+    /// (`COPY_TX_BUDGET`), so a full batch costs no more kicks than sending it whole.
     pub tx_flush: usize,
     /// Core to pin the worker thread to.
     pub core: Option<usize>,
@@ -130,7 +130,7 @@ pub struct WorkerStats {
     /// `sendto` kicks.
     pub tx_kicks: AtomicU64,
     /// The kernel's count of datagrams dropped because the RX ring was full (the worker fell
-    /// behind), read from the socket every [`XSK_STATS_EVERY`].
+    /// behind), read from the socket every `XSK_STATS_EVERY`.
     pub rx_ring_full: AtomicU64,
     /// The kernel's count of datagrams dropped for an empty fill ring.
     pub rx_fill_empty: AtomicU64,

@@ -10,7 +10,7 @@
 //! the length (32 digits MD5, 64 digits SHA-256), so a user has up to one line per algorithm and
 //! plain passwords are never stored. The user is everything before the first `:` and the HA1
 //! everything after the last one, so a realm may contain `:` (e.g. `host:5060`) but a user may
-//! not. Lines are produced by [`line`] (and `sipd passwd`, see [`super::cli`]).
+//! not. Lines are produced by [`line()`] (and `sipd passwd`, see [`super::cli`]).
 //!
 //! The store is swapped as a whole on reload ([`CredentialStore::reload`]): readers never lock.
 

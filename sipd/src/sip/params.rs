@@ -11,7 +11,7 @@ use super::values::{
 
 /// A validated parameter list, borrowing its raw bytes (empty, or starting with `;` possibly
 /// preceded by LWS). Names compare case-insensitively; values are returned raw: a quoted-string
-/// value keeps its quotes (see [`unquote`](super::values::unquote)) and URI parameters keep their
+/// value keeps its quotes (see [`unquote`]) and URI parameters keep their
 /// `%` escapes.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Params<'a> {
