@@ -58,37 +58,32 @@ fn token_bad(x: __m256i) -> u32 {
 
 #[target_feature(enable = "avx2")]
 #[inline]
-fn value_bad(x: __m256i) -> u32 {
-    // Bad: a control byte other than HTAB, or DEL.
-    let ctl = in_range(x, 0x00, 0x1F);
-    let bad = _mm256_or_si256(_mm256_andnot_si256(eq(x, b'\t'), ctl), eq(x, 0x7F));
-    _mm256_movemask_epi8(bad) as u32
-}
-
-#[target_feature(enable = "avx2")]
-#[inline]
 fn uri_bad(x: __m256i) -> u32 {
     !(_mm256_movemask_epi8(in_range(x, 0x21, 0x7E)) as u32)
 }
 
+/// `a | b`.
 #[target_feature(enable = "avx2")]
 #[inline]
-fn list_bad(x: __m256i) -> u32 {
-    let bad = _mm256_or_si256(_mm256_or_si256(eq(x, b','), eq(x, b'"')), eq(x, b'<'));
-    _mm256_movemask_epi8(bad) as u32
+fn or(a: __m256i, b: __m256i) -> __m256i {
+    _mm256_or_si256(a, b)
 }
 
+/// `!a & b`.
 #[target_feature(enable = "avx2")]
 #[inline]
-fn angled_bad(x: __m256i) -> u32 {
-    _mm256_movemask_epi8(eq(x, b'>')) as u32
+fn andnot(a: __m256i, b: __m256i) -> __m256i {
+    _mm256_andnot_si256(a, b)
 }
 
+/// The top bit of every byte, as the low bits of a mask.
 #[target_feature(enable = "avx2")]
 #[inline]
-fn quoted_bad(x: __m256i) -> u32 {
-    value_bad(x) | _mm256_movemask_epi8(_mm256_or_si256(eq(x, b'"'), eq(x, b'\\'))) as u32
+fn mask(x: __m256i) -> u32 {
+    _mm256_movemask_epi8(x) as u32
 }
+
+compare_classes!("avx2", __m256i);
 
 /// Loads the 32 bytes at `bytes[at..at + 32]`.
 #[target_feature(enable = "avx2")]

@@ -48,6 +48,43 @@
 use core::fmt;
 use core::sync::atomic::{AtomicU8, Ordering};
 
+/// The byte classes a vector backend computes with plain compares (`value`, `list`, `angled`,
+/// `quoted`; `token` and `uri` differ per instruction set), expanded in the backend's module from
+/// its own `eq`, `in_range`, `or`, `andnot` and `mask`, so each class is written once. Each
+/// returns a mask with bit `k` set iff byte `k` is not in the class.
+macro_rules! compare_classes {
+    ($feature:literal, $vec:ty) => {
+        /// Bad: a control byte other than HTAB, or DEL.
+        #[target_feature(enable = $feature)]
+        #[inline]
+        fn value_bad(x: $vec) -> u32 {
+            let ctl = in_range(x, 0x00, 0x1F);
+            mask(or(andnot(eq(x, b'\t'), ctl), eq(x, 0x7F)))
+        }
+
+        /// Bad: what ends a list element's plain run: `,`, `"` or `<`.
+        #[target_feature(enable = $feature)]
+        #[inline]
+        fn list_bad(x: $vec) -> u32 {
+            mask(or(or(eq(x, b','), eq(x, b'"')), eq(x, b'<')))
+        }
+
+        /// Bad: `>`.
+        #[target_feature(enable = $feature)]
+        #[inline]
+        fn angled_bad(x: $vec) -> u32 {
+            mask(eq(x, b'>'))
+        }
+
+        /// Bad: what is not a value byte, and `"` or `\`.
+        #[target_feature(enable = $feature)]
+        #[inline]
+        fn quoted_bad(x: $vec) -> u32 {
+            value_bad(x) | mask(or(eq(x, b'"'), eq(x, b'\\')))
+        }
+    };
+}
+
 /// A vector backend's `token_value_len`, expanded in the backend's module (with its `load`,
 /// `token_bad`, `value_bad`, `token_len` and `value_len`) for its target feature and vector width.
 macro_rules! token_value_len_fn {

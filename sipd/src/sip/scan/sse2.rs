@@ -63,37 +63,32 @@ fn token_bad(x: __m128i) -> u32 {
 
 #[target_feature(enable = "sse2")]
 #[inline]
-fn value_bad(x: __m128i) -> u32 {
-    // Bad: a control byte other than HTAB, or DEL.
-    let ctl = in_range(x, 0x00, 0x1F);
-    let bad = _mm_or_si128(_mm_andnot_si128(eq(x, b'\t'), ctl), eq(x, 0x7F));
-    _mm_movemask_epi8(bad) as u32
-}
-
-#[target_feature(enable = "sse2")]
-#[inline]
 fn uri_bad(x: __m128i) -> u32 {
     bad_bits(in_range(x, 0x21, 0x7E))
 }
 
+/// `a | b`.
 #[target_feature(enable = "sse2")]
 #[inline]
-fn list_bad(x: __m128i) -> u32 {
-    let bad = _mm_or_si128(_mm_or_si128(eq(x, b','), eq(x, b'"')), eq(x, b'<'));
-    _mm_movemask_epi8(bad) as u32
+fn or(a: __m128i, b: __m128i) -> __m128i {
+    _mm_or_si128(a, b)
 }
 
+/// `!a & b`.
 #[target_feature(enable = "sse2")]
 #[inline]
-fn angled_bad(x: __m128i) -> u32 {
-    _mm_movemask_epi8(eq(x, b'>')) as u32
+fn andnot(a: __m128i, b: __m128i) -> __m128i {
+    _mm_andnot_si128(a, b)
 }
 
+/// The top bit of every byte, as the low bits of a mask.
 #[target_feature(enable = "sse2")]
 #[inline]
-fn quoted_bad(x: __m128i) -> u32 {
-    value_bad(x) | _mm_movemask_epi8(_mm_or_si128(eq(x, b'"'), eq(x, b'\\'))) as u32
+fn mask(x: __m128i) -> u32 {
+    _mm_movemask_epi8(x) as u32
 }
+
+compare_classes!("sse2", __m128i);
 
 /// Loads the 16 bytes at `bytes[at..at + 16]`.
 #[target_feature(enable = "sse2")]
