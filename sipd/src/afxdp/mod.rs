@@ -60,6 +60,12 @@ pub enum Verdict {
 /// payload area of a free TX frame, placed for a reply of the same IP family and VLAN tagging as
 /// the received frame ([`crate::wire::frame::payload_offset`]). It never touches a socket.
 pub trait FrameHandler {
+    /// Called for every datagram of a received batch, in order, before the batch's `handle`
+    /// calls: a chance to start loading what `handle` will need (the proxy prefetches the
+    /// dialog table's line for the Call-ID). It must not change what `handle` does. The
+    /// default does nothing.
+    fn look_ahead(&mut self, _payload: &[u8]) {}
+
     /// Handles one datagram from `src` to `dst` received at `now_ms` (milliseconds on the
     /// worker's monotonic clock, shared by all workers started with the same epoch).
     fn handle(

@@ -111,6 +111,10 @@ impl ProxyFrames {
 }
 
 impl FrameHandler for ProxyFrames {
+    fn look_ahead(&mut self, payload: &[u8]) {
+        self.proxy.look_ahead(payload);
+    }
+
     fn handle(
         &mut self,
         now_ms: u64,

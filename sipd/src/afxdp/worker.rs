@@ -13,7 +13,7 @@ use xsk_rs::config::{
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use super::{FrameHandler, NextHop, Verdict};
-use crate::wire::frame::{UdpHeaders, emit_udp_headers, parse_udp, payload_offset};
+use crate::wire::frame::{UdpFrame, UdpHeaders, emit_udp_headers, parse_udp, payload_offset};
 
 /// Whether to ask for zero-copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -395,6 +395,8 @@ impl Worker {
         let mut free_tx: Vec<FrameDesc> = pool.to_vec();
 
         let mut rx = vec![FrameDesc::default(); batch];
+        // The batch's frames as parsed in the look-ahead pass, for the handling pass.
+        let mut metas: Vec<Option<UdpFrame>> = Vec::with_capacity(batch);
         let mut done = vec![FrameDesc::default(); n_ring];
         let mut tx_batch: Vec<FrameDesc> = Vec::with_capacity(batch);
         // RX frames the fill ring had no room for yet (the kernel publishes what it took from
@@ -438,12 +440,25 @@ impl Worker {
             local.rx += n as u64;
             let now_ms = now.duration_since(epoch).as_millis() as u64;
 
+            // Two passes: the handler looks at every datagram first (the proxy starts loading
+            // the dialog table's lines), so the batch's cache misses overlap.
+            metas.clear();
             for desc in &rx[..n] {
                 // SAFETY: `desc` came off the RX ring: ours until we put it on the fill ring,
                 // and only read here.
                 let data = unsafe { self.umem.data(desc) };
                 let frame = data.contents();
-                let Ok(meta) = parse_udp(frame) else {
+                let meta = parse_udp(frame).ok();
+                if let Some(meta) = &meta {
+                    handler.look_ahead(&frame[meta.payload.clone()]);
+                }
+                metas.push(meta);
+            }
+            for (desc, meta) in rx[..n].iter().zip(metas.drain(..)) {
+                // SAFETY: as in the first pass.
+                let data = unsafe { self.umem.data(desc) };
+                let frame = data.contents();
+                let Some(meta) = meta else {
                     local.unparsed += 1;
                     continue;
                 };

@@ -27,7 +27,7 @@ fn seed() -> u64 {
 /// Domain separation so a Call-ID and a tag with the same bytes hash differently.
 const TAG_DOMAIN: u64 = 0x7a67_7a67_7a67_7a67;
 
-fn hash_call_id(call_id: &[u8]) -> u64 {
+pub(crate) fn hash_call_id(call_id: &[u8]) -> u64 {
     xxh3_64_with_seed(call_id, seed())
 }
 

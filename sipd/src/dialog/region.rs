@@ -25,6 +25,22 @@ pub(crate) fn slab<T>(n: usize, make: impl FnMut() -> T) -> Slab<T> {
     std::iter::repeat_with(make).take(n).collect()
 }
 
+/// Asks the CPU to start loading `value`'s (first) cache line into all cache levels, and returns
+/// at once (a no-op where there is no prefetch instruction we use).
+#[inline(always)]
+#[allow(unsafe_code)]
+pub(crate) fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it never faults and changes no memory; `value` is a
+    // reference, so the address is valid anyway.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>((value as *const T).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
+}
+
 #[cfg(not(loom))]
 #[allow(unsafe_code)]
 mod mapped {
