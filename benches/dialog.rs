@@ -14,6 +14,9 @@
 //! work per call, not more). The maps get a cheap hasher over the already-hashed 128-bit key
 //! (their default SipHash would be an unfair handicap); the table's keys are hashed up front too.
 //!
+//! - `sipd-prefetched`: the table handling the calls 16 at a time as a worker handles a received
+//!   batch (`Proxy::look_ahead`): each call's line prefetched first, then the lives. Every
+//!   store is given the calls in the same groups; the others handle them one by one.
 //! - `floor`: not a map, a yardstick (see [`Floor`]): one random cache line and one CAS per
 //!   state change per call, what any lock-free call table pays at least on this machine.
 //!
@@ -29,7 +32,7 @@ use sipd::dialog::{DialogConfig, DialogTable};
 
 #[path = "common/dialog_workload.rs"]
 mod workload;
-use workload::{Bh, K, Val, dash_life, key, table_life};
+use workload::{Bh, K, PREFETCH_GROUP, Val, dash_life, key, table_life, table_lives_prefetched};
 
 const LIVE: usize = 100_000;
 const BATCH: usize = 10_000;
@@ -56,6 +59,13 @@ fn fresh(t: usize) -> impl Iterator<Item = K> + Clone {
 trait Store: Sync {
     fn name(&self) -> &'static str;
     fn life(&self, k: &K, now: u64);
+    /// The lives of a group of calls received together: one after the other, unless the store
+    /// can do better with the whole group in hand.
+    fn lives(&self, group: &[K], now: u64) {
+        for k in group {
+            self.life(k, now);
+        }
+    }
     fn insert(&self, k: &K, now: u64);
     fn lookup(&self, k: &K) -> bool;
     fn remove(&self, k: &K, now: u64);
@@ -68,6 +78,32 @@ impl Store for Table {
     }
     fn life(&self, k: &K, now: u64) {
         table_life(&self.0, k, now);
+    }
+    fn insert(&self, k: &K, now: u64) {
+        black_box(self.0.on_invite(k.0, k.4, "", "", now).is_ok());
+        black_box(self.0.on_response(k.0, Some(k.1), 200, now));
+    }
+    fn lookup(&self, k: &K) -> bool {
+        self.0.lookup(k.2).is_some()
+    }
+    fn remove(&self, k: &K, now: u64) {
+        black_box(self.0.on_bye(k.2, now));
+    }
+}
+
+/// The same table, handling each group of calls as a worker handles a received batch: every
+/// call's line prefetched first (`DialogTable::prefetch`, what `Proxy::look_ahead` does), then
+/// the lives. The maps have no such call: their bucket's address is theirs to know.
+struct TablePrefetched(DialogTable);
+impl Store for TablePrefetched {
+    fn name(&self) -> &'static str {
+        "sipd-prefetched"
+    }
+    fn life(&self, k: &K, now: u64) {
+        table_life(&self.0, k, now);
+    }
+    fn lives(&self, group: &[K], now: u64) {
+        table_lives_prefetched(&self.0, group, now);
     }
     fn insert(&self, k: &K, now: u64) {
         black_box(self.0.on_invite(k.0, k.4, "", "", now).is_ok());
@@ -192,18 +228,21 @@ impl Store for Floor {
 }
 
 fn stores() -> Vec<Box<dyn Store>> {
-    let table = DialogTable::new(DialogConfig {
-        // ~0.4 load with the live set, both batches and the forks-free calls.
-        capacity: 1 << 18,
-        ..DialogConfig::default()
-    });
+    let table = || {
+        DialogTable::new(DialogConfig {
+            // ~0.4 load with the live set, both batches and the forks-free calls.
+            capacity: 1 << 18,
+            ..DialogConfig::default()
+        })
+    };
     let dash = dashmap::DashMap::with_capacity_and_hasher(LIVE * 2, Bh::default());
     let papaya = papaya::HashMap::builder()
         .capacity(LIVE * 2)
         .hasher(Bh::default())
         .build();
     let v: Vec<Box<dyn Store>> = vec![
-        Box::new(Table(table)),
+        Box::new(Table(table())),
+        Box::new(TablePrefetched(table())),
         Box::new(Dash(dash)),
         Box::new(Papaya(papaya)),
         Box::new(Floor::new()),
@@ -241,9 +280,16 @@ fn bench(c: &mut Criterion) {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
                         total += on_threads(threads, &|t| {
+                            // Every store gets the calls in the same groups.
+                            let mut group = Vec::with_capacity(PREFETCH_GROUP);
                             for k in fresh(t) {
-                                s.life(&k, 10);
+                                group.push(k);
+                                if group.len() == PREFETCH_GROUP {
+                                    s.lives(&group, 10);
+                                    group.clear();
+                                }
                             }
+                            s.lives(&group, 10);
                         });
                     }
                     total

@@ -13,6 +13,9 @@
 //! - `proxy/handle_dialogs/<msg>`: with a dialog table and an in-memory record sink. Every INVITE
 //!   creates a new call (4,096 distinct Call-IDs per batch; the calls are ended between batches,
 //!   outside the timing), every 200 confirms one, every 180 creates an early dialog.
+//! - `proxy/large_table/<how>`: new calls' INVITEs into a carrier-sized dialog table (every
+//!   INVITE's line a cache miss), handled one by one and with `Proxy::look_ahead` over groups of
+//!   32 first, as the workers do for a received batch.
 //!
 //! The proxy is biloxi.example.com at 203.0.113.10:5060, which is also the Route of the INVITE
 //! fixture; the Request-URI's number goes out by a `+49` number route. The 200 and 180 carry the
@@ -298,6 +301,83 @@ fn bench(c: &mut Criterion) {
     g.bench_function("register_rejected_404", |b| {
         b.iter(|| pd.handle(black_box(&inp), black_box(&mut out)))
     });
+    g.finish();
+
+    large_table(c, &mut out);
+}
+
+/// Calls already up in the carrier-sized table of `large_table`.
+const LARGE_LIVE: u64 = 1_000_000;
+/// INVITEs per timed batch in `large_table`, handled in groups of `RX_GROUP` (a received batch).
+const LARGE_BATCH: usize = 1_024;
+const RX_GROUP: usize = 32;
+
+/// `proxy/large_table`: INVITEs of new calls into a carrier-sized dialog table (4 M slots,
+/// 256 MiB, a million calls up), where every INVITE's home line is a cache miss, handled one by
+/// one (`invite_one_by_one`) and as a worker handles a received batch (`invite_looked_ahead`:
+/// `look_ahead` on each message of a group of 32, then `handle` on each). Each timed batch is
+/// 1,024 INVITEs with Call-IDs never seen before; the calls are cancelled between batches,
+/// outside the timing.
+fn large_table(c: &mut Criterion, out: &mut [u8]) {
+    let table = Arc::new(DialogTable::new(DialogConfig {
+        capacity: 1 << 22,
+        ..DialogConfig::default()
+    }));
+    for n in 0..LARGE_LIVE {
+        let call = CallKey::new(format!("live-{n}").as_bytes(), FROM_TAG);
+        table.on_invite(call, 0, "", "", 1).unwrap();
+    }
+    let mut pd = proxy().with_dialogs(table.clone(), Arc::new(Vec::new()));
+    let mut next_call = 0usize;
+    let mut fresh_invites = || {
+        let batch: Vec<Vec<u8>> = (0..LARGE_BATCH)
+            .map(|n| with_call_id(INVITE, 1_000_000 + next_call + n))
+            .collect();
+        next_call += LARGE_BATCH;
+        batch
+    };
+    let cancel = |table: &DialogTable, invites: &[Vec<u8>]| {
+        for m in invites {
+            let text = std::str::from_utf8(m).unwrap();
+            let at = text.find("Call-ID: ").unwrap() + "Call-ID: ".len();
+            let cid = &text[at..at + CALL_ID.len()];
+            assert!(table.on_cancel(CallKey::new(cid.as_bytes(), FROM_TAG), 2_000));
+        }
+    };
+    let mut g = c.benchmark_group("proxy/large_table");
+    g.throughput(Throughput::Elements(1));
+    for look_ahead in [false, true] {
+        let name = if look_ahead {
+            "invite_looked_ahead"
+        } else {
+            "invite_one_by_one"
+        };
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut done = 0u64;
+                while done < iters {
+                    let n = LARGE_BATCH.min((iters - done) as usize);
+                    let invites = fresh_invites();
+                    let t = Instant::now();
+                    for group in invites[..n].chunks(RX_GROUP) {
+                        if look_ahead {
+                            for m in group {
+                                pd.look_ahead(black_box(m));
+                            }
+                        }
+                        for m in group {
+                            black_box(pd.handle(&input(UAC, black_box(m)), out));
+                        }
+                    }
+                    total += t.elapsed();
+                    done += n as u64;
+                    cancel(&table, &invites[..n]);
+                }
+                total
+            })
+        });
+    }
     g.finish();
 }
 

@@ -17,16 +17,18 @@
 //! `DashMap<u128, Val>` with the bench's pre-hashed hasher, the same 6 operations per call), for
 //! its instruction count on the same workload (`--toggle-collect='dialog_ops::dash_run*'`).
 //!
-//! `interleaved` times the table and dashmap alternately, `rounds` rounds of 10,000 new calls
-//! per thread with 1 and then 2 threads, and prints the best and median round of each and their
-//! ratio (`dialog_ops 50 101 interleaved`): a wall-clock comparison that holds up on a shared
-//! machine where criterion's one-store-after-the-other runs drift.
+//! `interleaved` times the table, the table with prefetching (groups of 16 calls, every call's
+//! line prefetched first, as a worker does for a received batch) and dashmap alternately,
+//! `rounds` rounds of 10,000 new calls per thread with 1 and then 2 threads, and prints the best
+//! and median round of each and the ratios to dashmap (`dialog_ops 50 101 interleaved`): a
+//! wall-clock comparison that holds up on a shared machine where criterion's
+//! one-store-after-the-other runs drift.
 
 use sipd::dialog::{DialogConfig, DialogTable};
 
 #[path = "../../benches/common/dialog_workload.rs"]
 mod workload;
-use workload::{Dash, Val, dash_life, key, table_life};
+use workload::{Dash, PREFETCH_GROUP, Val, dash_life, key, table_life, table_lives_prefetched};
 
 const LIVE: u64 = 100_000;
 const BATCH: u64 = 10_000;
@@ -93,25 +95,39 @@ fn filled_dash() -> Dash {
     m
 }
 
-/// Wall time of `threads` threads each running `life` over `BATCH` new calls of its own key set
-/// (`first + thread`), in ns per operation.
-fn time_lives(threads: u64, first: u64, life: &(dyn Fn(&workload::K) + Sync)) -> f64 {
+/// Wall time of `threads` threads each running `lives` over `BATCH` new calls of its own key set
+/// (`first + thread`), given in groups of `PREFETCH_GROUP`, in ns per operation.
+fn time_lives(threads: u64, first: u64, lives: &(dyn Fn(&[workload::K]) + Sync)) -> f64 {
     let start = std::time::Instant::now();
     std::thread::scope(|s| {
         for th in 0..threads {
             s.spawn(move || {
+                let mut group = Vec::with_capacity(PREFETCH_GROUP);
                 for i in 0..BATCH {
-                    life(&key(first + th, i));
+                    group.push(key(first + th, i));
+                    if group.len() == PREFETCH_GROUP {
+                        lives(&group);
+                        group.clear();
+                    }
                 }
+                lives(&group);
             });
         }
     });
     start.elapsed().as_nanos() as f64 / (threads * BATCH * 6) as f64
 }
 
-/// Table and dashmap timed alternately, round after round, with 1 and 2 threads: on a shared
-/// machine whose speed drifts from second to second (criterion times one store after the
-/// other), both see the same conditions. Prints the best and the median round of each.
+/// Best and median of a set of round times.
+fn best_median(v: &mut [f64]) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[0], v[v.len() / 2])
+}
+
+/// Table, table with prefetching (calls in groups of `PREFETCH_GROUP`, each group's lines
+/// prefetched first, as workers do for a received batch) and dashmap timed alternately, round
+/// after round, with 1 and then 2 threads: on a shared machine whose speed drifts from second to
+/// second (criterion times one store after the other), all see the same conditions. Prints the
+/// best and the median round of each and the ratios to dashmap.
 fn interleaved(warm_rounds: u64, rounds: u64) {
     let t = filled_table();
     let m = filled_dash();
@@ -119,27 +135,39 @@ fn interleaved(warm_rounds: u64, rounds: u64) {
     dash_warm(&m, 1, warm_rounds);
     let mut set = 1 + warm_rounds;
     for threads in [1, 2] {
-        let (mut table_ns, mut dash_ns) = (Vec::new(), Vec::new());
+        let (mut table_ns, mut pref_ns, mut dash_ns) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
-            table_ns.push(time_lives(threads, set, &|k| table_life(&t, k, 10)));
-            dash_ns.push(time_lives(threads, set, &|k| dash_life(&m, k, 10)));
+            table_ns.push(time_lives(threads, set, &|g| {
+                g.iter().for_each(|k| table_life(&t, k, 10))
+            }));
+            set += threads;
+            pref_ns.push(time_lives(threads, set, &|g| {
+                table_lives_prefetched(&t, g, 10)
+            }));
+            set += threads;
+            dash_ns.push(time_lives(threads, set, &|g| {
+                g.iter().for_each(|k| dash_life(&m, k, 10))
+            }));
             set += threads;
         }
-        for v in [&mut table_ns, &mut dash_ns] {
-            v.sort_by(f64::total_cmp);
-        }
-        let (tb, tm) = (table_ns[0], table_ns[rounds as usize / 2]);
-        let (db, dm) = (dash_ns[0], dash_ns[rounds as usize / 2]);
+        let (tb, tm) = best_median(&mut table_ns);
+        let (pb, pm) = best_median(&mut pref_ns);
+        let (db, dm) = best_median(&mut dash_ns);
         println!(
-            "{threads} thread(s), {rounds} rounds of {} calls: table {:.1} M ops/s best, {:.1} median; \
-             dashmap {:.1} best, {:.1} median; table/dashmap {:.2}x best, {:.2}x median",
+            "{threads} thread(s), {rounds} rounds of {} calls, M ops/s best / median: \
+             table {:.1} / {:.1}, table prefetched {:.1} / {:.1}, dashmap {:.1} / {:.1}; \
+             vs dashmap: table {:.2}x / {:.2}x, prefetched {:.2}x / {:.2}x",
             threads * BATCH,
             1e3 / tb,
             1e3 / tm,
+            1e3 / pb,
+            1e3 / pm,
             1e3 / db,
             1e3 / dm,
             db / tb,
             dm / tm,
+            db / pb,
+            dm / pm,
         );
     }
 }
