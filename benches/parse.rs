@@ -7,9 +7,6 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use rsip::headers::UntypedHeader;
-use rsip::message::HasHeaders;
-use rsip::prelude::{HeadersExt, ToTypedHeader};
 use sipd::sip::scan::{self, Backend};
 
 const MESSAGES: [(&str, &[u8]); 4] = [
@@ -28,42 +25,9 @@ const MESSAGES: [(&str, &[u8]); 4] = [
     ("200", include_bytes!("../tests/fixtures/messages/ok.sip")),
 ];
 
-fn rsip_fields(bytes: &[u8]) -> usize {
-    let msg = rsip::SipMessage::try_from(bytes).unwrap();
-    let via = msg.via_header().unwrap().typed().unwrap();
-    let branch = via.branch().map_or(0, |b| b.to_string().len());
-    let sent_by = via.sent_by().host_with_port.to_string().len();
-    let max_forwards = msg
-        .max_forwards_header()
-        .map_or(0, |m| m.num().unwrap_or(0) as usize);
-    let call_id = msg.call_id_header().unwrap().value().len();
-    let cseq = msg.cseq_header().unwrap().typed().unwrap().seq as usize;
-    let from_tag = msg
-        .from_header()
-        .unwrap()
-        .tag()
-        .unwrap()
-        .map_or(0, |t| t.value().len());
-    let to_tag = msg
-        .to_header()
-        .unwrap()
-        .tag()
-        .unwrap()
-        .map_or(0, |t| t.value().len());
-    let ruri = match &msg {
-        rsip::SipMessage::Request(r) => r.uri().to_string().len(),
-        rsip::SipMessage::Response(_) => 0,
-    };
-    let route = msg
-        .headers()
-        .iter()
-        .find_map(|h| match h {
-            rsip::Header::Route(r) => Some(r.value().len()),
-            _ => None,
-        })
-        .unwrap_or(0);
-    branch + sent_by + max_forwards + call_id + cseq + from_tag + to_tag + ruri + route
-}
+#[path = "common/rsip_fields.rs"]
+mod rsip_fields;
+use rsip_fields::rsip_fields;
 
 #[path = "common/fields.rs"]
 mod fields;
