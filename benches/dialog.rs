@@ -71,49 +71,40 @@ trait Store: Sync {
     fn remove(&self, k: &K, now: u64);
 }
 
-struct Table(DialogTable);
+/// The dialog table; `prefetched`: handling each group of calls as a worker handles a received
+/// batch, every call's line prefetched first (`DialogTable::prefetch`, what `Proxy::look_ahead`
+/// does), then the lives. The maps have no such call: their bucket's address is theirs to know.
+struct Table {
+    table: DialogTable,
+    prefetched: bool,
+}
 impl Store for Table {
     fn name(&self) -> &'static str {
-        "sipd"
+        if self.prefetched {
+            "sipd-prefetched"
+        } else {
+            "sipd"
+        }
     }
     fn life(&self, k: &K, now: u64) {
-        table_life(&self.0, k, now);
-    }
-    fn insert(&self, k: &K, now: u64) {
-        black_box(self.0.on_invite(k.0, k.4, "", "", now).is_ok());
-        black_box(self.0.on_response(k.0, Some(k.1), 200, now));
-    }
-    fn lookup(&self, k: &K) -> bool {
-        self.0.lookup(k.2).is_some()
-    }
-    fn remove(&self, k: &K, now: u64) {
-        black_box(self.0.on_bye(k.2, now));
-    }
-}
-
-/// The same table, handling each group of calls as a worker handles a received batch: every
-/// call's line prefetched first (`DialogTable::prefetch`, what `Proxy::look_ahead` does), then
-/// the lives. The maps have no such call: their bucket's address is theirs to know.
-struct TablePrefetched(DialogTable);
-impl Store for TablePrefetched {
-    fn name(&self) -> &'static str {
-        "sipd-prefetched"
-    }
-    fn life(&self, k: &K, now: u64) {
-        table_life(&self.0, k, now);
+        table_life(&self.table, k, now);
     }
     fn lives(&self, group: &[K], now: u64) {
-        table_lives_prefetched(&self.0, group, now);
+        if self.prefetched {
+            table_lives_prefetched(&self.table, group, now);
+        } else {
+            group.iter().for_each(|k| table_life(&self.table, k, now));
+        }
     }
     fn insert(&self, k: &K, now: u64) {
-        black_box(self.0.on_invite(k.0, k.4, "", "", now).is_ok());
-        black_box(self.0.on_response(k.0, Some(k.1), 200, now));
+        black_box(self.table.on_invite(k.0, k.4, "", "", now).is_ok());
+        black_box(self.table.on_response(k.0, Some(k.1), 200, now));
     }
     fn lookup(&self, k: &K) -> bool {
-        self.0.lookup(k.2).is_some()
+        self.table.lookup(k.2).is_some()
     }
     fn remove(&self, k: &K, now: u64) {
-        black_box(self.0.on_bye(k.2, now));
+        black_box(self.table.on_bye(k.2, now));
     }
 }
 
@@ -228,12 +219,13 @@ impl Store for Floor {
 }
 
 fn stores() -> Vec<Box<dyn Store>> {
-    let table = || {
-        DialogTable::new(DialogConfig {
+    let table = |prefetched| Table {
+        table: DialogTable::new(DialogConfig {
             // ~0.4 load with the live set, both batches and the forks-free calls.
             capacity: 1 << 18,
             ..DialogConfig::default()
-        })
+        }),
+        prefetched,
     };
     let dash = dashmap::DashMap::with_capacity_and_hasher(LIVE * 2, Bh::default());
     let papaya = papaya::HashMap::builder()
@@ -241,8 +233,8 @@ fn stores() -> Vec<Box<dyn Store>> {
         .hasher(Bh::default())
         .build();
     let v: Vec<Box<dyn Store>> = vec![
-        Box::new(Table(table())),
-        Box::new(TablePrefetched(table())),
+        Box::new(table(false)),
+        Box::new(table(true)),
         Box::new(Dash(dash)),
         Box::new(Papaya(papaya)),
         Box::new(Floor::new()),
