@@ -374,6 +374,8 @@ enum Op {
     LookupCall(u8),
     Expire,
     Advance(u16),
+    /// A worker's look-ahead: must change nothing the model sees.
+    Prefetch(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -390,9 +392,10 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(c, t, s)| Op::ByeResp(c, t, s)),
         2 => (c.clone(), t.clone()).prop_map(|(c, t)| Op::Touch(c, t)),
         2 => (c.clone(), t.clone()).prop_map(|(c, t)| Op::Lookup(c, t)),
-        1 => c.prop_map(Op::LookupCall),
+        1 => c.clone().prop_map(Op::LookupCall),
         1 => Just(Op::Expire),
         2 => (1u16..1500).prop_map(Op::Advance),
+        1 => c.prop_map(Op::Prefetch),
     ]
 }
 
@@ -659,6 +662,10 @@ fn run_model(ops: Vec<Op>) {
                 assert_eq!(got, want, "{ctx}");
             }
             Op::Advance(d) => now += d as u64,
+            Op::Prefetch(c) => {
+                t.prefetch(call(c as u64));
+                t.prefetch_call_id(&[c]);
+            }
         }
         // Gauges follow the model after every step.
         let s = t.stats();
