@@ -9,6 +9,30 @@ use std::hint::black_box;
 
 use sipd::dialog::{CallKey, DialogKey, DialogTable, Tag};
 
+/// How many confirmed calls are up while a workload runs, and the table's capacity for them.
+#[derive(Clone, Copy, Debug)]
+pub struct Scale {
+    pub name: &'static str,
+    pub live: u64,
+    pub capacity: usize,
+}
+
+/// 100,000 calls up, 2^18 buckets (16 MiB): each structure fits this machine's 32 MiB
+/// last-level cache, so a store timed on its own runs from cache.
+pub const CACHED: Scale = Scale {
+    name: "cached",
+    live: 100_000,
+    capacity: 1 << 18,
+};
+
+/// A carrier's table: 2 million calls up, 2^22 buckets (256 MiB for the table, as much for each
+/// map), far larger than the caches: a new call's line comes from memory.
+pub const CARRIER: Scale = Scale {
+    name: "carrier",
+    live: 2_000_000,
+    capacity: 1 << 22,
+};
+
 /// Calls come from this many trunks.
 pub const TRUNKS: u64 = 16;
 

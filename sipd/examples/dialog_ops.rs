@@ -22,15 +22,20 @@
 //! `rounds` rounds of 10,000 new calls per thread with 1 and then 2 threads, and prints the best
 //! and median round of each and the ratios to dashmap (`dialog_ops 50 101 interleaved`): a
 //! wall-clock comparison that holds up on a shared machine where criterion's
-//! one-store-after-the-other runs drift.
+//! one-store-after-the-other runs drift (but the stores evict each other from the caches: see
+//! the README). A fourth argument `carrier` runs it at carrier scale (2 million calls up in
+//! 2^22 buckets, structures far larger than the caches) instead of the bench's default (100,000
+//! calls in 2^18 buckets, each structure fitting the 32 MiB last-level cache).
 
 use sipd::dialog::{DialogConfig, DialogTable};
 
 #[path = "../../benches/common/dialog_workload.rs"]
 mod workload;
-use workload::{Dash, PREFETCH_GROUP, Val, dash_life, key, table_life, table_lives_prefetched};
+use workload::{
+    CACHED, CARRIER, Dash, PREFETCH_GROUP, Scale, Val, dash_life, key, table_life,
+    table_lives_prefetched,
+};
 
-const LIVE: u64 = 100_000;
 const BATCH: u64 = 10_000;
 
 #[inline(never)]
@@ -71,13 +76,13 @@ fn dash_run(m: &Dash, first: u64, rounds: u64) {
     dash_lives(m, first, rounds)
 }
 
-/// The table with `LIVE` confirmed calls, as the bench fills it.
-fn filled_table() -> DialogTable {
+/// The table with `scale.live` confirmed calls, as the bench fills it.
+fn filled_table(scale: Scale) -> DialogTable {
     let t = DialogTable::new(DialogConfig {
-        capacity: 1 << 18,
+        capacity: scale.capacity,
         ..DialogConfig::default()
     });
-    for i in 0..LIVE {
+    for i in 0..scale.live {
         let k = key(0, i);
         t.on_invite(k.0, k.4, "", "", 1).unwrap();
         t.on_response(k.0, Some(k.1), 200, 1);
@@ -85,10 +90,10 @@ fn filled_table() -> DialogTable {
     t
 }
 
-/// The dashmap peer with the same `LIVE` calls.
-fn filled_dash() -> Dash {
-    let m = Dash::with_capacity_and_hasher(2 * LIVE as usize, Default::default());
-    for i in 0..LIVE {
+/// The dashmap peer with the same calls.
+fn filled_dash(scale: Scale) -> Dash {
+    let m = Dash::with_capacity_and_hasher(2 * scale.live as usize, Default::default());
+    for i in 0..scale.live {
         let k = key(0, i);
         m.insert(k.3, Val::confirmed(&k, 1));
     }
@@ -128,9 +133,9 @@ fn best_median(v: &mut [f64]) -> (f64, f64) {
 /// after round, with 1 and then 2 threads: on a shared machine whose speed drifts from second to
 /// second (criterion times one store after the other), all see the same conditions. Prints the
 /// best and the median round of each and the ratios to dashmap.
-fn interleaved(warm_rounds: u64, rounds: u64) {
-    let t = filled_table();
-    let m = filled_dash();
+fn interleaved(warm_rounds: u64, rounds: u64, scale: Scale) {
+    let t = filled_table(scale);
+    let m = filled_dash(scale);
     warm(&t, 1, warm_rounds);
     dash_warm(&m, 1, warm_rounds);
     let mut set = 1 + warm_rounds;
@@ -154,9 +159,10 @@ fn interleaved(warm_rounds: u64, rounds: u64) {
         let (pb, pm) = best_median(&mut pref_ns);
         let (db, dm) = best_median(&mut dash_ns);
         println!(
-            "{threads} thread(s), {rounds} rounds of {} calls, M ops/s best / median: \
+            "{} scale, {threads} thread(s), {rounds} rounds of {} calls, M ops/s best / median: \
              table {:.1} / {:.1}, table prefetched {:.1} / {:.1}, dashmap {:.1} / {:.1}; \
              vs dashmap: table {:.2}x / {:.2}x, prefetched {:.2}x / {:.2}x",
+            scale.name,
             threads * BATCH,
             1e3 / tb,
             1e3 / tm,
@@ -173,7 +179,7 @@ fn interleaved(warm_rounds: u64, rounds: u64) {
 }
 
 fn dash_main(warm_rounds: u64, rounds: u64) {
-    let m = filled_dash();
+    let m = filled_dash(CACHED);
     dash_warm(&m, 1, warm_rounds);
     let start = std::time::Instant::now();
     dash_run(&m, 1 + warm_rounds, rounds);
@@ -192,10 +198,16 @@ fn main() {
     let rounds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(10);
     match args.next().as_deref() {
         Some("dashmap") => return dash_main(warm_rounds, rounds),
-        Some("interleaved") => return interleaved(warm_rounds, rounds),
+        Some("interleaved") => {
+            let scale = match args.next().as_deref() {
+                Some("carrier") => CARRIER,
+                _ => CACHED,
+            };
+            return interleaved(warm_rounds, rounds, scale);
+        }
         _ => {}
     }
-    let t = filled_table();
+    let t = filled_table(CACHED);
     warm(&t, 1, warm_rounds);
     let start = std::time::Instant::now();
     run(&t, 1 + warm_rounds, rounds);
