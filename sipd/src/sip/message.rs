@@ -825,9 +825,10 @@ fn parse_header_line<'a, S: Scan>(
 /// The header line at `pos` if it has the shape nearly every line has: `Name: value\r\n` with
 /// exactly one SP after the colon, a value that neither starts nor ends with LWS, and a next
 /// line that is not a fold (`name_len` and `line_len` are the token and value runs from `pos`).
-/// Each test is one compare; `None` leaves the line to [`parse_header_line_general`], which
-/// gives the same answer for these lines.
+/// `None` leaves the line to [`parse_header_line_general`], which gives the same answer for these
+/// lines.
 #[inline(always)]
+#[allow(unsafe_code)]
 fn simple_header_line(
     buf: &[u8],
     pos: usize,
@@ -835,36 +836,58 @@ fn simple_header_line(
     line_len: usize,
     max_line_len: usize,
 ) -> Option<Header<'_>> {
-    if name_len == 0 {
+    let line = buf.get(pos..)?;
+    // One length test for every read below: `name_len + 3 <= line_len` (name, `: `, a value byte)
+    // and `line_len + 3 <= line.len()` (the last value byte's CRLF and the next line's first
+    // byte). Written without additions, so that no input can wrap them. An empty value fails it:
+    // its line is `Name: ` (`line_len == name_len + 2`), left to the general path as before.
+    if name_len == 0
+        || name_len >= line_len.saturating_sub(2)
+        || line_len > line.len().saturating_sub(3)
+        || line_len > max_line_len
+    {
         return None;
     }
-    let colon = pos + name_len;
-    // `line_len >= name_len > 0`: the name's bytes are value bytes too.
-    let content_end = pos + line_len;
-    // An empty value fails `last != b' '`: `last` is then the SP after the colon.
-    match (
-        buf.get(colon..colon + 3),
-        buf.get(content_end - 1..content_end + 3),
-    ) {
-        (Some(&[b':', b' ', first]), Some(&[last, b'\r', b'\n', next]))
-            if line_len <= max_line_len
-                && !matches!(first, b' ' | b'\t')
-                && !matches!(last, b' ' | b'\t')
-                && !matches!(next, b' ' | b'\t') =>
-        {
-            let value_start = colon + 2;
-            Some(Header {
-                name: HeaderName::classify_in(buf, pos, name_len),
-                raw_name: &buf[pos..colon],
-                value: &buf[value_start..content_end],
-                start: pos as u32,
-                value_start: value_start as u32,
-                end: (content_end + 2) as u32,
-            })
-        }
-        _ => None,
+    let at = |i: usize| {
+        debug_assert!(i < line_len + 3);
+        // SAFETY: every caller index is below `line_len + 3 <= line.len()` (tested above).
+        unsafe { *line.get_unchecked(i) }
+    };
+    let colon_sp = u16::from_le_bytes([at(name_len), at(name_len + 1)]);
+    let crlf = u16::from_le_bytes([at(line_len), at(line_len + 1)]);
+    let (first, last, next) = (at(name_len + 2), at(line_len - 1), at(line_len + 2));
+    if colon_sp != u16::from_le_bytes(*b": ")
+        || crlf != u16::from_le_bytes(*b"\r\n")
+        || (IS_LWS[usize::from(first)] | IS_LWS[usize::from(last)] | IS_LWS[usize::from(next)])
+    {
+        return None;
     }
+    let value_start = pos + name_len + 2;
+    // SAFETY: `name_len + 2 < line_len < line.len()` (tested above), so both ranges are inside
+    // `line`.
+    let (raw_name, value) = unsafe {
+        (
+            line.get_unchecked(..name_len),
+            line.get_unchecked(name_len + 2..line_len),
+        )
+    };
+    Some(Header {
+        name: HeaderName::classify_in(buf, pos, name_len),
+        raw_name,
+        value,
+        start: pos as u32,
+        value_start: value_start as u32,
+        end: (pos + line_len + 2) as u32,
+    })
 }
+
+/// SP and HTAB: what a value may not start or end with, and what makes the next line a fold.
+static IS_LWS: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b' ' as usize] = true;
+    t[b'\t' as usize] = true;
+    t
+};
 
 /// [`parse_header_line`] for every line shape (LWS around the colon or the value, folds, escaped
 /// control bytes, the input's end), from the name's end on. Kept out of line: inlined, its code
