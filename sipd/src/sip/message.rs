@@ -538,8 +538,9 @@ fn parse_with<'a, 'h, S: Scan>(
         }
         // `parse_header_line` spelled out, so that the common shape's `Header` goes straight
         // into its slot instead of through a `Result<Option<Header>>`.
-        let (name_len, line_len) = scan.token_value_len(&buf[pos..]);
-        let header = match simple_header_line(buf, pos, name_len, line_len, opts.max_line_len) {
+        let (name, name_len, line_len) = header_line_start(buf, pos, scan);
+        let header = match simple_header_line(buf, pos, name, name_len, line_len, opts.max_line_len)
+        {
             Some(header) => header,
             None => match parse_header_line_general(buf, pos, name_len, opts, scan)? {
                 Some(header) => header,
@@ -813,18 +814,35 @@ fn parse_header_line<'a, S: Scan>(
     opts: &ParseOptions,
     scan: S,
 ) -> Result<Option<Header<'a>>> {
-    // The name's end and the end of the line's content in one scan: every byte of `Name: ` is a
-    // value byte, so the value run from the line's start ends where the value's own does.
-    let (name_len, line_len) = scan.token_value_len(&buf[pos..]);
-    match simple_header_line(buf, pos, name_len, line_len, opts.max_line_len) {
+    let (name, name_len, line_len) = header_line_start(buf, pos, scan);
+    match simple_header_line(buf, pos, name, name_len, line_len, opts.max_line_len) {
         Some(header) => Ok(Some(header)),
         None => parse_header_line_general(buf, pos, name_len, opts, scan),
     }
 }
 
+/// The start of the header line at `pos`: its name classified, the name's length (its run of
+/// token bytes) and the length of the line's content (its run of value bytes, which the name and
+/// `: ` belong to, so it ends where the value's own run does). The name is looked up as the bytes
+/// before the line's first colon: a known name is all token bytes, so only an unknown one is
+/// scanned for them.
+#[inline(always)]
+fn header_line_start<S: Scan>(buf: &[u8], pos: usize, scan: S) -> (HeaderName, usize, usize) {
+    let line = &buf[pos..];
+    let (colon, line_len) = scan.colon_value_len(line);
+    let name = HeaderName::classify_in(buf, pos, colon);
+    if name != HeaderName::Other {
+        // `:` is no token byte: the token run ends at the colon.
+        return (name, colon, line_len);
+    }
+    // The byte at `colon` (a colon, or one ending the content) is no token byte: the token run
+    // is the same on `line[..colon]` as on the whole line.
+    (name, scan.token_len(&line[..colon]), line_len)
+}
+
 /// The header line at `pos` if it has the shape nearly every line has: `Name: value\r\n` with
 /// exactly one SP after the colon, a value that neither starts nor ends with LWS, and a next
-/// line that is not a fold (`name_len` and `line_len` are the token and value runs from `pos`).
+/// line that is not a fold (`name`, `name_len` and `line_len` from [`header_line_start`]).
 /// `None` leaves the line to [`parse_header_line_general`], which gives the same answer for these
 /// lines.
 #[inline(always)]
@@ -832,6 +850,7 @@ fn parse_header_line<'a, S: Scan>(
 fn simple_header_line(
     buf: &[u8],
     pos: usize,
+    name: HeaderName,
     name_len: usize,
     line_len: usize,
     max_line_len: usize,
@@ -872,7 +891,7 @@ fn simple_header_line(
         )
     };
     Some(Header {
-        name: HeaderName::classify_in(buf, pos, name_len),
+        name,
         raw_name,
         value,
         start: pos as u32,
