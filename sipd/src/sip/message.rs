@@ -447,9 +447,21 @@ impl<'a, 'h> HeaderSink<'a, 'h> {
 
     /// Appends `header`; `Err(())` when every slot is taken.
     #[inline(always)]
+    #[allow(unsafe_code)]
     fn push(&mut self, header: Header<'a>) -> std::result::Result<(), ()> {
-        let slot = self.slots.get_mut(self.count).ok_or(())?;
-        slot.write(header);
+        let slot = self.slots.get_mut(self.count).ok_or(())?.as_mut_ptr();
+        // Field by field: a whole-struct write also copied the padding bytes (a load and a store
+        // per line).
+        // SAFETY: `slot` points to a slot of `self.slots`, valid for writes and aligned; every
+        // field is written, so the slot holds an initialised `Header` (padding need not be).
+        unsafe {
+            (&raw mut (*slot).name).write(header.name);
+            (&raw mut (*slot).raw_name).write(header.raw_name);
+            (&raw mut (*slot).value).write(header.value);
+            (&raw mut (*slot).start).write(header.start);
+            (&raw mut (*slot).value_start).write(header.value_start);
+            (&raw mut (*slot).end).write(header.end);
+        }
         self.count += 1;
         Ok(())
     }
@@ -856,12 +868,12 @@ fn simple_header_line(
     max_line_len: usize,
 ) -> Option<Header<'_>> {
     let line = buf.get(pos..)?;
-    // One length test for every read below: `name_len + 3 <= line_len` (name, `: `, a value byte)
-    // and `line_len + 3 <= line.len()` (the last value byte's CRLF and the next line's first
-    // byte). Written without additions, so that no input can wrap them. An empty value fails it:
-    // its line is `Name: ` (`line_len == name_len + 2`), left to the general path as before.
-    if name_len == 0
-        || name_len >= line_len.saturating_sub(2)
+    // One length test for every read below: `0 < name_len <= line_len - 3` (name, `: `, a value
+    // byte) and `line_len + 3 <= line.len()` (the last value byte's CRLF and the next line's
+    // first byte). Written with wrapping or saturating subtractions, so that no input can slip
+    // through. An empty value fails it: its line is `Name: ` (`line_len == name_len + 2`), left
+    // to the general path as before.
+    if name_len.wrapping_sub(1) >= line_len.saturating_sub(3)
         || line_len > line.len().saturating_sub(3)
         || line_len > max_line_len
     {
