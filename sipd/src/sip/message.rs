@@ -217,9 +217,11 @@ pub struct Message<'a, 'h> {
     /// Offset of the start line (after any leading CRLFs, RFC 3261 §7.5).
     start: u32,
     headers: &'h [Header<'a>],
-    /// First index in `headers` of each known header name, `u16::MAX` when absent.
-    first: [u16; HeaderName::Other as usize],
-    /// Bit `name as u32` set for each known header name on more than one line.
+    /// First index in `headers` of each known header name, `u16::MAX` when absent. The last
+    /// entry, for [`HeaderName::Other`], is written but never read.
+    first: [u16; HeaderName::Other as usize + 1],
+    /// Bit `name as u32` set for each known header name on more than one line (and the never
+    /// read bit of [`HeaderName::Other`]).
     repeated: u64,
     head_end: u32,
     body_end: u32,
@@ -378,8 +380,8 @@ impl<'a, 'h> Message<'a, 'h> {
     }
 }
 
-// `Message::repeated` has one bit per known header name.
-const _: () = assert!((HeaderName::Other as usize) <= 64);
+// `Message::repeated` has one bit per header name, `Other` included.
+const _: () = assert!((HeaderName::Other as usize) < 64);
 
 /// Parses a whole UDP datagram (the common case; never [`Status::Partial`]).
 #[inline]
@@ -530,7 +532,7 @@ fn parse_with<'a, 'h, S: Scan>(
     pos = next;
 
     let mut sink = HeaderSink::new(headers);
-    let mut first = [u16::MAX; HeaderName::Other as usize];
+    let mut first = [u16::MAX; HeaderName::Other as usize + 1];
     let mut repeated = 0u64;
     let mut content_length: Option<u32> = None;
     let mut conflicting_content_length = false;
@@ -579,14 +581,13 @@ fn parse_with<'a, 'h, S: Scan>(
                 _ => content_length = Some(declared),
             }
         }
-        if name != HeaderName::Other {
-            let slot = &mut first[name as usize];
-            if *slot == u16::MAX {
-                // `index` < headers.len(); storage beyond u16 indices is never consulted.
-                *slot = u16::try_from(index).unwrap_or(u16::MAX);
-            } else {
-                repeated |= 1 << name as u32;
-            }
+        // `Other` is tracked too (its entries are never read), which spares a test per line.
+        let slot = &mut first[name as usize];
+        if *slot == u16::MAX {
+            // `index` < headers.len(); storage beyond u16 indices is never consulted.
+            *slot = u16::try_from(index).unwrap_or(u16::MAX);
+        } else {
+            repeated |= 1 << name as u32;
         }
         pos = end;
     };
