@@ -843,7 +843,7 @@ fn parse_header_line<'a, S: Scan>(
 fn header_line_start<S: Scan>(buf: &[u8], pos: usize, scan: S) -> (HeaderName, usize, usize) {
     let line = &buf[pos..];
     let (colon, line_len) = scan.colon_value_len(line);
-    let name = HeaderName::classify_in(buf, pos, colon);
+    let name = HeaderName::classify_prefix(line, colon);
     if name != HeaderName::Other {
         // `:` is no token byte: the token run ends at the colon.
         return (name, colon, line_len);
