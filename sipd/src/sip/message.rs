@@ -704,7 +704,10 @@ fn parse_start_line<'a, S: Scan>(
         return parse_status_line(line, pos, scan);
     }
     // Request-Line = Method SP Request-URI SP SIP-Version CRLF
-    let method_len = scan.token_len(line);
+    let (method_len, known) = match common_method(line) {
+        Some((len, method)) => (len, Some(method)),
+        None => (scan.token_len(line), None),
+    };
     if method_len == 0 {
         return Err(Error::new(ErrorKind::Method, pos));
     }
@@ -747,12 +750,53 @@ fn parse_start_line<'a, S: Scan>(
         ErrorKind::Version,
         pos + uri_start + last_sp + 1,
     ))?;
+    // A `match`, not `unwrap_or_else`, as for the version.
+    let method = match known {
+        Some(method) => method,
+        None => Method::from_bytes(&line[..method_len]),
+    };
     Ok(StartLine::Request {
-        method: Method::from_bytes(&line[..method_len]),
+        method,
         uri,
         uri_start: (pos + uri_start) as u32,
         version,
     })
+}
+
+/// The method of a request line that starts with one of the common methods and SP: its length
+/// and value, without a token scan (a known method is all token bytes and SP is none, so the
+/// token run ends at the SP) or a lookup.
+#[inline(always)]
+fn common_method(line: &[u8]) -> Option<(usize, Method<'static>)> {
+    // (first 8 bytes as a little-endian word, bytes compared, length, method)
+    const fn entry(name: &[u8], method: Method<'static>) -> (u64, u64, usize, Method<'static>) {
+        let mut bytes = [0u8; 8];
+        let mut i = 0;
+        while i < name.len() {
+            bytes[i] = name[i];
+            i += 1;
+        }
+        bytes[name.len()] = b' ';
+        let compared = u64::MAX >> (8 * (7 - name.len()));
+        (u64::from_le_bytes(bytes), compared, name.len(), method)
+    }
+    const COMMON: [(u64, u64, usize, Method<'static>); 5] = [
+        entry(b"INVITE", Method::Invite),
+        entry(b"ACK", Method::Ack),
+        entry(b"BYE", Method::Bye),
+        entry(b"CANCEL", Method::Cancel),
+        entry(b"OPTIONS", Method::Options),
+    ];
+    let word = u64::from_le_bytes(*line.first_chunk::<8>()?);
+    if let Some(&(_, _, len, method)) = COMMON
+        .iter()
+        .find(|&&(pattern, compared, _, _)| word & compared == pattern)
+    {
+        return Some((len, method));
+    }
+    // Eight bytes: its SP is the ninth.
+    (word == u64::from_le_bytes(*b"REGISTER") && line.get(8) == Some(&b' '))
+        .then_some((8, Method::Register))
 }
 
 /// Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF
@@ -1104,6 +1148,36 @@ v=0\n";
             b"Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds\r\n"
         );
         assert_eq!(&INVITE[via.value_start as usize..][..3], b"SIP");
+    }
+
+    #[test]
+    fn common_methods_agree_with_the_token_scan() {
+        let lines: [&[u8]; 14] = [
+            b"INVITE sip:x SIP/2.0",
+            b"ACK sip:x SIP/2.0",
+            b"BYE sip:x SIP/2.0",
+            b"CANCEL sip:x SIP/2.0",
+            b"OPTIONS sip:x SIP/2.0",
+            b"REGISTER sip:x SIP/2.0",
+            b"INVITEX sip:x SIP/2.0",
+            b"REGISTERS sip:x",
+            b"invite sip:x SIP/2.0",
+            b"BYE\tsip:x SIP/2.0",
+            b"ACK sip",
+            b"REGISTER",
+            b"REGISTER\x00x",
+            b"OPTIONS\x00",
+        ];
+        for line in lines {
+            let found = common_method(line);
+            if let Some((len, method)) = found {
+                assert_eq!(len, scan::token_len(line), "{line:?}");
+                assert_eq!(line.get(len), Some(&b' '), "{line:?}");
+                assert_eq!(method, Method::from_bytes(&line[..len]), "{line:?}");
+            }
+            // Taken exactly for the six methods followed by SP (and 8 bytes to read).
+            assert_eq!(found.is_some(), lines[..6].contains(&line), "{line:?}");
+        }
     }
 
     #[test]
