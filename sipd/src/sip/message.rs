@@ -568,18 +568,14 @@ fn parse_with<'a, 'h, S: Scan>(
         sink.push(header)
             .map_err(|()| Error::new(ErrorKind::TooManyHeaders, pos))?;
         if name == HeaderName::ContentLength {
-            let declared = parse_content_length(value)
-                .ok_or(Error::new(ErrorKind::ContentLength, value_start as usize))?;
-            match content_length {
-                Some(previous) if previous != declared => {
-                    if stream {
-                        // Without one length there is no way to find the next message.
-                        return Err(Error::new(ErrorKind::ContentLength, start as usize));
-                    }
-                    conflicting_content_length = true;
-                }
-                _ => content_length = Some(declared),
-            }
+            note_content_length(
+                value,
+                value_start,
+                start,
+                stream,
+                &mut content_length,
+                &mut conflicting_content_length,
+            )?;
         }
         // `Other` is tracked too (its entries are never read), which spares a test per line.
         let slot = &mut first[name as usize];
@@ -1082,12 +1078,47 @@ fn parse_header_line_general<'a, S: Scan>(
     }
 }
 
+/// Records a Content-Length line (`value` at `value_start`, the line at `start`): the first
+/// declared length, or a conflict with it (an error in a stream). Out of line: once per message,
+/// and inlined its code left the header loop with more register moves.
+#[inline(never)]
+fn note_content_length(
+    value: &[u8],
+    value_start: u32,
+    start: u32,
+    stream: bool,
+    content_length: &mut Option<u32>,
+    conflicting: &mut bool,
+) -> Result<()> {
+    let declared = parse_content_length(value)
+        .ok_or(Error::new(ErrorKind::ContentLength, value_start as usize))?;
+    match *content_length {
+        Some(previous) if previous != declared => {
+            if stream {
+                // Without one length there is no way to find the next message.
+                return Err(Error::new(ErrorKind::ContentLength, start as usize));
+            }
+            *conflicting = true;
+        }
+        _ => *content_length = Some(declared),
+    }
+    Ok(())
+}
+
 /// Content-Length = 1*DIGIT (LWS-trimmed by the caller); `None` if malformed or over u32.
 fn parse_content_length(value: &[u8]) -> Option<u32> {
-    if value.is_empty() || value.len() > 10 || !value.iter().all(u8::is_ascii_digit) {
+    if value.is_empty() || value.len() > 10 {
         return None;
     }
-    let n = value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    // One pass: the digit test and the sum together.
+    let mut n = 0u64;
+    for &c in value {
+        let digit = c.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n = n * 10 + u64::from(digit);
+    }
     u32::try_from(n).ok()
 }
 
