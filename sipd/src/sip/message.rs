@@ -217,9 +217,11 @@ pub struct Message<'a, 'h> {
     /// Offset of the start line (after any leading CRLFs, RFC 3261 §7.5).
     start: u32,
     headers: &'h [Header<'a>],
-    /// First index in `headers` of each known header name, `u16::MAX` when absent.
-    first: [u16; HeaderName::Other as usize],
-    /// Bit `name as u32` set for each known header name on more than one line.
+    /// First index in `headers` of each known header name, `u16::MAX` when absent. The last
+    /// entry, for [`HeaderName::Other`], is written but never read.
+    first: [u16; HeaderName::Other as usize + 1],
+    /// Bit `name as u32` set for each known header name on more than one line (and the never
+    /// read bit of [`HeaderName::Other`]).
     repeated: u64,
     head_end: u32,
     body_end: u32,
@@ -378,8 +380,8 @@ impl<'a, 'h> Message<'a, 'h> {
     }
 }
 
-// `Message::repeated` has one bit per known header name.
-const _: () = assert!((HeaderName::Other as usize) <= 64);
+// `Message::repeated` has one bit per header name, `Other` included.
+const _: () = assert!((HeaderName::Other as usize) < 64);
 
 /// Parses a whole UDP datagram (the common case; never [`Status::Partial`]).
 #[inline]
@@ -447,9 +449,21 @@ impl<'a, 'h> HeaderSink<'a, 'h> {
 
     /// Appends `header`; `Err(())` when every slot is taken.
     #[inline(always)]
+    #[allow(unsafe_code)]
     fn push(&mut self, header: Header<'a>) -> std::result::Result<(), ()> {
-        let slot = self.slots.get_mut(self.count).ok_or(())?;
-        slot.write(header);
+        let slot = self.slots.get_mut(self.count).ok_or(())?.as_mut_ptr();
+        // Field by field: a whole-struct write also copied the padding bytes (a load and a store
+        // per line).
+        // SAFETY: `slot` points to a slot of `self.slots`, valid for writes and aligned; every
+        // field is written, so the slot holds an initialised `Header` (padding need not be).
+        unsafe {
+            (&raw mut (*slot).name).write(header.name);
+            (&raw mut (*slot).raw_name).write(header.raw_name);
+            (&raw mut (*slot).value).write(header.value);
+            (&raw mut (*slot).start).write(header.start);
+            (&raw mut (*slot).value_start).write(header.value_start);
+            (&raw mut (*slot).end).write(header.end);
+        }
         self.count += 1;
         Ok(())
     }
@@ -518,7 +532,7 @@ fn parse_with<'a, 'h, S: Scan>(
     pos = next;
 
     let mut sink = HeaderSink::new(headers);
-    let mut first = [u16::MAX; HeaderName::Other as usize];
+    let mut first = [u16::MAX; HeaderName::Other as usize + 1];
     let mut repeated = 0u64;
     let mut content_length: Option<u32> = None;
     let mut conflicting_content_length = false;
@@ -538,8 +552,9 @@ fn parse_with<'a, 'h, S: Scan>(
         }
         // `parse_header_line` spelled out, so that the common shape's `Header` goes straight
         // into its slot instead of through a `Result<Option<Header>>`.
-        let (name_len, line_len) = scan.token_value_len(&buf[pos..]);
-        let header = match simple_header_line(buf, pos, name_len, line_len, opts.max_line_len) {
+        let (name, name_len, line_len) = header_line_start(buf, pos, scan);
+        let header = match simple_header_line(buf, pos, name, name_len, line_len, opts.max_line_len)
+        {
             Some(header) => header,
             None => match parse_header_line_general(buf, pos, name_len, opts, scan)? {
                 Some(header) => header,
@@ -553,27 +568,22 @@ fn parse_with<'a, 'h, S: Scan>(
         sink.push(header)
             .map_err(|()| Error::new(ErrorKind::TooManyHeaders, pos))?;
         if name == HeaderName::ContentLength {
-            let declared = parse_content_length(value)
-                .ok_or(Error::new(ErrorKind::ContentLength, value_start as usize))?;
-            match content_length {
-                Some(previous) if previous != declared => {
-                    if stream {
-                        // Without one length there is no way to find the next message.
-                        return Err(Error::new(ErrorKind::ContentLength, start as usize));
-                    }
-                    conflicting_content_length = true;
-                }
-                _ => content_length = Some(declared),
-            }
+            note_content_length(
+                value,
+                value_start,
+                start,
+                stream,
+                &mut content_length,
+                &mut conflicting_content_length,
+            )?;
         }
-        if name != HeaderName::Other {
-            let slot = &mut first[name as usize];
-            if *slot == u16::MAX {
-                // `index` < headers.len(); storage beyond u16 indices is never consulted.
-                *slot = u16::try_from(index).unwrap_or(u16::MAX);
-            } else {
-                repeated |= 1 << name as u32;
-            }
+        // `Other` is tracked too (its entries are never read), which spares a test per line.
+        let slot = &mut first[name as usize];
+        if *slot == u16::MAX {
+            // `index` < headers.len(); storage beyond u16 indices is never consulted.
+            *slot = u16::try_from(index).unwrap_or(u16::MAX);
+        } else {
+            repeated |= 1 << name as u32;
         }
         pos = end;
     };
@@ -690,7 +700,10 @@ fn parse_start_line<'a, S: Scan>(
         return parse_status_line(line, pos, scan);
     }
     // Request-Line = Method SP Request-URI SP SIP-Version CRLF
-    let method_len = scan.token_len(line);
+    let (method_len, known) = match common_method(line) {
+        Some((len, method)) => (len, Some(method)),
+        None => (scan.token_len(line), None),
+    };
     if method_len == 0 {
         return Err(Error::new(ErrorKind::Method, pos));
     }
@@ -733,12 +746,53 @@ fn parse_start_line<'a, S: Scan>(
         ErrorKind::Version,
         pos + uri_start + last_sp + 1,
     ))?;
+    // A `match`, not `unwrap_or_else`, as for the version.
+    let method = match known {
+        Some(method) => method,
+        None => Method::from_bytes(&line[..method_len]),
+    };
     Ok(StartLine::Request {
-        method: Method::from_bytes(&line[..method_len]),
+        method,
         uri,
         uri_start: (pos + uri_start) as u32,
         version,
     })
+}
+
+/// The method of a request line that starts with one of the common methods and SP: its length
+/// and value, without a token scan (a known method is all token bytes and SP is none, so the
+/// token run ends at the SP) or a lookup.
+#[inline(always)]
+fn common_method(line: &[u8]) -> Option<(usize, Method<'static>)> {
+    // (first 8 bytes as a little-endian word, bytes compared, length, method)
+    const fn entry(name: &[u8], method: Method<'static>) -> (u64, u64, usize, Method<'static>) {
+        let mut bytes = [0u8; 8];
+        let mut i = 0;
+        while i < name.len() {
+            bytes[i] = name[i];
+            i += 1;
+        }
+        bytes[name.len()] = b' ';
+        let compared = u64::MAX >> (8 * (7 - name.len()));
+        (u64::from_le_bytes(bytes), compared, name.len(), method)
+    }
+    const COMMON: [(u64, u64, usize, Method<'static>); 5] = [
+        entry(b"INVITE", Method::Invite),
+        entry(b"ACK", Method::Ack),
+        entry(b"BYE", Method::Bye),
+        entry(b"CANCEL", Method::Cancel),
+        entry(b"OPTIONS", Method::Options),
+    ];
+    let word = u64::from_le_bytes(*line.first_chunk::<8>()?);
+    if let Some(&(_, _, len, method)) = COMMON
+        .iter()
+        .find(|&&(pattern, compared, _, _)| word & compared == pattern)
+    {
+        return Some((len, method));
+    }
+    // Eight bytes: its SP is the ninth.
+    (word == u64::from_le_bytes(*b"REGISTER") && line.get(8) == Some(&b' '))
+        .then_some((8, Method::Register))
 }
 
 /// Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF
@@ -813,58 +867,99 @@ fn parse_header_line<'a, S: Scan>(
     opts: &ParseOptions,
     scan: S,
 ) -> Result<Option<Header<'a>>> {
-    // The name's end and the end of the line's content in one scan: every byte of `Name: ` is a
-    // value byte, so the value run from the line's start ends where the value's own does.
-    let (name_len, line_len) = scan.token_value_len(&buf[pos..]);
-    match simple_header_line(buf, pos, name_len, line_len, opts.max_line_len) {
+    let (name, name_len, line_len) = header_line_start(buf, pos, scan);
+    match simple_header_line(buf, pos, name, name_len, line_len, opts.max_line_len) {
         Some(header) => Ok(Some(header)),
         None => parse_header_line_general(buf, pos, name_len, opts, scan),
     }
 }
 
+/// The start of the header line at `pos`: its name classified, the name's length (its run of
+/// token bytes) and the length of the line's content (its run of value bytes, which the name and
+/// `: ` belong to, so it ends where the value's own run does). The name is looked up as the bytes
+/// before the line's first colon: a known name is all token bytes, so only an unknown one is
+/// scanned for them.
+#[inline(always)]
+fn header_line_start<S: Scan>(buf: &[u8], pos: usize, scan: S) -> (HeaderName, usize, usize) {
+    let line = &buf[pos..];
+    let (colon, line_len) = scan.colon_value_len(line);
+    let name = HeaderName::classify_prefix(line, colon);
+    if name != HeaderName::Other {
+        // `:` is no token byte: the token run ends at the colon.
+        return (name, colon, line_len);
+    }
+    // The byte at `colon` (a colon, or one ending the content) is no token byte: the token run
+    // is the same on `line[..colon]` as on the whole line.
+    (name, scan.token_len(&line[..colon]), line_len)
+}
+
 /// The header line at `pos` if it has the shape nearly every line has: `Name: value\r\n` with
 /// exactly one SP after the colon, a value that neither starts nor ends with LWS, and a next
-/// line that is not a fold (`name_len` and `line_len` are the token and value runs from `pos`).
-/// Each test is one compare; `None` leaves the line to [`parse_header_line_general`], which
-/// gives the same answer for these lines.
+/// line that is not a fold (`name`, `name_len` and `line_len` from [`header_line_start`]).
+/// `None` leaves the line to [`parse_header_line_general`], which gives the same answer for these
+/// lines.
 #[inline(always)]
+#[allow(unsafe_code)]
 fn simple_header_line(
     buf: &[u8],
     pos: usize,
+    name: HeaderName,
     name_len: usize,
     line_len: usize,
     max_line_len: usize,
 ) -> Option<Header<'_>> {
-    if name_len == 0 {
+    let line = buf.get(pos..)?;
+    // One length test for every read below: `0 < name_len <= line_len - 3` (name, `: `, a value
+    // byte) and `line_len + 3 <= line.len()` (the last value byte's CRLF and the next line's
+    // first byte). Written with wrapping or saturating subtractions, so that no input can slip
+    // through. An empty value fails it: its line is `Name: ` (`line_len == name_len + 2`), left
+    // to the general path as before.
+    if name_len.wrapping_sub(1) >= line_len.saturating_sub(3)
+        || line_len > line.len().saturating_sub(3)
+        || line_len > max_line_len
+    {
         return None;
     }
-    let colon = pos + name_len;
-    // `line_len >= name_len > 0`: the name's bytes are value bytes too.
-    let content_end = pos + line_len;
-    // An empty value fails `last != b' '`: `last` is then the SP after the colon.
-    match (
-        buf.get(colon..colon + 3),
-        buf.get(content_end - 1..content_end + 3),
-    ) {
-        (Some(&[b':', b' ', first]), Some(&[last, b'\r', b'\n', next]))
-            if line_len <= max_line_len
-                && !matches!(first, b' ' | b'\t')
-                && !matches!(last, b' ' | b'\t')
-                && !matches!(next, b' ' | b'\t') =>
-        {
-            let value_start = colon + 2;
-            Some(Header {
-                name: HeaderName::classify_in(buf, pos, name_len),
-                raw_name: &buf[pos..colon],
-                value: &buf[value_start..content_end],
-                start: pos as u32,
-                value_start: value_start as u32,
-                end: (content_end + 2) as u32,
-            })
-        }
-        _ => None,
+    let at = |i: usize| {
+        debug_assert!(i < line_len + 3);
+        // SAFETY: every caller index is below `line_len + 3 <= line.len()` (tested above).
+        unsafe { *line.get_unchecked(i) }
+    };
+    let colon_sp = u16::from_le_bytes([at(name_len), at(name_len + 1)]);
+    let crlf = u16::from_le_bytes([at(line_len), at(line_len + 1)]);
+    let (first, last, next) = (at(name_len + 2), at(line_len - 1), at(line_len + 2));
+    if colon_sp != u16::from_le_bytes(*b": ")
+        || crlf != u16::from_le_bytes(*b"\r\n")
+        || (IS_LWS[usize::from(first)] | IS_LWS[usize::from(last)] | IS_LWS[usize::from(next)])
+    {
+        return None;
     }
+    let value_start = pos + name_len + 2;
+    // SAFETY: `name_len + 2 < line_len < line.len()` (tested above), so both ranges are inside
+    // `line`.
+    let (raw_name, value) = unsafe {
+        (
+            line.get_unchecked(..name_len),
+            line.get_unchecked(name_len + 2..line_len),
+        )
+    };
+    Some(Header {
+        name,
+        raw_name,
+        value,
+        start: pos as u32,
+        value_start: value_start as u32,
+        end: (pos + line_len + 2) as u32,
+    })
 }
+
+/// SP and HTAB: what a value may not start or end with, and what makes the next line a fold.
+static IS_LWS: [bool; 256] = {
+    let mut t = [false; 256];
+    t[b' ' as usize] = true;
+    t[b'\t' as usize] = true;
+    t
+};
 
 /// [`parse_header_line`] for every line shape (LWS around the colon or the value, folds, escaped
 /// control bytes, the input's end), from the name's end on. Kept out of line: inlined, its code
@@ -983,12 +1078,47 @@ fn parse_header_line_general<'a, S: Scan>(
     }
 }
 
+/// Records a Content-Length line (`value` at `value_start`, the line at `start`): the first
+/// declared length, or a conflict with it (an error in a stream). Out of line: once per message,
+/// and inlined its code left the header loop with more register moves.
+#[inline(never)]
+fn note_content_length(
+    value: &[u8],
+    value_start: u32,
+    start: u32,
+    stream: bool,
+    content_length: &mut Option<u32>,
+    conflicting: &mut bool,
+) -> Result<()> {
+    let declared = parse_content_length(value)
+        .ok_or(Error::new(ErrorKind::ContentLength, value_start as usize))?;
+    match *content_length {
+        Some(previous) if previous != declared => {
+            if stream {
+                // Without one length there is no way to find the next message.
+                return Err(Error::new(ErrorKind::ContentLength, start as usize));
+            }
+            *conflicting = true;
+        }
+        _ => *content_length = Some(declared),
+    }
+    Ok(())
+}
+
 /// Content-Length = 1*DIGIT (LWS-trimmed by the caller); `None` if malformed or over u32.
 fn parse_content_length(value: &[u8]) -> Option<u32> {
-    if value.is_empty() || value.len() > 10 || !value.iter().all(u8::is_ascii_digit) {
+    if value.is_empty() || value.len() > 10 {
         return None;
     }
-    let n = value.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0'));
+    // One pass: the digit test and the sum together.
+    let mut n = 0u64;
+    for &c in value {
+        let digit = c.wrapping_sub(b'0');
+        if digit > 9 {
+            return None;
+        }
+        n = n * 10 + u64::from(digit);
+    }
     u32::try_from(n).ok()
 }
 
@@ -1049,6 +1179,36 @@ v=0\n";
             b"Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds\r\n"
         );
         assert_eq!(&INVITE[via.value_start as usize..][..3], b"SIP");
+    }
+
+    #[test]
+    fn common_methods_agree_with_the_token_scan() {
+        let lines: [&[u8]; 14] = [
+            b"INVITE sip:x SIP/2.0",
+            b"ACK sip:x SIP/2.0",
+            b"BYE sip:x SIP/2.0",
+            b"CANCEL sip:x SIP/2.0",
+            b"OPTIONS sip:x SIP/2.0",
+            b"REGISTER sip:x SIP/2.0",
+            b"INVITEX sip:x SIP/2.0",
+            b"REGISTERS sip:x",
+            b"invite sip:x SIP/2.0",
+            b"BYE\tsip:x SIP/2.0",
+            b"ACK sip",
+            b"REGISTER",
+            b"REGISTER\x00x",
+            b"OPTIONS\x00",
+        ];
+        for line in lines {
+            let found = common_method(line);
+            if let Some((len, method)) = found {
+                assert_eq!(len, scan::token_len(line), "{line:?}");
+                assert_eq!(line.get(len), Some(&b' '), "{line:?}");
+                assert_eq!(method, Method::from_bytes(&line[..len]), "{line:?}");
+            }
+            // Taken exactly for the six methods followed by SP (and 8 bytes to read).
+            assert_eq!(found.is_some(), lines[..6].contains(&line), "{line:?}");
+        }
     }
 
     #[test]

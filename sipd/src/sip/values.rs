@@ -94,6 +94,8 @@ pub fn skip_lws(s: &[u8], i: usize) -> usize {
     match s.get(i) {
         Some(&c) if c > b' ' => i,
         None => s.len(),
+        // One SP before a byte above SP (the usual separator) is settled inline too.
+        Some(b' ') if s.get(i + 1).is_some_and(|&c| c > b' ') => i + 1,
         Some(_) => skip_lws_run(s, i),
     }
 }
@@ -118,10 +120,11 @@ fn skip_lws_run(s: &[u8], mut i: usize) -> usize {
 /// The range `start..end` of `s` without leading and trailing LWS.
 #[inline]
 pub fn trim_lws_range(s: &[u8]) -> (usize, usize) {
-    // Values from the message parser are already trimmed: two compares settle that case.
+    // Values from the message parser are already trimmed: two compares settle that case (no
+    // LWS byte is above SP; the other bytes up to SP take the exact path, which keeps them).
     if let (Some(&a), Some(&z)) = (s.first(), s.last())
-        && !is_lws_byte(a)
-        && !is_lws_byte(z)
+        && a > b' '
+        && z > b' '
     {
         return (0, s.len());
     }
@@ -289,7 +292,11 @@ impl<'a> Iterator for SplitComma<'a> {
         // Jump between the only bytes that matter (a vector scan): `,` ends the element, `"` opens
         // a quoted string, `<` opens a bracketed URI that may itself contain commas (in its user).
         let end = loop {
-            i += super::scan::list_len(s.get(i..).unwrap_or_default());
+            // Not scanning an empty rest (after a closing `>` at the end) spares a dispatched
+            // call that could only answer 0.
+            if i < s.len() {
+                i += super::scan::list_len(&s[i..]);
+            }
             if i >= s.len() {
                 self.done = true;
                 break s.len();

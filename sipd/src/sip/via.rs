@@ -84,7 +84,19 @@ impl<'a> Via<'a> {
                 (name, version, slash(s, i)?)
             }
         };
-        let (transport, k) = token(s, i)?;
+        // Nearly always UDP, TCP or TLS and the SP before sent-by: token bytes then a non-token
+        // byte, so the token run ends there, as `token` would find.
+        let (transport, k) = match s.get(i..i + 4) {
+            Some([a, b, c, b' '])
+                if matches!(
+                    [a, b, c],
+                    [b'U', b'D', b'P'] | [b'T', b'C', b'P'] | [b'T', b'L', b'S']
+                ) =>
+            {
+                (&s[i..i + 3], i + 3)
+            }
+            _ => token(s, i)?,
+        };
         let hs = skip_lws(s, k);
         if hs == k {
             return Err(err(k));
@@ -365,6 +377,24 @@ mod tests {
         let v = via(b"SIP/2.0/UDP [::1];received=[::2]");
         assert_eq!(v.received(), Some("::2".parse::<IpAddr>().unwrap()));
         assert!(via(b"sip/2.0/udp a.b").transport_is(b"UDP"));
+    }
+
+    #[test]
+    fn common_transports_and_others_alike() {
+        for (value, transport) in [
+            (&b"SIP/2.0/UDP h"[..], &b"UDP"[..]),
+            (b"SIP/2.0/TCP h", b"TCP"),
+            (b"SIP/2.0/TLS h", b"TLS"),
+            (b"SIP/2.0/udp h", b"udp"),
+            (b"SIP/2.0/UDPX h", b"UDPX"),
+            (b"SIP/2.0/UDP\th", b"UDP"),
+            (b"SIP/2.0/SCTP h", b"SCTP"),
+        ] {
+            let v = via(value);
+            assert_eq!(v.transport, transport, "{value:?}");
+            assert_eq!(v.host_raw, b"h", "{value:?}");
+        }
+        assert_eq!(bad(b"SIP/2.0/UDP"), Error::new(ErrorKind::Via, 11));
     }
 
     #[test]

@@ -172,5 +172,9 @@ scan! {
     /// AVX2 [`super::quoted_len`].
     quoted_len, quoted_bad
 }
+scan! {
+    /// AVX2 [`super::Scanner::colon_len`].
+    colon_len, colon_bad
+}
 
-token_value_len_fn!("avx2", 32);
+colon_value_len_fn!("avx2", 32);

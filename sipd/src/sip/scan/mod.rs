@@ -11,6 +11,7 @@
 //! | [`list_len`]  | anything but `,` `"` `<` (where a header list split must look)           |
 //! | [`angled_len`] | anything but `>` (the end of a `<URI>`)                                 |
 //! | [`quoted_len`] | quoted-string text: a header-value byte other than `"` and `\`          |
+//! | `colon_len`   | anything but `:` (where a header line's name may end)                    |
 //!
 //! # Layout (httparse `src/simd/`, memchr `src/arch/`)
 //!
@@ -82,46 +83,57 @@ macro_rules! compare_classes {
         fn quoted_bad(x: $vec) -> u32 {
             value_bad(x) | mask(or(eq(x, b'"'), eq(x, b'\\')))
         }
+
+        /// Bad: `:`.
+        #[target_feature(enable = $feature)]
+        #[inline]
+        fn colon_bad(x: $vec) -> u32 {
+            mask(eq(x, b':'))
+        }
     };
 }
 
-/// A vector backend's `token_value_len`, expanded in the backend's module (with its `load`,
-/// `token_bad`, `value_bad`, `token_len` and `value_len`) for its target feature and vector width.
-macro_rules! token_value_len_fn {
+/// A vector backend's `colon_value_len`, expanded in the backend's module (with its `load`,
+/// `colon_bad`, `value_bad`, `colon_len` and `value_len`) for its target feature and vector width.
+macro_rules! colon_value_len_fn {
     ($feature:literal, $width:literal) => {
-        /// `(token_len(bytes), value_len(bytes))`. The common case (a header line with at least a
-        /// vector after it, its name ending in the first) is a short loop of whole vectors, small
-        /// enough to be inlined into the message parser; anything else takes the two scans.
+        /// `(colon_len(&bytes[..v]), v)` with `v = value_len(bytes)`: where a header line's colon
+        /// is (or its content's end, if that comes first), and the end of its content. The common
+        /// case (a header line with at least a vector after it, its colon in the first) is a short
+        /// loop of whole vectors, small enough to be inlined into the message parser; anything
+        /// else takes the two scans.
         #[target_feature(enable = $feature)]
         #[inline]
-        pub(super) fn token_value_len(bytes: &[u8]) -> (usize, usize) {
+        pub(super) fn colon_value_len(bytes: &[u8]) -> (usize, usize) {
             if bytes.len() >= $width {
                 let first = load(bytes, 0);
-                let token = token_bad(first);
-                if token != 0 {
-                    let mut value = value_bad(first);
+                let mut value = value_bad(first);
+                // The first colon or the first byte ending the content, whichever comes first.
+                let stop = colon_bad(first) | value;
+                if stop != 0 {
                     let mut at = 0;
                     while value == 0 {
                         at += $width;
                         if at + $width > bytes.len() {
-                            return token_value_len_slow(bytes);
+                            return colon_value_len_slow(bytes);
                         }
                         value = value_bad(load(bytes, at));
                     }
                     return (
-                        token.trailing_zeros() as usize,
+                        stop.trailing_zeros() as usize,
                         at + value.trailing_zeros() as usize,
                     );
                 }
             }
-            token_value_len_slow(bytes)
+            colon_value_len_slow(bytes)
         }
 
-        /// [`token_value_len`] as the two scans, out of line so that the common case inlines.
+        /// [`colon_value_len`] as the two scans, out of line so that the common case inlines.
         #[target_feature(enable = $feature)]
         #[inline(never)]
-        fn token_value_len_slow(bytes: &[u8]) -> (usize, usize) {
-            (token_len(bytes), value_len(bytes))
+        fn colon_value_len_slow(bytes: &[u8]) -> (usize, usize) {
+            let content = value_len(bytes);
+            (colon_len(&bytes[..content]), content)
         }
     };
 }
@@ -177,6 +189,12 @@ pub const fn is_quoted_text(b: u8) -> bool {
     is_value(b) && b != b'"' && b != b'\\'
 }
 
+/// Is `b` anything but `:`?
+#[inline]
+pub const fn is_not_colon(b: u8) -> bool {
+    b != b':'
+}
+
 /// Bit in [`CLASS`] for [`is_token`].
 const TOKEN: u8 = 1 << 0;
 /// Bit in [`CLASS`] for [`is_value`].
@@ -189,6 +207,8 @@ const LIST: u8 = 1 << 3;
 const ANGLED: u8 = 1 << 4;
 /// Bit in [`CLASS`] for [`is_quoted_text`].
 const QUOTED: u8 = 1 << 5;
+/// Bit in [`CLASS`] for [`is_not_colon`].
+const NOT_COLON: u8 = 1 << 6;
 
 /// One entry per byte value: which classes ([`TOKEN`], [`VALUE`], [`URI`]) it belongs to. Built at
 /// compile time from the predicates, so the two cannot disagree. Used by the scalar tails.
@@ -202,7 +222,8 @@ static CLASS: [u8; 256] = {
             | (is_uri(b) as u8 * URI)
             | (is_list_plain(b) as u8 * LIST)
             | (is_angled(b) as u8 * ANGLED)
-            | (is_quoted_text(b) as u8 * QUOTED);
+            | (is_quoted_text(b) as u8 * QUOTED)
+            | (is_not_colon(b) as u8 * NOT_COLON);
         i += 1;
     }
     t
@@ -409,8 +430,10 @@ pub struct Scanner {
     pub angled_len: fn(&[u8]) -> usize,
     /// See [`quoted_len`].
     pub quoted_len: fn(&[u8]) -> usize,
-    /// See [`Scan::token_value_len`].
-    pub token_value_len: fn(&[u8]) -> (usize, usize),
+    /// Length of the leading run of bytes other than `:` (see [`is_not_colon`]).
+    pub colon_len: fn(&[u8]) -> usize,
+    /// See [`Scan::colon_value_len`].
+    pub colon_value_len: fn(&[u8]) -> (usize, usize),
 }
 
 impl fmt::Debug for Scanner {
@@ -429,7 +452,8 @@ pub fn scanner(b: Backend) -> Option<Scanner> {
             list_len: swar::list_len,
             angled_len: swar::angled_len,
             quoted_len: swar::quoted_len,
-            token_value_len: swar::token_value_len,
+            colon_len: swar::colon_len,
+            colon_value_len: swar::colon_value_len,
         }),
         #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
         Backend::Sse2 if b.is_supported() => Some(Scanner {
@@ -439,7 +463,8 @@ pub fn scanner(b: Backend) -> Option<Scanner> {
             list_len: sse2_safe::list_len,
             angled_len: sse2_safe::angled_len,
             quoted_len: sse2_safe::quoted_len,
-            token_value_len: sse2_safe::token_value_len,
+            colon_len: sse2_safe::colon_len,
+            colon_value_len: sse2_safe::colon_value_len,
         }),
         #[cfg(all(target_arch = "x86_64", not(feature = "portable-scan"), not(miri)))]
         Backend::Avx2 if b.is_supported() => Some(Scanner {
@@ -449,7 +474,8 @@ pub fn scanner(b: Backend) -> Option<Scanner> {
             list_len: avx2_safe::list_len,
             angled_len: avx2_safe::angled_len,
             quoted_len: avx2_safe::quoted_len,
-            token_value_len: avx2_safe::token_value_len,
+            colon_len: avx2_safe::colon_len,
+            colon_value_len: avx2_safe::colon_value_len,
         }),
         _ => None,
     }
@@ -494,9 +520,14 @@ macro_rules! safe_wrappers {
                 unsafe { $backend::quoted_len(bytes) }
             }
 
-            pub(super) fn token_value_len(bytes: &[u8]) -> (usize, usize) {
+            pub(super) fn colon_len(bytes: &[u8]) -> usize {
                 // SAFETY: only reachable through `scanner`, which checked the CPU has the feature.
-                unsafe { $backend::token_value_len(bytes) }
+                unsafe { $backend::colon_len(bytes) }
+            }
+
+            pub(super) fn colon_value_len(bytes: &[u8]) -> (usize, usize) {
+                // SAFETY: only reachable through `scanner`, which checked the CPU has the feature.
+                unsafe { $backend::colon_value_len(bytes) }
             }
         }
     };
@@ -575,11 +606,14 @@ pub trait Scan: Copy {
     fn value_len(self, bytes: &[u8]) -> usize;
     /// See [`uri_len`].
     fn uri_len(self, bytes: &[u8]) -> usize;
-    /// `(token_len(bytes), value_len(bytes))`, from one vector load when that settles both (a
-    /// header line: its name, and the end of its content).
+    /// `(c, v)`: `v = value_len(bytes)`, and `c` the offset of the first `:` in `bytes[..v]`, or
+    /// `v` if there is none. From one vector load when that settles both (a header line: where
+    /// its name may end, and the end of its content).
     #[inline(always)]
-    fn token_value_len(self, bytes: &[u8]) -> (usize, usize) {
-        (self.token_len(bytes), self.value_len(bytes))
+    fn colon_value_len(self, bytes: &[u8]) -> (usize, usize) {
+        let content = self.value_len(bytes);
+        let colon = memchr::memchr(b':', &bytes[..content]).unwrap_or(content);
+        (colon, content)
     }
 }
 
@@ -599,6 +633,10 @@ impl Scan for PortableScan {
     #[inline(always)]
     fn uri_len(self, bytes: &[u8]) -> usize {
         swar::uri_len(bytes)
+    }
+    #[inline(always)]
+    fn colon_value_len(self, bytes: &[u8]) -> (usize, usize) {
+        swar::colon_value_len(bytes)
     }
 }
 
@@ -649,9 +687,9 @@ macro_rules! vector_scan {
                 unsafe { $backend::uri_len(bytes) }
             }
             #[inline(always)]
-            fn token_value_len(self, bytes: &[u8]) -> (usize, usize) {
+            fn colon_value_len(self, bytes: &[u8]) -> (usize, usize) {
                 // SAFETY: a value of this type exists only if the CPU supports the backend.
-                unsafe { $backend::token_value_len(bytes) }
+                unsafe { $backend::colon_value_len(bytes) }
             }
         }
     };
@@ -730,13 +768,14 @@ mod tests {
         fn(u8) -> bool,
         fn(&Scanner) -> fn(&[u8]) -> usize,
     );
-    const CLASSES: [Class; 6] = [
+    const CLASSES: [Class; 7] = [
         ("token", |b| is_token(b), |s| s.token_len),
         ("value", |b| is_value(b), |s| s.value_len),
         ("uri", |b| is_uri(b), |s| s.uri_len),
         ("list", |b| is_list_plain(b), |s| s.list_len),
         ("angled", |b| is_angled(b), |s| s.angled_len),
         ("quoted", |b| is_quoted_text(b), |s| s.quoted_len),
+        ("colon", |b| is_not_colon(b), |s| s.colon_len),
     ];
 
     /// The scalar reference: the plain definition, one byte at a time with the predicate.
@@ -782,11 +821,17 @@ mod tests {
         }
     }
 
+    /// What [`Scan::colon_value_len`] answers, from the plain definitions.
+    fn colon_value_reference(bytes: &[u8]) -> (usize, usize) {
+        let content = reference(is_value, bytes);
+        (reference(is_not_colon, &bytes[..content]), content)
+    }
+
     /// The fused scan against the two it stands for: every byte value at every offset `0..80` of
     /// buffers of length `0..=100` made of token bytes (so the byte placed is where either run
-    /// may end), and once more after a `": "` (a header line's shape).
+    /// may end), and once more after a `"Via: "` (a header line's shape, its colon early).
     #[test]
-    fn exhaustive_token_value() {
+    fn exhaustive_colon_value() {
         let ok = allowed(is_token);
         for (backend, s) in supported() {
             for len in 0..=100usize {
@@ -798,9 +843,9 @@ mod tests {
                         let keep = buf[off];
                         for v in 0..=255u8 {
                             buf[off] = v;
-                            let want = (reference(is_token, &buf), reference(is_value, &buf));
+                            let want = colon_value_reference(&buf);
                             assert_eq!(
-                                (s.token_value_len)(&buf),
+                                (s.colon_value_len)(&buf),
                                 want,
                                 "{backend} len {n} byte {v:#04x} at {off}"
                             );
@@ -843,6 +888,11 @@ mod tests {
     }
 
     #[test]
+    fn exhaustive_colon() {
+        exhaustive(6);
+    }
+
+    #[test]
     fn table_matches_predicates() {
         for b in 0..=255u8 {
             assert_eq!(CLASS[b as usize] & TOKEN != 0, is_token(b), "{b:#04x}");
@@ -853,6 +903,11 @@ mod tests {
             assert_eq!(
                 CLASS[b as usize] & QUOTED != 0,
                 is_quoted_text(b),
+                "{b:#04x}"
+            );
+            assert_eq!(
+                CLASS[b as usize] & NOT_COLON != 0,
+                is_not_colon(b),
                 "{b:#04x}"
             );
         }
@@ -1019,12 +1074,13 @@ mod tests {
         prop_assert_eq!(list_len(bytes), reference(is_list_plain, bytes));
         prop_assert_eq!(angled_len(bytes), reference(is_angled, bytes));
         prop_assert_eq!(quoted_len(bytes), reference(is_quoted_text, bytes));
-        let fused = (reference(is_token, bytes), reference(is_value, bytes));
+        let fused = colon_value_reference(bytes);
+        prop_assert_eq!(CurrentScan.colon_value_len(bytes), fused);
         for (backend, s) in supported() {
             prop_assert_eq!(
-                (s.token_value_len)(bytes),
+                (s.colon_value_len)(bytes),
                 fused,
-                "{} token_value_len",
+                "{} colon_value_len",
                 backend
             );
         }

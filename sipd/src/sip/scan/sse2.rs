@@ -169,5 +169,9 @@ scan! {
     /// SSE2 [`super::quoted_len`].
     quoted_len, quoted_bad
 }
+scan! {
+    /// SSE2 [`super::Scanner::colon_len`].
+    colon_len, colon_bad
+}
 
-token_value_len_fn!("sse2", 16);
+colon_value_len_fn!("sse2", 16);

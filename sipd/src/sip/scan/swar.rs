@@ -9,7 +9,7 @@
 //! 7 bits of each byte, where adding at most `0x7F` cannot overflow into the next byte, and look at
 //! bit 7 separately.
 
-use super::{ANGLED, LIST, QUOTED, TOKEN, URI, VALUE};
+use super::{ANGLED, LIST, NOT_COLON, QUOTED, TOKEN, URI, VALUE};
 
 /// `0x01` in every byte.
 const LO: u64 = u64::from_ne_bytes([0x01; 8]);
@@ -87,6 +87,12 @@ const fn angled_bad(x: u64) -> u64 {
 #[inline(always)]
 const fn quoted_bad(x: u64) -> u64 {
     value_bad(x) | ((eq(x, b'"') | eq(x, b'\\')) & HI)
+}
+
+/// Bit 7 of each byte set iff that byte is `:`.
+#[inline(always)]
+const fn colon_bad(x: u64) -> u64 {
+    eq(x, b':') & HI
 }
 
 /// The 8 bytes at `bytes[at..at + 8]`, little-endian (byte `at` is the low byte).
@@ -176,7 +182,13 @@ pub(super) fn quoted_len(bytes: &[u8]) -> usize {
     run(bytes, quoted_bad, QUOTED)
 }
 
-/// Portable `(token_len(bytes), value_len(bytes))`: the two scans.
-pub(super) fn token_value_len(bytes: &[u8]) -> (usize, usize) {
-    (token_len(bytes), value_len(bytes))
+/// Portable [`super::Scanner::colon_len`].
+pub(super) fn colon_len(bytes: &[u8]) -> usize {
+    run(bytes, colon_bad, NOT_COLON)
+}
+
+/// Portable [`super::Scan::colon_value_len`]: the two scans.
+pub(super) fn colon_value_len(bytes: &[u8]) -> (usize, usize) {
+    let content = value_len(bytes);
+    (colon_len(&bytes[..content]), content)
 }
