@@ -96,6 +96,13 @@ impl<'a> Params<'a> {
         Params { raw }
     }
 
+    /// A list the caller has checked exactly as [`Params::parse`] would accept it.
+    #[inline]
+    pub(crate) fn validated(raw: &'a [u8]) -> Self {
+        debug_assert!(Self::parse(raw).is_ok());
+        Params { raw }
+    }
+
     /// URI parameters: `*( ";" pname [ "=" pvalue ] )` with `pname`/`pvalue` = `1*paramchar`
     /// (`%` escapes validated, kept raw), no LWS. Errors (offset into `raw`): `Param` for an
     /// empty name or value or a byte that does not belong, `Uri` for a bad `%` escape.
