@@ -58,7 +58,13 @@ impl<'a> Params<'a> {
                 return Err(Error::new(ErrorKind::Param, i));
             }
             i = skip_lws(raw, i + 1);
-            let name_end = run(raw, i, &TOKEN);
+            // `branch=` (in every Via) without the table run: `=` is no token byte, so the run
+            // would end there.
+            let name_end = if raw.get(i..i + 7) == Some(b"branch=") {
+                i + 6
+            } else {
+                run(raw, i, &TOKEN)
+            };
             if name_end == i {
                 return Err(Error::new(ErrorKind::Param, i));
             }
@@ -329,6 +335,24 @@ mod tests {
         assert_eq!(e(b";a=\"x"), Error::new(ErrorKind::QuotedString, 3));
         assert_eq!(e(b";a b"), Error::new(ErrorKind::Param, 3));
         assert_eq!(e(b";a=<x>"), Error::new(ErrorKind::Param, 3));
+    }
+
+    #[test]
+    fn branch_name_as_the_run_finds_it() {
+        let p =
+            Params::parse(b";branch=z9;branch;branchy=1;BRANCH=2;branch =3;branch=").unwrap_err();
+        assert_eq!(p, Error::new(ErrorKind::Param, 54));
+        let p = Params::parse(b";branch=z9;branch;branchy=1;BRANCH=2;branch =3").unwrap();
+        assert_eq!(
+            list(p),
+            vec![
+                (&b"branch"[..], Some(&b"z9"[..])),
+                (&b"branch"[..], None),
+                (&b"branchy"[..], Some(&b"1"[..])),
+                (&b"BRANCH"[..], Some(&b"2"[..])),
+                (&b"branch"[..], Some(&b"3"[..])),
+            ]
+        );
     }
 
     #[test]
