@@ -327,9 +327,10 @@ impl<'a> Iterator for SplitComma<'a> {
                 }
             }
         };
-        let elem = s.get(start..end).unwrap_or_default();
+        // `start <= end <= s.len()`: the element is never out of range.
+        let elem = &s[start..end];
         let (a, b) = trim_lws_range(elem);
-        Some(Ok((start + a, elem.get(a..b).unwrap_or_default())))
+        Some(Ok((start + a, &elem[a..b])))
     }
 }
 
