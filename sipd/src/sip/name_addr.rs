@@ -123,7 +123,8 @@ impl<'a> NameAddrView<'a> {
         if raquot >= s.len() {
             return Err(err(laquot));
         }
-        let uri_raw = s.get(us..raquot).unwrap_or_default();
+        // `us <= raquot < s.len()`: in range.
+        let uri_raw = &s[us..raquot];
         match (uri_raw.first(), uri_raw.last()) {
             (None, _) => return Err(err(us)),
             (Some(&c), _) if is_lws_byte(c) => return Err(err(us)),
