@@ -112,7 +112,8 @@ impl<'a> Via<'a> {
                 Err(e) => (Err(e), hs),
             }
         };
-        let host_raw = s.get(hs..he).unwrap_or_default();
+        // `hs <= he <= s.len()` on every branch above.
+        let host_raw = &s[hs..he];
         let host = host.map_err(|e| e.shifted(hs))?;
         let mut i = skip_lws(s, he);
         let mut port = None;
