@@ -123,14 +123,24 @@ impl<'a> NameAddrView<'a> {
         if raquot >= s.len() {
             return Err(err(laquot));
         }
-        let uri_raw = s.get(us..raquot).unwrap_or_default();
+        // `us <= raquot < s.len()`: in range.
+        let uri_raw = &s[us..raquot];
         match (uri_raw.first(), uri_raw.last()) {
             (None, _) => return Err(err(us)),
             (Some(&c), _) if is_lws_byte(c) => return Err(err(us)),
             (_, Some(&c)) if is_lws_byte(c) => return Err(err(raquot - 1)),
             _ => {}
         }
-        let (params, params_offset, tag) = Self::parse_params(s, raquot + 1)?;
+        // Nothing after `>` (the common To and Route): no parameters, without the call.
+        let (params, params_offset, tag) = if raquot + 1 == s.len() {
+            (
+                Params::lws_only(s.get(s.len()..).unwrap_or_default()),
+                s.len(),
+                None,
+            )
+        } else {
+            Self::parse_params(s, raquot + 1)?
+        };
         Ok(NameAddrView {
             display_name_raw,
             uri_raw,
@@ -168,6 +178,14 @@ impl<'a> NameAddrView<'a> {
     /// Also returns the first `tag` parameter's value, picked out while validating.
     fn parse_params(s: &'a [u8], from: usize) -> Result<(Params<'a>, usize, Option<&'a [u8]>)> {
         let raw = s.get(from..).unwrap_or_default();
+        // Just `;tag=` and a token (the usual From, and To in a dialog): what the walk below
+        // would find, without it.
+        if let Some(value) = raw.strip_prefix(b";tag=")
+            && !value.is_empty()
+            && super::scan::token_len(value) == value.len()
+        {
+            return Ok((Params::validated(raw), from, Some(value)));
+        }
         let i = skip_lws(s, from);
         match s.get(i) {
             // Nothing but LWS after the URI: an empty list (nothing to validate).
@@ -421,6 +439,39 @@ mod tests {
     }
     fn bad(s: &[u8]) -> Error {
         NameAddr::parse(s).unwrap_err()
+    }
+
+    #[test]
+    fn params_after_the_uri_as_the_params_walk_finds_them() {
+        // The shortcuts (nothing after `>`, just `;tag=` and a token) against the walk itself.
+        for tail in [
+            &b""[..],
+            b";tag=abc",
+            b";tag=",
+            b";tag=a b",
+            b";tag=a;x",
+            b";tag=a;tag=b",
+            b";TAG=a",
+            b";tag=\"q\"",
+            b";tag=a:b",
+            b";tag=a\x80",
+            b";tag= a",
+            b" ;tag=a",
+            b";tagx=a",
+            b";tag",
+        ] {
+            let v = [&b"<sip:a@b>"[..], tail].concat();
+            let got = NameAddrView::parse(&v);
+            match Params::parse(tail) {
+                Ok(p) => {
+                    let view = got.unwrap_or_else(|e| panic!("{tail:?}: {e}"));
+                    assert_eq!(view.params, p, "{tail:?}");
+                    assert_eq!(view.params_offset, 9, "{tail:?}");
+                    assert_eq!(view.tag(), p.get(b"tag").flatten(), "{tail:?}");
+                }
+                Err(e) => assert_eq!(got.unwrap_err(), e.shifted(9), "{tail:?}"),
+            }
+        }
     }
 
     #[test]

@@ -58,7 +58,13 @@ impl<'a> Params<'a> {
                 return Err(Error::new(ErrorKind::Param, i));
             }
             i = skip_lws(raw, i + 1);
-            let name_end = run(raw, i, &TOKEN);
+            // `branch=` (in every Via) without the table run: `=` is no token byte, so the run
+            // would end there.
+            let name_end = if raw.get(i..i + 7) == Some(b"branch=") {
+                i + 6
+            } else {
+                run(raw, i, &TOKEN)
+            };
             if name_end == i {
                 return Err(Error::new(ErrorKind::Param, i));
             }
@@ -96,6 +102,13 @@ impl<'a> Params<'a> {
         Params { raw }
     }
 
+    /// A list the caller has checked exactly as [`Params::parse`] would accept it.
+    #[inline]
+    pub(crate) fn validated(raw: &'a [u8]) -> Self {
+        debug_assert!(Self::parse(raw).is_ok());
+        Params { raw }
+    }
+
     /// URI parameters: `*( ";" pname [ "=" pvalue ] )` with `pname`/`pvalue` = `1*paramchar`
     /// (`%` escapes validated, kept raw), no LWS. Errors (offset into `raw`): `Param` for an
     /// empty name or value or a byte that does not belong, `Uri` for a bad `%` escape.
@@ -120,6 +133,20 @@ impl<'a> Params<'a> {
                 return Err(Error::new(ErrorKind::Param, i));
             }
             i += 1;
+            // The commonest ones (`user=phone`, `lr`) read as words: followed by the end, `;` or
+            // `?` (no paramchar), they end where the runs below would.
+            let rest = raw.get(i..).unwrap_or_default();
+            let word = if rest.starts_with(b"user=phone") {
+                10
+            } else if rest.starts_with(b"lr") {
+                2
+            } else {
+                0
+            };
+            if word > 0 && matches!(rest.get(word), None | Some(b';' | b'?')) {
+                i += word;
+                continue;
+            }
             let end = run_escaped(raw, i, &PARAMCHAR, ErrorKind::Uri)?;
             if end == i {
                 return Err(Error::new(ErrorKind::Param, i));
@@ -311,6 +338,24 @@ mod tests {
     }
 
     #[test]
+    fn branch_name_as_the_run_finds_it() {
+        let p =
+            Params::parse(b";branch=z9;branch;branchy=1;BRANCH=2;branch =3;branch=").unwrap_err();
+        assert_eq!(p, Error::new(ErrorKind::Param, 54));
+        let p = Params::parse(b";branch=z9;branch;branchy=1;BRANCH=2;branch =3").unwrap();
+        assert_eq!(
+            list(p),
+            vec![
+                (&b"branch"[..], Some(&b"z9"[..])),
+                (&b"branch"[..], None),
+                (&b"branchy"[..], Some(&b"1"[..])),
+                (&b"BRANCH"[..], Some(&b"2"[..])),
+                (&b"branch"[..], Some(&b"3"[..])),
+            ]
+        );
+    }
+
+    #[test]
     fn uri_params() {
         let p = Params::parse_uri(b";lr;unknownwith=value;unknown-no-value").unwrap();
         assert_eq!(
@@ -356,7 +401,82 @@ mod tests {
         );
     }
 
+    /// [`Params::parse_uri_until_query`] without its word shortcut.
+    fn uri_walk(raw: &[u8]) -> Result<(Params<'_>, usize)> {
+        let mut i = 0;
+        while let Some(&c) = raw.get(i) {
+            if c == b'?' {
+                break;
+            }
+            if c != b';' {
+                return Err(Error::new(ErrorKind::Param, i));
+            }
+            i += 1;
+            let end = run_escaped(raw, i, &PARAMCHAR, ErrorKind::Uri)?;
+            if end == i {
+                return Err(Error::new(ErrorKind::Param, i));
+            }
+            i = end;
+            if raw.get(i) == Some(&b'=') {
+                i += 1;
+                let end = run_escaped(raw, i, &PARAMCHAR, ErrorKind::Uri)?;
+                if end == i {
+                    return Err(Error::new(ErrorKind::Param, i));
+                }
+                i = end;
+            }
+        }
+        Ok((Params { raw: &raw[..i] }, i))
+    }
+
+    #[test]
+    fn uri_param_words_as_the_walk() {
+        for word in [
+            &b"user=phone"[..],
+            b"lr",
+            b"user=phon",
+            b"l",
+            b"user=",
+            b"USER=phone",
+        ] {
+            for next in [
+                &b""[..],
+                b";",
+                b"?",
+                b";lr",
+                b"?a=b",
+                b"=",
+                b"=x",
+                b"%41",
+                b"%4",
+                b"x",
+                b" ",
+                b"[",
+                b";;",
+            ] {
+                let v = [&b";"[..], word, next].concat();
+                assert_eq!(Params::parse_uri_until_query(&v), uri_walk(&v), "{v:?}");
+                let v = [&b";a=b;"[..], word, next].concat();
+                assert_eq!(Params::parse_uri_until_query(&v), uri_walk(&v), "{v:?}");
+            }
+        }
+    }
+
     proptest! {
+        #[test]
+        fn uri_params_as_the_walk(v in proptest::collection::vec(
+            prop_oneof![
+                any::<u8>().prop_map(|c| vec![c]),
+                proptest::sample::select(vec![
+                    b";".to_vec(), b"?".to_vec(), b"=".to_vec(), b"%41".to_vec(),
+                    b"lr".to_vec(), b"user=phone".to_vec(), b";lr".to_vec(),
+                    b";user=phone".to_vec(),
+                ]),
+            ], 0..12)) {
+            let v = v.concat();
+            prop_assert_eq!(Params::parse_uri_until_query(&v), uri_walk(&v));
+        }
+
         #[test]
         fn params_never_panic(v in proptest::collection::vec(
             prop_oneof![any::<u8>(), proptest::sample::select(b";=\" \t\r\n\\%ab1[]:".to_vec())], 0..96)) {

@@ -292,9 +292,12 @@ impl<'a> Iterator for SplitComma<'a> {
         // Jump between the only bytes that matter (a vector scan): `,` ends the element, `"` opens
         // a quoted string, `<` opens a bracketed URI that may itself contain commas (in its user).
         let end = loop {
-            // Not scanning an empty rest (after a closing `>` at the end) spares a dispatched
-            // call that could only answer 0.
-            if i < s.len() {
+            // Not scanning when the byte at hand already ends the run (an empty rest after a
+            // closing `>`, or a value opening with `<` or `"`) spares a dispatched call that
+            // could only answer 0.
+            if let Some(&c) = s.get(i)
+                && !matches!(c, b',' | b'"' | b'<')
+            {
                 i += super::scan::list_len(&s[i..]);
             }
             if i >= s.len() {
@@ -324,9 +327,10 @@ impl<'a> Iterator for SplitComma<'a> {
                 }
             }
         };
-        let elem = s.get(start..end).unwrap_or_default();
+        // `start <= end <= s.len()`: the element is never out of range.
+        let elem = &s[start..end];
         let (a, b) = trim_lws_range(elem);
-        Some(Ok((start + a, elem.get(a..b).unwrap_or_default())))
+        Some(Ok((start + a, &elem[a..b])))
     }
 }
 
@@ -450,6 +454,10 @@ mod tests {
         assert_eq!(&v[e[1].0..e[1].0 + 9], b"<sip:c@d>");
         assert_eq!(e[2].1, b"e");
         assert!(elems(b"").is_empty());
+        // A special byte first: no scan, the same elements.
+        assert_eq!(elems(b"<a,b>,c"), vec![(0, &b"<a,b>"[..]), (6, &b"c"[..])]);
+        assert_eq!(elems(b",a"), vec![(0, &b""[..]), (1, &b"a"[..])]);
+        assert_eq!(elems(b"\"x,y\"<a>"), vec![(0, &b"\"x,y\"<a>"[..])]);
         assert!(elems(b" \r\n ").is_empty());
         assert_eq!(
             elems(b"a,,b,"),

@@ -112,15 +112,26 @@ impl<'a> Via<'a> {
                 Err(e) => (Err(e), hs),
             }
         };
-        let host_raw = s.get(hs..he).unwrap_or_default();
+        // `hs <= he <= s.len()` on every branch above.
+        let host_raw = &s[hs..he];
         let host = host.map_err(|e| e.shifted(hs))?;
         let mut i = skip_lws(s, he);
         let mut port = None;
         let mut after = he;
         if s.get(i) == Some(&b':') {
             let ps = skip_lws(s, i + 1);
-            let pe = run(s, ps, &DIGIT);
-            port = Some(parse_port(s.get(ps..pe).unwrap_or_default()).map_err(|e| e.shifted(ps))?);
+            // The digit run and its value in one pass; then `parse_port`'s checks (1 to 5
+            // digits, at most 65535), whose errors are all at the run's start.
+            let mut pe = ps;
+            let mut v = 0u32;
+            while let Some(d) = s.get(pe).map(|c| c.wrapping_sub(b'0')).filter(|&d| d <= 9) {
+                v = v.wrapping_mul(10).wrapping_add(u32::from(d));
+                pe += 1;
+            }
+            port = Some(match u16::try_from(v) {
+                Ok(p) if (1..=5).contains(&(pe - ps)) => p,
+                _ => return Err(Error::new(ErrorKind::Port, ps)),
+            });
             after = pe;
             i = skip_lws(s, pe);
         }
@@ -238,16 +249,6 @@ impl<'a> Via<'a> {
     }
 }
 
-static DIGIT: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = b'0';
-    while c <= b'9' {
-        t[c as usize] = true;
-        c += 1;
-    }
-    t
-};
-
 fn parse_ttl(v: &[u8]) -> Option<u8> {
     if v.is_empty() || v.len() > 3 || !v.iter().all(u8::is_ascii_digit) {
         return None;
@@ -313,6 +314,35 @@ mod tests {
     }
     fn bad(s: &[u8]) -> Error {
         Via::parse(s).unwrap_err()
+    }
+
+    #[test]
+    fn sent_by_port_as_parse_port_reads_it() {
+        for p in [
+            &b""[..],
+            b"0",
+            b"5060",
+            b"65535",
+            b"65536",
+            b"99999",
+            b"123456",
+            b"00005060",
+            b"4294967296",
+            b"18446744073709551621",
+            b"5060x",
+            b"x",
+        ] {
+            let v = [&b"SIP/2.0/UDP h: "[..], p, b";branch=z9hG4bKx"].concat();
+            let digits = p.iter().take_while(|c| c.is_ascii_digit()).count();
+            let got = Via::parse(&v);
+            match parse_port(&p[..digits]) {
+                Err(e) => assert_eq!(got.unwrap_err(), e.shifted(15), "{v:?}"),
+                Ok(_) if digits < p.len() => {
+                    assert_eq!(got.unwrap_err(), Error::new(ErrorKind::Via, 15 + digits))
+                }
+                Ok(port) => assert_eq!(got.unwrap().port, Some(port), "{v:?}"),
+            }
+        }
     }
 
     #[test]
