@@ -60,25 +60,11 @@ mod tests {
         msg.value(HeaderName::CallId).map(<[u8]>::to_vec)
     }
 
-    fn fixtures() -> Vec<(String, Vec<u8>)> {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
-        let mut out = Vec::new();
-        for dir in ["messages", "proxy", "rfc4475"] {
-            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
-                let path = entry.unwrap().path();
-                if path.extension().is_some_and(|e| e == "sip" || e == "dat") {
-                    out.push((path.display().to_string(), std::fs::read(&path).unwrap()));
-                }
-            }
-        }
-        assert!(out.len() > 40, "fixtures not found");
-        out
-    }
-
     #[test]
     fn the_hint_is_the_parsed_call_id_whenever_it_finds_one() {
         let (mut found, mut beyond) = (0, 0);
-        for (name, bytes) in fixtures() {
+        for (path, bytes) in crate::sip::fixture_messages() {
+            let name = path.display();
             let Some(hint) = call_id_hint(&bytes) else {
                 continue;
             };

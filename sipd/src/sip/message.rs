@@ -1430,23 +1430,16 @@ X-A: 1\r\nx-a: 2\r\nmax-forwards: 69\r\nCall-ID: c\r\n\r\n";
         // The parser is compiled once per scan backend: each must give the portable one's answer,
         // views and errors alike, on the fixtures, the RFC 4475 torture messages and damaged
         // copies of them.
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
         let mut inputs = Vec::new();
-        for dir in ["messages", "rfc4475", "proxy"] {
-            for e in std::fs::read_dir(root.join(dir)).unwrap() {
-                let p = e.unwrap().path();
-                if p.extension().is_some_and(|x| x == "sip" || x == "dat") {
-                    let m = std::fs::read(p).unwrap();
-                    for cut in [m.len(), m.len() / 2, m.len() / 3] {
-                        inputs.push(m[..cut].to_vec());
-                    }
-                    let mut folded = m.clone();
-                    if let Some(at) = memchr::memmem::find(&folded, b"\r\nTo:") {
-                        folded.splice(at..at + 2, b"\r\n \r\n".iter().copied());
-                    }
-                    inputs.push(folded);
-                }
+        for (_, m) in crate::sip::fixture_messages() {
+            for cut in [m.len(), m.len() / 2, m.len() / 3] {
+                inputs.push(m[..cut].to_vec());
             }
+            let mut folded = m.clone();
+            if let Some(at) = memchr::memmem::find(&folded, b"\r\nTo:") {
+                folded.splice(at..at + 2, b"\r\n \r\n".iter().copied());
+            }
+            inputs.push(folded);
         }
         assert!(inputs.len() > 100);
         for m in &inputs {

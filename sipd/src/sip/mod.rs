@@ -27,6 +27,29 @@ pub mod via;
 #[cfg(test)]
 mod typed_corpus_tests;
 
+/// Every sample message of the test fixtures (`tests/fixtures/{messages,proxy,rfc4475}`), with
+/// its path, for tests that run the whole corpus.
+#[cfg(test)]
+pub(crate) fn fixture_messages() -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
+    let mut out = Vec::new();
+    for dir in ["messages", "proxy", "rfc4475"] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "sip" || e == "dat") {
+                let bytes = std::fs::read(&path).unwrap();
+                out.push((path, bytes));
+            }
+        }
+    }
+    assert!(
+        out.len() > 40,
+        "fixtures not found under {}",
+        root.display()
+    );
+    out
+}
+
 pub use error::{Error, ErrorKind, Result};
 pub use header::HeaderName;
 pub use message::{
