@@ -191,7 +191,14 @@ pub(crate) fn parse_host_run(s: &[u8], start: usize) -> Result<(Host<'_>, usize)
             }
         }
         Some(c) if c.is_ascii_digit() => {
-            if let Some((a, len)) = parse_ipv4_prefix(rest)
+            if let Some(w) = rest.first_chunk::<16>() {
+                // The address is at most 15 bytes: the byte after it is in the window too.
+                if let Some((a, len)) = ipv4_walk(|i| Some(w[i & 15]))
+                    && !HOSTNAME[w[len & 15] as usize]
+                {
+                    return Ok((Host::Ipv4(a), start + len));
+                }
+            } else if let Some((a, len)) = parse_ipv4_prefix(rest)
                 && ends_run(len)
             {
                 return Ok((Host::Ipv4(a), start + len));
@@ -969,6 +976,18 @@ mod tests {
         ) {
             let s = s.as_bytes();
             prop_assert_eq!(parse_ipv4_prefix(s), ipv4_walk(|i| s.get(i).copied()), "{:?}", s);
+        }
+
+        /// A dotted quad with 16 bytes at hand (the window path, which also reads the byte after
+        /// the address from the window) and without: the run of host bytes, then `Host::parse`.
+        #[test]
+        fn host_run_ipv4_window_is_parse_of_the_run(
+            s in "[0-9]{1,4}(\\.[0-9]{1,4}){0,4}[.a\\-;:_0-9]?[a-z;:.\\-_0-9]{0,16}",
+        ) {
+            let s = s.as_bytes();
+            let end = run(s, 0, &HOSTNAME);
+            let want = Host::parse(&s[..end]).map(|h| (h, end));
+            prop_assert_eq!(parse_host_run(s, 0), want, "{:?}", s);
         }
 
         /// The common-shape hostname check accepts only what the exact walk accepts.
