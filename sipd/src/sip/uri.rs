@@ -132,13 +132,26 @@ fn parse_ipv4(s: &[u8]) -> Option<Ipv4Addr> {
 /// The IPv4 address at the start of `s` and its length, up to the first byte that is neither a
 /// digit nor a dot; `None` if those bytes are not an [`parse_ipv4`] address.
 fn parse_ipv4_prefix(s: &[u8]) -> Option<(Ipv4Addr, usize)> {
+    // With 16 bytes at hand (the usual case: a Via's sent-by is followed by its port and
+    // parameters) every index the walk reads is below 16: at most 4 groups of 3 digits and 3
+    // dots (15 bytes), then one byte more. The walk reads the fixed window without a length
+    // test per byte; `& 15` keeps the index in the window (it never changes one below 16).
+    if let Some(w) = s.first_chunk::<16>() {
+        return ipv4_walk(|i| Some(w[i & 15]));
+    }
+    ipv4_walk(|i| s.get(i).copied())
+}
+
+/// [`parse_ipv4_prefix`] over the bytes `at` answers (`None` past the end).
+#[inline(always)]
+fn ipv4_walk(at: impl Fn(usize) -> Option<u8>) -> Option<(Ipv4Addr, usize)> {
     // Group by group: up to three digits then a dot, so no per-byte digit count or overflow cap.
-    let digit = |i: usize| s.get(i).map(|c| c.wrapping_sub(b'0')).filter(|&d| d <= 9);
+    let digit = |i: usize| at(i).map(|c| c.wrapping_sub(b'0')).filter(|&d| d <= 9);
     let mut octets = [0u8; 4];
     let mut len = 0;
     for (group, octet) in octets.iter_mut().enumerate() {
         if group > 0 {
-            if s.get(len) != Some(&b'.') {
+            if at(len) != Some(b'.') {
                 return None;
             }
             len += 1;
@@ -156,7 +169,7 @@ fn parse_ipv4_prefix(s: &[u8]) -> Option<(Ipv4Addr, usize)> {
         }
         *octet = value as u8;
     }
-    if s.get(len) == Some(&b'.') {
+    if at(len) == Some(b'.') {
         return None;
     }
     Some((Ipv4Addr::from(octets), len))
@@ -178,7 +191,14 @@ pub(crate) fn parse_host_run(s: &[u8], start: usize) -> Result<(Host<'_>, usize)
             }
         }
         Some(c) if c.is_ascii_digit() => {
-            if let Some((a, len)) = parse_ipv4_prefix(rest)
+            if let Some(w) = rest.first_chunk::<16>() {
+                // The address is at most 15 bytes: the byte after it is in the window too.
+                if let Some((a, len)) = ipv4_walk(|i| Some(w[i & 15]))
+                    && !HOSTNAME[w[len & 15] as usize]
+                {
+                    return Ok((Host::Ipv4(a), start + len));
+                }
+            } else if let Some((a, len)) = parse_ipv4_prefix(rest)
                 && ends_run(len)
             {
                 return Ok((Host::Ipv4(a), start + len));
@@ -946,6 +966,28 @@ mod tests {
             let end = run(s, start, &HOSTNAME);
             let want = Host::parse(&s[start..end]).map(|h| (h, end));
             prop_assert_eq!(parse_host_run(s, start), want);
+        }
+
+        /// With 16 bytes at hand the IPv4 walk reads a fixed window: the same address and length
+        /// as the walk over the checked slice.
+        #[test]
+        fn ipv4_window_agrees_with_checked_walk(
+            s in "[0-9.]{0,24}|[0-9]{1,4}(\\.[0-9]{1,4}){0,4}[.a;:0-9]{0,12}",
+        ) {
+            let s = s.as_bytes();
+            prop_assert_eq!(parse_ipv4_prefix(s), ipv4_walk(|i| s.get(i).copied()), "{:?}", s);
+        }
+
+        /// A dotted quad with 16 bytes at hand (the window path, which also reads the byte after
+        /// the address from the window) and without: the run of host bytes, then `Host::parse`.
+        #[test]
+        fn host_run_ipv4_window_is_parse_of_the_run(
+            s in "[0-9]{1,4}(\\.[0-9]{1,4}){0,4}[.a\\-;:_0-9]?[a-z;:.\\-_0-9]{0,16}",
+        ) {
+            let s = s.as_bytes();
+            let end = run(s, 0, &HOSTNAME);
+            let want = Host::parse(&s[..end]).map(|h| (h, end));
+            prop_assert_eq!(parse_host_run(s, 0), want, "{:?}", s);
         }
 
         /// The common-shape hostname check accepts only what the exact walk accepts.
