@@ -288,7 +288,8 @@ impl DialogTable {
         self.slots.len()
     }
 
-    /// Memory of the slot arrays and probe hints, bytes (fixed at build).
+    /// Memory of the slot array (probe hints included, in the control words), bytes (fixed at
+    /// build).
     pub fn memory_bytes(&self) -> usize {
         self.slots.len() * SLOT_BYTES
     }

@@ -242,12 +242,10 @@ impl HeaderName {
         };
         // The third word only matters to names longer than 16 bytes: read it only for them.
         let (w0, w1) = (word(0), word(1));
-        let slot = &BY_HASH[name_hash(&[w0, w1, 0], len as u64)];
-        let same = slot.len == len
-            && w0 | slot.fold[0] == slot.lower[0]
-            && w1 | slot.fold[1] == slot.lower[1]
-            && (len <= 16 || word(2) | slot.fold[2] == slot.lower[2]);
-        if same { slot.name } else { HeaderName::Other }
+        if len <= 16 {
+            return Self::lookup_two_words(w0, w1, len);
+        }
+        Self::lookup(&[w0, w1, word(2)], len)
     }
 
     /// [`HeaderName::classify`] of `line[..len]`, for the message parser: a name of 2 to 16
@@ -265,8 +263,14 @@ impl HeaderName {
         let (lo, hi) = window.split_at(8);
         let w0 = u64::from_le_bytes(lo.try_into().unwrap_or_default()) & mask[0];
         let w1 = u64::from_le_bytes(hi.try_into().unwrap_or_default()) & mask[1];
-        // A name longer than 16 bytes has another length; one of at most 16 has a zero third
-        // word, as `w` has.
+        Self::lookup_two_words(w0, w1, len)
+    }
+
+    /// [`HeaderName::lookup`] for a name of 2 to 16 bytes, given as its two words (masked to
+    /// `len`): a name longer than 16 bytes has another length, and one of at most 16 has a zero
+    /// third word, so only two words are compared.
+    #[inline(always)]
+    fn lookup_two_words(w0: u64, w1: u64, len: usize) -> HeaderName {
         let slot = &BY_HASH[name_hash(&[w0, w1, 0], len as u64)];
         if slot.len == len
             && w0 | slot.fold[0] == slot.lower[0]
