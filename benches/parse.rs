@@ -1,6 +1,7 @@
 //! Parse + extract what a proxy needs (top Via branch and sent-by, Max-Forwards, Call-ID, CSeq,
 //! From tag, To tag, Request-URI, Route) from realistic messages: sipd on each SIMD backend, and
-//! the `rsip` crate in the same run as the peer baseline.
+//! the `rsip` crate in the same run as the peer baseline. A second group, `parse_index`, times
+//! the header index alone (no typed field) beside `httparse` on the same header block.
 //!
 //! `cargo bench -p sipd --bench parse` (LTO bench profile).
 
@@ -33,6 +34,10 @@ use rsip_fields::rsip_fields;
 mod fields;
 use fields::sipd_fields;
 
+#[path = "common/http_peer.rs"]
+mod http_peer;
+use http_peer::{as_http, httparse_index, sipd_index};
+
 fn parse(c: &mut Criterion) {
     let mut group = c.benchmark_group("parse_fields");
     for (name, bytes) in MESSAGES {
@@ -55,5 +60,30 @@ fn parse(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse);
+fn index(c: &mut Criterion) {
+    let mut group = c.benchmark_group("parse_index");
+    for (name, bytes) in MESSAGES {
+        let http = as_http(bytes);
+        // The same header lines indexed by both (the HTTP start line is one byte longer).
+        assert_eq!(
+            httparse_index(&http),
+            sipd_index(bytes) + http.len() - bytes.len(),
+            "{name}: both index the same head"
+        );
+        group.throughput(Throughput::Bytes(bytes.len() as u64));
+        for backend in Backend::ALL {
+            if scan::set_backend(backend).is_err() {
+                continue;
+            }
+            let id = BenchmarkId::new(format!("sipd-{}", backend.name()), name);
+            group.bench_with_input(id, bytes, |b, m| b.iter(|| sipd_index(black_box(m))));
+        }
+        group.bench_with_input(BenchmarkId::new("httparse", name), &http, |b, m| {
+            b.iter(|| httparse_index(black_box(m)))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, parse, index);
 criterion_main!(benches);
