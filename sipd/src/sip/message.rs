@@ -883,14 +883,13 @@ fn parse_header_line<'a, S: Scan>(
 fn header_line_start<S: Scan>(buf: &[u8], pos: usize, scan: S) -> (HeaderName, usize, usize) {
     let line = &buf[pos..];
     let (colon, line_len) = scan.colon_value_len(line);
-    let name = HeaderName::classify_prefix(line, colon);
-    if name != HeaderName::Other {
+    if let Some(name) = HeaderName::known_prefix(line, colon) {
         // `:` is no token byte: the token run ends at the colon.
         return (name, colon, line_len);
     }
     // The byte at `colon` (a colon, or one ending the content) is no token byte: the token run
     // is the same on `line[..colon]` as on the whole line.
-    (name, scan.token_len(&line[..colon]), line_len)
+    (HeaderName::Other, scan.token_len(&line[..colon]), line_len)
 }
 
 /// The header line at `pos` if it has the shape nearly every line has: `Name: value\r\n` with
