@@ -531,6 +531,8 @@ fn parse_with<'a, 'h, S: Scan>(
     let start_line = parse_start_line(buf, pos, line_end, opts, scan)?;
     pos = next;
 
+    // `simple_header_line`'s bound: lines past the end of `buf` fail its tests either way.
+    let max_line = opts.max_line_len.min(buf.len());
     let mut sink = HeaderSink::new(headers);
     let mut first = [u16::MAX; HeaderName::Other as usize + 1];
     let mut repeated = 0u64;
@@ -553,8 +555,7 @@ fn parse_with<'a, 'h, S: Scan>(
         // `parse_header_line` spelled out, so that the common shape's `Header` goes straight
         // into its slot instead of through a `Result<Option<Header>>`.
         let (name, name_len, line_len) = header_line_start(buf, pos, scan);
-        let header = match simple_header_line(buf, pos, name, name_len, line_len, opts.max_line_len)
-        {
+        let header = match simple_header_line(buf, pos, name, name_len, line_len, max_line) {
             Some(header) => header,
             None => match parse_header_line_general(buf, pos, name_len, opts, scan)? {
                 Some(header) => header,
@@ -868,7 +869,8 @@ fn parse_header_line<'a, S: Scan>(
     scan: S,
 ) -> Result<Option<Header<'a>>> {
     let (name, name_len, line_len) = header_line_start(buf, pos, scan);
-    match simple_header_line(buf, pos, name, name_len, line_len, opts.max_line_len) {
+    let max_line = opts.max_line_len.min(buf.len());
+    match simple_header_line(buf, pos, name, name_len, line_len, max_line) {
         Some(header) => Ok(Some(header)),
         None => parse_header_line_general(buf, pos, name_len, opts, scan),
     }
@@ -894,9 +896,10 @@ fn header_line_start<S: Scan>(buf: &[u8], pos: usize, scan: S) -> (HeaderName, u
 
 /// The header line at `pos` if it has the shape nearly every line has: `Name: value\r\n` with
 /// exactly one SP after the colon, a value that neither starts nor ends with LWS, and a next
-/// line that is not a fold (`name`, `name_len` and `line_len` from [`header_line_start`]).
-/// `None` leaves the line to [`parse_header_line_general`], which gives the same answer for these
-/// lines.
+/// line that is not a fold (`name`, `name_len` and `line_len` from [`header_line_start`];
+/// `max_line` the line limit capped at `buf.len()`, which takes no line that passes the tests
+/// below out). `None` leaves the line to [`parse_header_line_general`], which gives the same
+/// answer for these lines.
 #[inline(always)]
 #[allow(unsafe_code)]
 fn simple_header_line(
@@ -905,17 +908,19 @@ fn simple_header_line(
     name: HeaderName,
     name_len: usize,
     line_len: usize,
-    max_line_len: usize,
+    max_line: usize,
 ) -> Option<Header<'_>> {
     let line = buf.get(pos..)?;
-    // One length test for every read below: `0 < name_len <= line_len - 3` (name, `: `, a value
-    // byte) and `line_len + 3 <= line.len()` (the last value byte's CRLF and the next line's
-    // first byte). Written with wrapping or saturating subtractions, so that no input can slip
-    // through. An empty value fails it: its line is `Name: ` (`line_len == name_len + 2`), left
-    // to the general path as before.
-    if name_len.wrapping_sub(1) >= line_len.saturating_sub(3)
-        || line_len > line.len().saturating_sub(3)
-        || line_len > max_line_len
+    // One length test for every read below: `line_len <= max_line` (at most `buf.len()`, so
+    // `line_len + 3` below cannot wrap), `line_len + 3 <= line.len()` (the last value byte's CRLF
+    // and the next line's first byte) and `0 < name_len <= line_len - 3` (name, `: `, a value
+    // byte; a wrapping and a saturating subtraction, so that no input slips through). An empty
+    // value fails it: its line is `Name: ` (`line_len == name_len + 2`), left to the general path
+    // as before. (The tests with `line.len()` written as saturating subtractions cost a register
+    // copy and a conditional move each.)
+    if line_len > max_line
+        || line_len + 3 > line.len()
+        || name_len.wrapping_sub(1) >= line_len.saturating_sub(3)
     {
         return None;
     }
