@@ -112,6 +112,13 @@ macro_rules! colon_value_len_fn {
                 let stop = colon_bad(first) | value;
                 if stop != 0 {
                     let mut at = 0;
+                    // The second vector unrolled (a typical header line is one to two vectors
+                    // long): one length test for it instead of the loop's per-vector test and
+                    // counter.
+                    if value == 0 && bytes.len() >= 2 * $width {
+                        at = $width;
+                        value = value_bad(load(bytes, $width));
+                    }
                     while value == 0 {
                         at += $width;
                         if at + $width > bytes.len() {
