@@ -528,7 +528,9 @@ fn parse_with<'a, 'h, S: Scan>(
     let Some((line_end, next)) = line_end else {
         return incomplete(buf, stream, ErrorKind::HeadersUnterminated);
     };
-    let start_line = parse_start_line(buf, pos, line_end, opts, scan)?;
+    // The start line is parsed after the header lines (its errors still come first): parsed
+    // before, its fields stayed live across the header loop and were reloaded on every line.
+    let start_line_at = pos;
     pos = next;
 
     // `simple_header_line`'s bound: lines past the end of `buf` fail its tests either way.
@@ -538,55 +540,71 @@ fn parse_with<'a, 'h, S: Scan>(
     let mut repeated = 0u64;
     let mut content_length: Option<u32> = None;
     let mut conflicting_content_length = false;
-    let head_end = loop {
-        // End of the header block: an empty line (or, in a datagram, the end of the datagram
-        // right after a complete header line: lenient, no body).
-        match buf.get(pos) {
-            None if !stream => break pos,
-            None => return Ok(Status::Partial),
-            Some(b'\n') => break pos + 1,
-            Some(b'\r') => match buf.get(pos + 1) {
-                Some(b'\n') => break pos + 2,
-                None if stream => return Ok(Status::Partial),
-                _ => return Err(Error::new(ErrorKind::HeaderName, pos)),
-            },
-            Some(_) => {}
-        }
-        // `parse_header_line` spelled out, so that the common shape's `Header` goes straight
-        // into its slot instead of through a `Result<Option<Header>>`.
-        let (name, name_len, line_len) = header_line_start(buf, pos, scan);
-        let header = match simple_header_line(buf, pos, name, name_len, line_len, max_line) {
-            Some(header) => header,
-            None => match parse_header_line_general(buf, pos, name_len, opts, scan)? {
+    // A labelled block, not a closure: a closure was compiled out of line, without the backend's
+    // target features.
+    let header_block: Result<Status<usize>> = 'block: {
+        let head_end = loop {
+            // End of the header block: an empty line (or, in a datagram, the end of the datagram
+            // right after a complete header line: lenient, no body).
+            match buf.get(pos) {
+                None if !stream => break pos,
+                None => break 'block Ok(Status::Partial),
+                Some(b'\n') => break pos + 1,
+                Some(b'\r') => match buf.get(pos + 1) {
+                    Some(b'\n') => break pos + 2,
+                    None if stream => break 'block Ok(Status::Partial),
+                    _ => break 'block Err(Error::new(ErrorKind::HeaderName, pos)),
+                },
+                Some(_) => {}
+            }
+            // `parse_header_line` spelled out, so that the common shape's `Header` goes straight
+            // into its slot instead of through a `Result<Option<Header>>`.
+            let (name, name_len, line_len) = header_line_start(buf, pos, scan);
+            let header = match simple_header_line(buf, pos, name, name_len, line_len, max_line) {
                 Some(header) => header,
-                None => return incomplete(buf, stream, ErrorKind::HeadersUnterminated),
-            },
+                None => match parse_header_line_general(buf, pos, name_len, opts, scan) {
+                    Ok(Some(header)) => header,
+                    Ok(None) => {
+                        break 'block incomplete(buf, stream, ErrorKind::HeadersUnterminated);
+                    }
+                    Err(e) => break 'block Err(e),
+                },
+            };
+            let index = sink.count;
+            let end = header.end as usize;
+            let name = header.name;
+            let (value, value_start, start) = (header.value, header.value_start, header.start);
+            if sink.push(header).is_err() {
+                break 'block Err(Error::new(ErrorKind::TooManyHeaders, pos));
+            }
+            if name == HeaderName::ContentLength
+                && let Err(e) = note_content_length(
+                    value,
+                    value_start,
+                    start,
+                    stream,
+                    &mut content_length,
+                    &mut conflicting_content_length,
+                )
+            {
+                break 'block Err(e);
+            }
+            // `Other` is tracked too (its entries are never read), which spares a test per line.
+            let slot = &mut first[name as usize];
+            if *slot == u16::MAX {
+                // `index` < headers.len(); storage beyond u16 indices is never consulted.
+                *slot = u16::try_from(index).unwrap_or(u16::MAX);
+            } else {
+                repeated |= 1 << name as u32;
+            }
+            pos = end;
         };
-        let index = sink.count;
-        let end = header.end as usize;
-        let name = header.name;
-        let (value, value_start, start) = (header.value, header.value_start, header.start);
-        sink.push(header)
-            .map_err(|()| Error::new(ErrorKind::TooManyHeaders, pos))?;
-        if name == HeaderName::ContentLength {
-            note_content_length(
-                value,
-                value_start,
-                start,
-                stream,
-                &mut content_length,
-                &mut conflicting_content_length,
-            )?;
-        }
-        // `Other` is tracked too (its entries are never read), which spares a test per line.
-        let slot = &mut first[name as usize];
-        if *slot == u16::MAX {
-            // `index` < headers.len(); storage beyond u16 indices is never consulted.
-            *slot = u16::try_from(index).unwrap_or(u16::MAX);
-        } else {
-            repeated |= 1 << name as u32;
-        }
-        pos = end;
+        Ok(Status::Complete(head_end))
+    };
+    let start_line = parse_start_line(buf, start_line_at, line_end, opts, scan)?;
+    let head_end = match header_block? {
+        Status::Complete(end) => end,
+        Status::Partial => return Ok(Status::Partial),
     };
 
     if conflicting_content_length {
@@ -1542,6 +1560,64 @@ X-A: 1\r\nx-a: 2\r\nmax-forwards: 69\r\nCall-ID: c\r\n\r\n";
         let m = parse_datagram(b"\r\n\r\nBYE sip:x SIP/2.0\r\n\r\n", &mut h).unwrap();
         assert_eq!(m.start(), 4);
         assert_eq!(m.method(), Some(Method::Bye));
+    }
+
+    #[test]
+    fn start_line_errors_come_before_the_header_blocks_outcome() {
+        // The start line is parsed after the header loop: its error must still be the answer,
+        // whatever the header lines give (an error, a partial message or a complete one), on
+        // every backend and framing.
+        let start_lines: [&[u8]; 6] = [
+            b"INVITE sip:x SIP/2.0 \r\n",
+            b"INVITE sip:x HTTP/1.1\r\n",
+            b"INV\x01TE sip:x SIP/2.0\r\n",
+            b" INVITE sip:x SIP/2.0\r\n",
+            b"SIP/2.0 99 Low\r\n",
+            b"SIP/2.0 200 O\x01K\r\n",
+        ];
+        let blocks: [&[u8]; 8] = [
+            b"Via: a\r\n\r\n",
+            b"Via: a\r\n",
+            b"Via: a",
+            b" :x\r\n\r\n",
+            b"Via a\r\n\r\n",
+            b"Via: a\x01b\r\n\r\n",
+            b"A: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n",
+            b"l: 1\r\nl: 2\r\n\r\nxy",
+        ];
+        for line in start_lines {
+            for opts in [ParseOptions::DATAGRAM, ParseOptions::STREAM] {
+                let run = |m: &[u8], backend| {
+                    let mut h = [MaybeUninit::uninit(); 4];
+                    scan::dispatch_to(
+                        backend,
+                        ParseJob {
+                            buf: m,
+                            headers: &mut h,
+                            opts: &opts,
+                        },
+                    )
+                    .map(|r| r.err())
+                };
+                let mut alone = line.to_vec();
+                alone.extend_from_slice(b"\r\n");
+                let want = run(&alone, scan::Backend::Portable).unwrap();
+                assert!(want.is_some(), "{:?}", String::from_utf8_lossy(line));
+                for block in blocks {
+                    let mut m = line.to_vec();
+                    m.extend_from_slice(block);
+                    for backend in [
+                        scan::Backend::Portable,
+                        scan::Backend::Sse2,
+                        scan::Backend::Avx2,
+                    ] {
+                        if let Some(got) = run(&m, backend) {
+                            assert_eq!(got, want, "{backend}: {:?}", String::from_utf8_lossy(&m));
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
