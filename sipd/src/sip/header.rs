@@ -130,19 +130,32 @@ static LENGTH_MASKS: [[u64; NAME_WORDS]; NAME_WORDS * 8 + 1] = {
     out
 };
 
+/// `PREFIX_MASKS[n]` keeps the first `n` bytes of two little-endian words: [`LENGTH_MASKS`]'
+/// first two words, in rows of 16 bytes (indexed with a shift, where rows of 24 took two adds).
+static PREFIX_MASKS: [[u64; 2]; 17] = {
+    let mut out = [[0u64; 2]; 17];
+    let mut n = 0;
+    while n <= 16 {
+        out[n] = [LENGTH_MASKS[n][0], LENGTH_MASKS[n][1]];
+        n += 1;
+    }
+    out
+};
+
 /// Multiplier of [`name_hash`], chosen (by trying random odd constants) so that no two known names
 /// share a slot; [`BY_HASH`]'s construction fails to compile if a name is added that collides.
-const HASH_K: u64 = 0xd673_0839_e1e4_8557;
+const HASH_K: u64 = 0x6513_270e_269e_0d37;
 
-/// A slot in [`BY_HASH`] for a name given as zero-padded words: the first two words and the length
-/// xored, case folded by setting bit 5 of every byte (exact on letters; other bytes only need to
-/// hash the same way each time: a byte's bit 5 is set whatever the two words held there), and
-/// multiplied out. Folding once after the xor costs one `or` where folding each word cost a
-/// register copy and an `or` more.
+/// A slot in [`BY_HASH`] for a name given as zero-padded words: the first two words xored, case
+/// folded by setting bit 5 of every byte (exact on letters; other bytes only need to hash the same
+/// way each time: a byte's bit 5 is set whatever the two words held there), and multiplied out.
+/// Folding once after the xor costs one `or` where folding each word cost a register copy and an
+/// `or` more. The length is left out: the slot's length is compared anyway, and the known names
+/// fall in distinct slots without it.
 #[inline]
-const fn name_hash(words: &[u64; NAME_WORDS], len: u64) -> usize {
+const fn name_hash(words: &[u64; NAME_WORDS]) -> usize {
     const FOLD: u64 = 0x2020_2020_2020_2020;
-    let x = (words[0] ^ words[1] ^ len) | FOLD;
+    let x = (words[0] ^ words[1]) | FOLD;
     (x.wrapping_mul(HASH_K) >> 56) as usize
 }
 
@@ -168,7 +181,7 @@ static BY_HASH: [Slot; 256] = {
     let mut t = [empty; 256];
     let mut h = 0;
     while h < NAMES.len() {
-        let slot = name_hash(&FOLDED[h].0, NAMES[h].0.len() as u64);
+        let slot = name_hash(&FOLDED[h].0);
         assert!(
             t[slot].len == 0,
             "two header names share a hash slot: pick another HASH_K"
@@ -263,7 +276,7 @@ impl HeaderName {
         if len.wrapping_sub(2) > 14 {
             return Self::classify_in(line, 0, len).known();
         }
-        let mask = &LENGTH_MASKS[len];
+        let mask = &PREFIX_MASKS[len];
         let (lo, hi) = window.split_at(8);
         let w0 = u64::from_le_bytes(lo.try_into().unwrap_or_default()) & mask[0];
         let w1 = u64::from_le_bytes(hi.try_into().unwrap_or_default()) & mask[1];
@@ -281,7 +294,7 @@ impl HeaderName {
     /// and one of at most 16 has a zero third word, so only two words are compared.
     #[inline(always)]
     fn lookup_two_words(w0: u64, w1: u64, len: usize) -> Option<HeaderName> {
-        let slot = &BY_HASH[name_hash(&[w0, w1, 0], len as u64)];
+        let slot = &BY_HASH[name_hash(&[w0, w1, 0])];
         // A matching slot holds a known name: empty slots have length 0 and `len >= 2`.
         (slot.len == len
             && w0 | slot.fold[0] == slot.lower[0]
@@ -293,7 +306,7 @@ impl HeaderName {
     /// past its end) falls in, if it is that name in any case.
     #[inline]
     fn lookup(words: &[u64; NAME_WORDS], len: usize) -> HeaderName {
-        let slot = &BY_HASH[name_hash(words, len as u64)];
+        let slot = &BY_HASH[name_hash(words)];
         if slot.len == len && (0..NAME_WORDS).all(|w| words[w] | slot.fold[w] == slot.lower[w]) {
             slot.name
         } else {

@@ -533,8 +533,7 @@ fn parse_with<'a, 'h, S: Scan>(
     let start_line_at = pos;
     pos = next;
 
-    // `simple_header_line`'s bound: lines past the end of `buf` fail its tests either way.
-    let max_line = opts.max_line_len.min(buf.len());
+    let max_line = line_bound(buf, opts);
     let mut sink = HeaderSink::new(headers);
     let mut first = [u16::MAX; HeaderName::Other as usize + 1];
     let mut repeated = 0u64;
@@ -887,7 +886,7 @@ fn parse_header_line<'a, S: Scan>(
     scan: S,
 ) -> Result<Option<Header<'a>>> {
     let (name, name_len, line_len) = header_line_start(buf, pos, scan);
-    let max_line = opts.max_line_len.min(buf.len());
+    let max_line = line_bound(buf, opts);
     match simple_header_line(buf, pos, name, name_len, line_len, max_line) {
         Some(header) => Ok(Some(header)),
         None => parse_header_line_general(buf, pos, name_len, opts, scan),
@@ -915,9 +914,8 @@ fn header_line_start<S: Scan>(buf: &[u8], pos: usize, scan: S) -> (HeaderName, u
 /// The header line at `pos` if it has the shape nearly every line has: `Name: value\r\n` with
 /// exactly one SP after the colon, a value that neither starts nor ends with LWS, and a next
 /// line that is not a fold (`name`, `name_len` and `line_len` from [`header_line_start`];
-/// `max_line` the line limit capped at `buf.len()`, which takes no line that passes the tests
-/// below out). `None` leaves the line to [`parse_header_line_general`], which gives the same
-/// answer for these lines.
+/// `max_line` from [`line_bound`]). `None` leaves the line to [`parse_header_line_general`],
+/// which gives the same answer for these lines.
 #[inline(always)]
 #[allow(unsafe_code)]
 fn simple_header_line(
@@ -929,16 +927,17 @@ fn simple_header_line(
     max_line: usize,
 ) -> Option<Header<'_>> {
     let line = buf.get(pos..)?;
-    // One length test for every read below: `line_len <= max_line` (at most `buf.len()`, so
-    // `line_len + 3` below cannot wrap), `line_len + 3 <= line.len()` (the last value byte's CRLF
-    // and the next line's first byte) and `0 < name_len <= line_len - 3` (name, `: `, a value
-    // byte; a wrapping and a saturating subtraction, so that no input slips through). An empty
-    // value fails it: its line is `Name: ` (`line_len == name_len + 2`), left to the general path
-    // as before. (The tests with `line.len()` written as saturating subtractions cost a register
-    // copy and a conditional move each.)
-    if line_len > max_line
+    // One length test for every read below, three compares without a saturating subtraction
+    // (each cost a register copy and a conditional move):
+    // - `3 <= line_len <= max(limit, 3)`, `limit` the line limit capped at `buf.len()` (see
+    //   [`line_bound`]; a line of 3 when `limit < 3` fails the third test), so `line_len - 3`
+    //   below cannot wrap and neither can `line_len + 3`;
+    // - `line_len + 3 <= line.len()`: the last value byte's CRLF and the next line's first byte;
+    // - `0 < name_len <= line_len - 3`: name, `: `, a value byte. An empty value fails it: its
+    //   line is `Name: ` (`line_len == name_len + 2`), left to the general path as before.
+    if line_len.wrapping_sub(3) > max_line
         || line_len + 3 > line.len()
-        || name_len.wrapping_sub(1) >= line_len.saturating_sub(3)
+        || name_len.wrapping_sub(1) >= line_len - 3
     {
         return None;
     }
@@ -973,6 +972,14 @@ fn simple_header_line(
         value_start: value_start as u32,
         end: (pos + line_len + 2) as u32,
     })
+}
+
+/// [`simple_header_line`]'s bound on a line's content, less 3: the line limit capped at the
+/// buffer's length (a line past the end of `buf` fails its tests either way), so that sums with
+/// a line length cannot wrap.
+#[inline(always)]
+fn line_bound(buf: &[u8], opts: &ParseOptions) -> usize {
+    opts.max_line_len.min(buf.len()).saturating_sub(3)
 }
 
 /// SP and HTAB: what a value may not start or end with, and what makes the next line a fold.
@@ -1615,6 +1622,102 @@ X-A: 1\r\nx-a: 2\r\nmax-forwards: 69\r\nCall-ID: c\r\n\r\n";
                             assert_eq!(got, want, "{backend}: {:?}", String::from_utf8_lossy(&m));
                         }
                     }
+                }
+            }
+        }
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    /// The common shape's shortcut and the general path on one header line, with the backend's
+    /// scans: `None` when the shortcut does not take the line.
+    struct ShortcutJob<'b> {
+        buf: &'b [u8],
+        pos: usize,
+        opts: ParseOptions,
+    }
+
+    impl<'b> WithScan for ShortcutJob<'b> {
+        type Output = Option<(Header<'b>, Result<Option<Header<'b>>>)>;
+        fn run<S: Scan>(self, scan: S) -> Self::Output {
+            let (buf, pos) = (self.buf, self.pos);
+            let (name, name_len, line_len) = header_line_start(buf, pos, scan);
+            let max_line = line_bound(buf, &self.opts);
+            let simple = simple_header_line(buf, pos, name, name_len, line_len, max_line)?;
+            Some((
+                simple,
+                parse_header_line_general(buf, pos, name_len, &self.opts, scan),
+            ))
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(8192))]
+        /// Every line the shortcut takes, the general path gives the same header for, on every
+        /// backend: short lines from bytes that make and break the shape (CR, LF, colon, LWS,
+        /// control bytes, known names), after a prefix that moves the line against the end of
+        /// the buffer, under small line limits too.
+        #[test]
+        fn the_shortcut_agrees_with_the_general_path(
+            prefix in 0usize..40,
+            line in proptest::prop_oneof![
+                // A line built from parts that make or break the shape.
+                (
+                    proptest::sample::select(vec![
+                        &b"Via"[..], b"To", b"Call-ID", b"l", b"X-Foo", b"", b"Proxy-Authorization",
+                        b"v a", b"Content-Languagf",
+                    ]),
+                    proptest::prop_oneof![
+                        3 => proptest::strategy::Just(&b": "[..]),
+                        1 => proptest::sample::select(vec![
+                            &b":"[..], b" : ", b":\t", b": \t", b"", b":  ", b"\r\n",
+                        ]),
+                    ],
+                    proptest::collection::vec(
+                        proptest::prop_oneof![
+                            30 => proptest::sample::select(b"ab;<>:,".to_vec()),
+                            1 => proptest::sample::select(b" \t\\\x01\r\n".to_vec()),
+                            1 => proptest::arbitrary::any::<u8>(),
+                        ],
+                        0..40,
+                    ),
+                    proptest::prop_oneof![
+                        3 => proptest::strategy::Just(&b"\r\n"[..]),
+                        1 => proptest::sample::select(vec![
+                            &b"\n"[..], b"\r", b"", b"\r\n\r\n", b" \r\n", b"\t\r\n",
+                        ]),
+                    ],
+                    proptest::sample::select(vec![&b""[..], b" ", b"\t", b"X", b"\r\n", b"a: b"]),
+                )
+                    .prop_map(|(name, sep, value, end, next)| {
+                        [name, sep, &value, end, next].concat()
+                    }),
+                // Bytes that make and break the shape, anywhere.
+                proptest::collection::vec(
+                    proptest::prop_oneof![
+                        3 => proptest::sample::select(b"Via:To Call-ID\tC\r\n:ab\\\x01-l".to_vec()),
+                        1 => proptest::arbitrary::any::<u8>(),
+                    ],
+                    0..72,
+                ),
+            ],
+            max_line_len in proptest::prop_oneof![
+                1 => 0usize..10,
+                3 => proptest::strategy::Just(DEFAULT_MAX_LINE_LEN),
+            ],
+            stream in proptest::arbitrary::any::<bool>(),
+        ) {
+            let mut buf = vec![b'a'; prefix];
+            buf.extend_from_slice(&line);
+            let opts = ParseOptions {
+                framing: if stream { Framing::Stream } else { Framing::Datagram },
+                max_line_len,
+                ..ParseOptions::DATAGRAM
+            };
+            for backend in [scan::Backend::Portable, scan::Backend::Sse2, scan::Backend::Avx2] {
+                let job = ShortcutJob { buf: &buf, pos: prefix, opts };
+                if let Some(Some((simple, general))) = scan::dispatch_to(backend, job) {
+                    proptest::prop_assert_eq!(general, Ok(Some(simple)), "{}", backend);
                 }
             }
         }
