@@ -594,6 +594,9 @@ fn parse_with<'a, 'h, S: Scan>(
                 // `index` < headers.len(); storage beyond u16 indices is never consulted.
                 *slot = u16::try_from(index).unwrap_or(u16::MAX);
             } else {
+                // Fewer than first sightings (a repeat is a Via, Route, Record-Route, ...): the
+                // first sighting laid out as the fall-through is spared a jump back to the loop.
+                core::hint::cold_path();
                 repeated |= 1 << name as u32;
             }
             pos = end;
