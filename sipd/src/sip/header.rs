@@ -132,7 +132,7 @@ static LENGTH_MASKS: [[u64; NAME_WORDS]; NAME_WORDS * 8 + 1] = {
 
 /// `PREFIX_MASKS[n]` keeps the first `n` bytes of two little-endian words: [`LENGTH_MASKS`]'
 /// first two words, in rows of 16 bytes (indexed with a shift, where rows of 24 took two adds).
-static PREFIX_MASKS: [[u64; 2]; 17] = {
+const PREFIX_MASKS: [[u64; 2]; 17] = {
     let mut out = [[0u64; 2]; 17];
     let mut n = 0;
     while n <= 16 {
@@ -171,7 +171,7 @@ struct Slot {
 }
 
 /// Hash slot -> the known name there, or an empty [`Slot`].
-static BY_HASH: [Slot; 256] = {
+const BY_HASH: [Slot; 256] = {
     let empty = Slot {
         lower: [0; NAME_WORDS],
         fold: [0; NAME_WORDS],
@@ -195,6 +195,18 @@ static BY_HASH: [Slot; 256] = {
         h += 1;
     }
     t
+};
+
+/// The tables of [`HeaderName::known_prefix`] in one static: one address for both, where two
+/// statics took an address each per header line.
+struct Lookup {
+    slots: [Slot; 256],
+    prefix_masks: [[u64; 2]; 17],
+}
+
+static LOOKUP: Lookup = Lookup {
+    slots: BY_HASH,
+    prefix_masks: PREFIX_MASKS,
 };
 
 impl HeaderName {
@@ -276,7 +288,7 @@ impl HeaderName {
         if len.wrapping_sub(2) > 14 {
             return Self::classify_in(line, 0, len).known();
         }
-        let mask = &PREFIX_MASKS[len];
+        let mask = &LOOKUP.prefix_masks[len];
         let (lo, hi) = window.split_at(8);
         let w0 = u64::from_le_bytes(lo.try_into().unwrap_or_default()) & mask[0];
         let w1 = u64::from_le_bytes(hi.try_into().unwrap_or_default()) & mask[1];
@@ -294,7 +306,7 @@ impl HeaderName {
     /// and one of at most 16 has a zero third word, so only two words are compared.
     #[inline(always)]
     fn lookup_two_words(w0: u64, w1: u64, len: usize) -> Option<HeaderName> {
-        let slot = &BY_HASH[name_hash(&[w0, w1, 0])];
+        let slot = &LOOKUP.slots[name_hash(&[w0, w1, 0])];
         // A matching slot holds a known name: empty slots have length 0 and `len >= 2`.
         (slot.len == len
             && w0 | slot.fold[0] == slot.lower[0]
@@ -306,7 +318,7 @@ impl HeaderName {
     /// past its end) falls in, if it is that name in any case.
     #[inline]
     fn lookup(words: &[u64; NAME_WORDS], len: usize) -> HeaderName {
-        let slot = &BY_HASH[name_hash(words)];
+        let slot = &LOOKUP.slots[name_hash(words)];
         if slot.len == len && (0..NAME_WORDS).all(|w| words[w] | slot.fold[w] == slot.lower[w]) {
             slot.name
         } else {
