@@ -166,7 +166,11 @@ const fn name_hash(words: &[u64; NAME_WORDS]) -> usize {
 struct Slot {
     lower: [u64; NAME_WORDS],
     fold: [u64; NAME_WORDS],
-    len: usize,
+    /// `lower[1]` for a name of at most 16 bytes. For a longer one, `lower[1]` with bit 5 of a
+    /// letter cleared: `word | fold[1]` always has that bit set, so no 16-byte window matches it
+    /// (the prefix lookup compares two words and no length).
+    prefix_lower1: u64,
+    len: u8,
     name: HeaderName,
 }
 
@@ -175,6 +179,7 @@ const BY_HASH: [Slot; 256] = {
     let empty = Slot {
         lower: [0; NAME_WORDS],
         fold: [0; NAME_WORDS],
+        prefix_lower1: 0,
         len: 0,
         name: HeaderName::Other,
     };
@@ -186,10 +191,21 @@ const BY_HASH: [Slot; 256] = {
             t[slot].len == 0,
             "two header names share a hash slot: pick another HASH_K"
         );
+        let (lower, fold) = FOLDED[h];
+        let len = NAMES[h].0.len();
+        let prefix_lower1 = if len <= 16 {
+            lower[1]
+        } else {
+            // The lowest letter of the second word (bit 5 set in `fold`) loses its bit 5.
+            assert!(fold[1] != 0, "a long name without a letter in bytes 8..16");
+            lower[1] & !(fold[1] & fold[1].wrapping_neg())
+        };
+        assert!(len <= u8::MAX as usize);
         t[slot] = Slot {
-            lower: FOLDED[h].0,
-            fold: FOLDED[h].1,
-            len: NAMES[h].0.len(),
+            lower,
+            fold,
+            prefix_lower1,
+            len: len as u8,
             name: ALL[h],
         };
         h += 1;
@@ -275,8 +291,8 @@ impl HeaderName {
         Self::lookup(&[w0, w1, word(2)], len)
     }
 
-    /// [`HeaderName::classify`] of `line[..len]`, `None` for [`HeaderName::Other`], for the
-    /// message parser: a name of 2 to 16 bytes (nearly every one) with 16 bytes of `line` to read
+    /// [`HeaderName::classify`] of `line[..len]` (which holds no NUL byte: the parser's name is
+    /// the value bytes before a colon), `None` for [`HeaderName::Other`], for the message parser: a name of 2 to 16 bytes (nearly every one) with 16 bytes of `line` to read
     /// is settled from two words with one range test; anything else goes to
     /// [`HeaderName::classify_in`]. An `Option`, so that the parser branches on the match itself
     /// (testing the name it loaded for `Other` cost a compare and a branch per line).
@@ -288,11 +304,19 @@ impl HeaderName {
         if len.wrapping_sub(2) > 14 {
             return Self::classify_in(line, 0, len).known();
         }
+        debug_assert!(!line[..len].contains(&0), "a NUL in a name");
         let mask = &LOOKUP.prefix_masks[len];
         let (lo, hi) = window.split_at(8);
         let w0 = u64::from_le_bytes(lo.try_into().unwrap_or_default()) & mask[0];
         let w1 = u64::from_le_bytes(hi.try_into().unwrap_or_default()) & mask[1];
-        Self::lookup_two_words(w0, w1, len)
+        let slot = &LOOKUP.slots[name_hash(&[w0, w1, 0])];
+        // No length compare, unlike `lookup_two_words`: both words are zero past `len` and past
+        // a slot's name of at most 16 bytes, and neither name holds a NUL, so equal words mean
+        // equal lengths; a longer slot name has a second word no window matches (see
+        // `Slot::prefix_lower1`), and an empty slot's words are zero, which no name of two or
+        // more bytes matches.
+        (w0 | slot.fold[0] == slot.lower[0] && w1 | slot.fold[1] == slot.prefix_lower1)
+            .then_some(slot.name)
     }
 
     /// `None` for [`HeaderName::Other`].
@@ -308,7 +332,7 @@ impl HeaderName {
     fn lookup_two_words(w0: u64, w1: u64, len: usize) -> Option<HeaderName> {
         let slot = &LOOKUP.slots[name_hash(&[w0, w1, 0])];
         // A matching slot holds a known name: empty slots have length 0 and `len >= 2`.
-        (slot.len == len
+        (usize::from(slot.len) == len
             && w0 | slot.fold[0] == slot.lower[0]
             && w1 | slot.fold[1] == slot.lower[1])
             .then_some(slot.name)
@@ -319,7 +343,9 @@ impl HeaderName {
     #[inline]
     fn lookup(words: &[u64; NAME_WORDS], len: usize) -> HeaderName {
         let slot = &LOOKUP.slots[name_hash(words)];
-        if slot.len == len && (0..NAME_WORDS).all(|w| words[w] | slot.fold[w] == slot.lower[w]) {
+        if usize::from(slot.len) == len
+            && (0..NAME_WORDS).all(|w| words[w] | slot.fold[w] == slot.lower[w])
+        {
             slot.name
         } else {
             HeaderName::Other
@@ -452,6 +478,33 @@ mod tests {
                 want,
                 "{name:?}"
             );
+        }
+    }
+
+    #[test]
+    fn prefix_lookup_agrees_on_near_names() {
+        // `known_prefix` compares no lengths: every known name cut short, extended by a byte, or
+        // with a byte changed must still classify as `classify` says (a NUL never reaches it).
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        for h in HeaderName::KNOWN {
+            let name = h.as_str().as_bytes();
+            for cut in 1..name.len() {
+                names.push(name[..cut].to_vec());
+            }
+            for extra in [b'x', b'-', b'S', b' ', b'\t', b'\r', 0x7F, 0xC3] {
+                names.push([name, &[extra]].concat());
+                for at in 0..name.len() {
+                    let mut changed = name.to_vec();
+                    changed[at] = extra;
+                    names.push(changed);
+                }
+            }
+        }
+        for name in &names {
+            let mut line = name.clone();
+            line.extend_from_slice(b": a value long enough for a whole window\r\n");
+            let got = HeaderName::known_prefix(&line, name.len()).unwrap_or(HeaderName::Other);
+            assert_eq!(got, HeaderName::classify(name), "{name:?}");
         }
     }
 
