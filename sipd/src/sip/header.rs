@@ -130,17 +130,32 @@ static LENGTH_MASKS: [[u64; NAME_WORDS]; NAME_WORDS * 8 + 1] = {
     out
 };
 
-/// Multiplier of [`name_hash`], chosen (by trying odd constants) so that no two known names share
-/// a slot; [`BY_HASH`]'s construction fails to compile if a name is added that collides.
-const HASH_K: u64 = 0xff11_dc91_b6a3_ce93;
+/// `PREFIX_MASKS[n]` keeps the first `n` bytes of two little-endian words: [`LENGTH_MASKS`]'
+/// first two words, in rows of 16 bytes (indexed with a shift, where rows of 24 took two adds).
+const PREFIX_MASKS: [[u64; 2]; 17] = {
+    let mut out = [[0u64; 2]; 17];
+    let mut n = 0;
+    while n <= 16 {
+        out[n] = [LENGTH_MASKS[n][0], LENGTH_MASKS[n][1]];
+        n += 1;
+    }
+    out
+};
 
-/// A slot in [`BY_HASH`] for a name given as zero-padded words: the first two words, case folded
-/// by setting bit 5 of every byte (exact on letters; other bytes only need to hash the same way
-/// each time), and the length, multiplied out.
+/// Multiplier of [`name_hash`], chosen (by trying random odd constants) so that no two known names
+/// share a slot; [`BY_HASH`]'s construction fails to compile if a name is added that collides.
+const HASH_K: u64 = 0x6513_270e_269e_0d37;
+
+/// A slot in [`BY_HASH`] for a name given as zero-padded words: the first two words xored, case
+/// folded by setting bit 5 of every byte (exact on letters; other bytes only need to hash the same
+/// way each time: a byte's bit 5 is set whatever the two words held there), and multiplied out.
+/// Folding once after the xor costs one `or` where folding each word cost a register copy and an
+/// `or` more. The length is left out: the slot's length is compared anyway, and the known names
+/// fall in distinct slots without it.
 #[inline]
-const fn name_hash(words: &[u64; NAME_WORDS], len: u64) -> usize {
+const fn name_hash(words: &[u64; NAME_WORDS]) -> usize {
     const FOLD: u64 = 0x2020_2020_2020_2020;
-    let x = (words[0] | FOLD) ^ (words[1] | FOLD).rotate_left(29) ^ len;
+    let x = (words[0] ^ words[1]) | FOLD;
     (x.wrapping_mul(HASH_K) >> 56) as usize
 }
 
@@ -151,35 +166,63 @@ const fn name_hash(words: &[u64; NAME_WORDS], len: u64) -> usize {
 struct Slot {
     lower: [u64; NAME_WORDS],
     fold: [u64; NAME_WORDS],
-    len: usize,
+    /// `lower[1]` for a name of at most 16 bytes. For a longer one, `lower[1]` with bit 5 of a
+    /// letter cleared: `word | fold[1]` always has that bit set, so no 16-byte window matches it
+    /// (the prefix lookup compares two words and no length).
+    prefix_lower1: u64,
+    len: u8,
     name: HeaderName,
 }
 
 /// Hash slot -> the known name there, or an empty [`Slot`].
-static BY_HASH: [Slot; 256] = {
+const BY_HASH: [Slot; 256] = {
     let empty = Slot {
         lower: [0; NAME_WORDS],
         fold: [0; NAME_WORDS],
+        prefix_lower1: 0,
         len: 0,
         name: HeaderName::Other,
     };
     let mut t = [empty; 256];
     let mut h = 0;
     while h < NAMES.len() {
-        let slot = name_hash(&FOLDED[h].0, NAMES[h].0.len() as u64);
+        let slot = name_hash(&FOLDED[h].0);
         assert!(
             t[slot].len == 0,
             "two header names share a hash slot: pick another HASH_K"
         );
+        let (lower, fold) = FOLDED[h];
+        let len = NAMES[h].0.len();
+        let prefix_lower1 = if len <= 16 {
+            lower[1]
+        } else {
+            // The lowest letter of the second word (bit 5 set in `fold`) loses its bit 5.
+            assert!(fold[1] != 0, "a long name without a letter in bytes 8..16");
+            lower[1] & !(fold[1] & fold[1].wrapping_neg())
+        };
+        assert!(len <= u8::MAX as usize);
         t[slot] = Slot {
-            lower: FOLDED[h].0,
-            fold: FOLDED[h].1,
-            len: NAMES[h].0.len(),
+            lower,
+            fold,
+            prefix_lower1,
+            len: len as u8,
             name: ALL[h],
         };
         h += 1;
     }
     t
+};
+
+/// The tables of [`HeaderName::known_prefix`] in one static: one address for both, where two
+/// statics took an address each per header line.
+struct Lookup {
+    slots: [Slot; 256],
+    prefix_masks: [[u64; 2]; 17],
+}
+
+static LOOKUP: Lookup = Lookup {
+    slots: BY_HASH,
+    prefix_masks: PREFIX_MASKS,
 };
 
 impl HeaderName {
@@ -243,51 +286,66 @@ impl HeaderName {
         // The third word only matters to names longer than 16 bytes: read it only for them.
         let (w0, w1) = (word(0), word(1));
         if len <= 16 {
-            return Self::lookup_two_words(w0, w1, len);
+            return Self::lookup_two_words(w0, w1, len).unwrap_or(HeaderName::Other);
         }
         Self::lookup(&[w0, w1, word(2)], len)
     }
 
-    /// [`HeaderName::classify`] of `line[..len]`, for the message parser: a name of 2 to 16
-    /// bytes (nearly every one) with 16 bytes of `line` to read is settled from two words with
-    /// one range test; anything else goes to [`HeaderName::classify_in`].
+    /// [`HeaderName::classify`] of `line[..len]` (which holds no NUL byte: the parser's name is
+    /// the value bytes before a colon), `None` for [`HeaderName::Other`], for the message parser: a name of 2 to 16 bytes (nearly every one) with 16 bytes of `line` to read
+    /// is settled from two words with one range test; anything else goes to
+    /// [`HeaderName::classify_in`]. An `Option`, so that the parser branches on the match itself
+    /// (testing the name it loaded for `Other` cost a compare and a branch per line).
     #[inline(always)]
-    pub(crate) fn classify_prefix(line: &[u8], len: usize) -> HeaderName {
+    pub(crate) fn known_prefix(line: &[u8], len: usize) -> Option<HeaderName> {
         let Some(window) = line.first_chunk::<16>() else {
-            return Self::classify_in(line, 0, len);
+            return Self::classify_in(line, 0, len).known();
         };
         if len.wrapping_sub(2) > 14 {
-            return Self::classify_in(line, 0, len);
+            return Self::classify_in(line, 0, len).known();
         }
-        let mask = &LENGTH_MASKS[len];
+        debug_assert!(!line[..len].contains(&0), "a NUL in a name");
+        let mask = &LOOKUP.prefix_masks[len];
         let (lo, hi) = window.split_at(8);
         let w0 = u64::from_le_bytes(lo.try_into().unwrap_or_default()) & mask[0];
         let w1 = u64::from_le_bytes(hi.try_into().unwrap_or_default()) & mask[1];
-        Self::lookup_two_words(w0, w1, len)
+        let slot = &LOOKUP.slots[name_hash(&[w0, w1, 0])];
+        // No length compare, unlike `lookup_two_words`: both words are zero past `len` and past
+        // a slot's name of at most 16 bytes, and neither name holds a NUL, so equal words mean
+        // equal lengths; a longer slot name has a second word no window matches (see
+        // `Slot::prefix_lower1`), and an empty slot's words are zero, which no name of two or
+        // more bytes matches.
+        (w0 | slot.fold[0] == slot.lower[0] && w1 | slot.fold[1] == slot.prefix_lower1)
+            .then_some(slot.name)
+    }
+
+    /// `None` for [`HeaderName::Other`].
+    #[inline(always)]
+    fn known(self) -> Option<HeaderName> {
+        (self != HeaderName::Other).then_some(self)
     }
 
     /// [`HeaderName::lookup`] for a name of 2 to 16 bytes, given as its two words (masked to
-    /// `len`): a name longer than 16 bytes has another length, and one of at most 16 has a zero
-    /// third word, so only two words are compared.
+    /// `len`), `None` for [`HeaderName::Other`]: a name longer than 16 bytes has another length,
+    /// and one of at most 16 has a zero third word, so only two words are compared.
     #[inline(always)]
-    fn lookup_two_words(w0: u64, w1: u64, len: usize) -> HeaderName {
-        let slot = &BY_HASH[name_hash(&[w0, w1, 0], len as u64)];
-        if slot.len == len
+    fn lookup_two_words(w0: u64, w1: u64, len: usize) -> Option<HeaderName> {
+        let slot = &LOOKUP.slots[name_hash(&[w0, w1, 0])];
+        // A matching slot holds a known name: empty slots have length 0 and `len >= 2`.
+        (usize::from(slot.len) == len
             && w0 | slot.fold[0] == slot.lower[0]
-            && w1 | slot.fold[1] == slot.lower[1]
-        {
-            slot.name
-        } else {
-            HeaderName::Other
-        }
+            && w1 | slot.fold[1] == slot.lower[1])
+            .then_some(slot.name)
     }
 
     /// The known name whose hash slot `words` (a name of `len` > 1 bytes, little-endian, zero
     /// past its end) falls in, if it is that name in any case.
     #[inline]
     fn lookup(words: &[u64; NAME_WORDS], len: usize) -> HeaderName {
-        let slot = &BY_HASH[name_hash(words, len as u64)];
-        if slot.len == len && (0..NAME_WORDS).all(|w| words[w] | slot.fold[w] == slot.lower[w]) {
+        let slot = &LOOKUP.slots[name_hash(words)];
+        if usize::from(slot.len) == len
+            && (0..NAME_WORDS).all(|w| words[w] | slot.fold[w] == slot.lower[w])
+        {
             slot.name
         } else {
             HeaderName::Other
@@ -408,16 +466,11 @@ mod tests {
                 "{name:?}"
             );
             // The parser's lookup, with 16 bytes to read and without (the fallback).
-            assert_eq!(
-                HeaderName::classify_prefix(&buf, name.len()),
-                want,
-                "{name:?}"
-            );
-            assert_eq!(
-                HeaderName::classify_prefix(name, name.len()),
-                want,
-                "{name:?}"
-            );
+            let prefix = |line: &[u8]| {
+                HeaderName::known_prefix(line, name.len()).unwrap_or(HeaderName::Other)
+            };
+            assert_eq!(prefix(&buf), want, "{name:?}");
+            assert_eq!(prefix(name), want, "{name:?}");
             let mut shifted = b"xyz".to_vec();
             shifted.extend_from_slice(name);
             assert_eq!(
@@ -425,6 +478,33 @@ mod tests {
                 want,
                 "{name:?}"
             );
+        }
+    }
+
+    #[test]
+    fn prefix_lookup_agrees_on_near_names() {
+        // `known_prefix` compares no lengths: every known name cut short, extended by a byte, or
+        // with a byte changed must still classify as `classify` says (a NUL never reaches it).
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        for h in HeaderName::KNOWN {
+            let name = h.as_str().as_bytes();
+            for cut in 1..name.len() {
+                names.push(name[..cut].to_vec());
+            }
+            for extra in [b'x', b'-', b'S', b' ', b'\t', b'\r', 0x7F, 0xC3] {
+                names.push([name, &[extra]].concat());
+                for at in 0..name.len() {
+                    let mut changed = name.to_vec();
+                    changed[at] = extra;
+                    names.push(changed);
+                }
+            }
+        }
+        for name in &names {
+            let mut line = name.clone();
+            line.extend_from_slice(b": a value long enough for a whole window\r\n");
+            let got = HeaderName::known_prefix(&line, name.len()).unwrap_or(HeaderName::Other);
+            assert_eq!(got, HeaderName::classify(name), "{name:?}");
         }
     }
 

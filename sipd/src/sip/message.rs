@@ -528,64 +528,85 @@ fn parse_with<'a, 'h, S: Scan>(
     let Some((line_end, next)) = line_end else {
         return incomplete(buf, stream, ErrorKind::HeadersUnterminated);
     };
-    let start_line = parse_start_line(buf, pos, line_end, opts, scan)?;
+    // The start line is parsed after the header lines (its errors still come first): parsed
+    // before, its fields stayed live across the header loop and were reloaded on every line.
+    let start_line_at = pos;
     pos = next;
 
+    let max_line = line_bound(buf, opts);
     let mut sink = HeaderSink::new(headers);
     let mut first = [u16::MAX; HeaderName::Other as usize + 1];
     let mut repeated = 0u64;
     let mut content_length: Option<u32> = None;
     let mut conflicting_content_length = false;
-    let head_end = loop {
-        // End of the header block: an empty line (or, in a datagram, the end of the datagram
-        // right after a complete header line: lenient, no body).
-        match buf.get(pos) {
-            None if !stream => break pos,
-            None => return Ok(Status::Partial),
-            Some(b'\n') => break pos + 1,
-            Some(b'\r') => match buf.get(pos + 1) {
-                Some(b'\n') => break pos + 2,
-                None if stream => return Ok(Status::Partial),
-                _ => return Err(Error::new(ErrorKind::HeaderName, pos)),
-            },
-            Some(_) => {}
-        }
-        // `parse_header_line` spelled out, so that the common shape's `Header` goes straight
-        // into its slot instead of through a `Result<Option<Header>>`.
-        let (name, name_len, line_len) = header_line_start(buf, pos, scan);
-        let header = match simple_header_line(buf, pos, name, name_len, line_len, opts.max_line_len)
-        {
-            Some(header) => header,
-            None => match parse_header_line_general(buf, pos, name_len, opts, scan)? {
+    // A labelled block, not a closure: a closure was compiled out of line, without the backend's
+    // target features.
+    let header_block: Result<Status<usize>> = 'block: {
+        let head_end = loop {
+            // End of the header block: an empty line (or, in a datagram, the end of the datagram
+            // right after a complete header line: lenient, no body).
+            match buf.get(pos) {
+                None if !stream => break pos,
+                None => break 'block Ok(Status::Partial),
+                Some(b'\n') => break pos + 1,
+                Some(b'\r') => match buf.get(pos + 1) {
+                    Some(b'\n') => break pos + 2,
+                    None if stream => break 'block Ok(Status::Partial),
+                    _ => break 'block Err(Error::new(ErrorKind::HeaderName, pos)),
+                },
+                Some(_) => {}
+            }
+            // `parse_header_line` spelled out, so that the common shape's `Header` goes straight
+            // into its slot instead of through a `Result<Option<Header>>`.
+            let (name, name_len, line_len) = header_line_start(buf, pos, scan);
+            let header = match simple_header_line(buf, pos, name, name_len, line_len, max_line) {
                 Some(header) => header,
-                None => return incomplete(buf, stream, ErrorKind::HeadersUnterminated),
-            },
+                None => match parse_header_line_general(buf, pos, name_len, opts, scan) {
+                    Ok(Some(header)) => header,
+                    Ok(None) => {
+                        break 'block incomplete(buf, stream, ErrorKind::HeadersUnterminated);
+                    }
+                    Err(e) => break 'block Err(e),
+                },
+            };
+            let index = sink.count;
+            let end = header.end as usize;
+            let name = header.name;
+            let (value, value_start, start) = (header.value, header.value_start, header.start);
+            if sink.push(header).is_err() {
+                break 'block Err(Error::new(ErrorKind::TooManyHeaders, pos));
+            }
+            if name == HeaderName::ContentLength
+                && let Err(e) = note_content_length(
+                    value,
+                    value_start,
+                    start,
+                    stream,
+                    &mut content_length,
+                    &mut conflicting_content_length,
+                )
+            {
+                break 'block Err(e);
+            }
+            // `Other` is tracked too (its entries are never read), which spares a test per line.
+            let slot = &mut first[name as usize];
+            if *slot == u16::MAX {
+                // `index` < headers.len(); storage beyond u16 indices is never consulted.
+                *slot = u16::try_from(index).unwrap_or(u16::MAX);
+            } else {
+                // Fewer than first sightings (a repeat is a Via, Route, Record-Route, ...): the
+                // first sighting laid out as the fall-through is spared a jump back to the loop.
+                core::hint::cold_path();
+                repeated |= 1 << name as u32;
+            }
+            pos = end;
         };
-        let index = sink.count;
-        let end = header.end as usize;
-        let name = header.name;
-        let (value, value_start, start) = (header.value, header.value_start, header.start);
-        sink.push(header)
-            .map_err(|()| Error::new(ErrorKind::TooManyHeaders, pos))?;
-        if name == HeaderName::ContentLength {
-            note_content_length(
-                value,
-                value_start,
-                start,
-                stream,
-                &mut content_length,
-                &mut conflicting_content_length,
-            )?;
-        }
-        // `Other` is tracked too (its entries are never read), which spares a test per line.
-        let slot = &mut first[name as usize];
-        if *slot == u16::MAX {
-            // `index` < headers.len(); storage beyond u16 indices is never consulted.
-            *slot = u16::try_from(index).unwrap_or(u16::MAX);
-        } else {
-            repeated |= 1 << name as u32;
-        }
-        pos = end;
+        Ok(Status::Complete(head_end))
+    };
+    let start_line = parse_start_line(buf, start_line_at, line_end, opts, scan)?;
+    let head_end = match header_block? {
+        Status::Complete(end) => end,
+        Status::Partial => return Ok(Status::Partial),
     };
 
     if conflicting_content_length {
@@ -868,7 +889,8 @@ fn parse_header_line<'a, S: Scan>(
     scan: S,
 ) -> Result<Option<Header<'a>>> {
     let (name, name_len, line_len) = header_line_start(buf, pos, scan);
-    match simple_header_line(buf, pos, name, name_len, line_len, opts.max_line_len) {
+    let max_line = line_bound(buf, opts);
+    match simple_header_line(buf, pos, name, name_len, line_len, max_line) {
         Some(header) => Ok(Some(header)),
         None => parse_header_line_general(buf, pos, name_len, opts, scan),
     }
@@ -883,21 +905,20 @@ fn parse_header_line<'a, S: Scan>(
 fn header_line_start<S: Scan>(buf: &[u8], pos: usize, scan: S) -> (HeaderName, usize, usize) {
     let line = &buf[pos..];
     let (colon, line_len) = scan.colon_value_len(line);
-    let name = HeaderName::classify_prefix(line, colon);
-    if name != HeaderName::Other {
+    if let Some(name) = HeaderName::known_prefix(line, colon) {
         // `:` is no token byte: the token run ends at the colon.
         return (name, colon, line_len);
     }
     // The byte at `colon` (a colon, or one ending the content) is no token byte: the token run
     // is the same on `line[..colon]` as on the whole line.
-    (name, scan.token_len(&line[..colon]), line_len)
+    (HeaderName::Other, scan.token_len(&line[..colon]), line_len)
 }
 
 /// The header line at `pos` if it has the shape nearly every line has: `Name: value\r\n` with
 /// exactly one SP after the colon, a value that neither starts nor ends with LWS, and a next
-/// line that is not a fold (`name`, `name_len` and `line_len` from [`header_line_start`]).
-/// `None` leaves the line to [`parse_header_line_general`], which gives the same answer for these
-/// lines.
+/// line that is not a fold (`name`, `name_len` and `line_len` from [`header_line_start`];
+/// `max_line` from [`line_bound`]). `None` leaves the line to [`parse_header_line_general`],
+/// which gives the same answer for these lines.
 #[inline(always)]
 #[allow(unsafe_code)]
 fn simple_header_line(
@@ -906,17 +927,20 @@ fn simple_header_line(
     name: HeaderName,
     name_len: usize,
     line_len: usize,
-    max_line_len: usize,
+    max_line: usize,
 ) -> Option<Header<'_>> {
     let line = buf.get(pos..)?;
-    // One length test for every read below: `0 < name_len <= line_len - 3` (name, `: `, a value
-    // byte) and `line_len + 3 <= line.len()` (the last value byte's CRLF and the next line's
-    // first byte). Written with wrapping or saturating subtractions, so that no input can slip
-    // through. An empty value fails it: its line is `Name: ` (`line_len == name_len + 2`), left
-    // to the general path as before.
-    if name_len.wrapping_sub(1) >= line_len.saturating_sub(3)
-        || line_len > line.len().saturating_sub(3)
-        || line_len > max_line_len
+    // One length test for every read below, three compares without a saturating subtraction
+    // (each cost a register copy and a conditional move):
+    // - `3 <= line_len <= max(limit, 3)`, `limit` the line limit capped at `buf.len()` (see
+    //   [`line_bound`]; a line of 3 when `limit < 3` fails the third test), so `line_len - 3`
+    //   below cannot wrap and neither can `line_len + 3`;
+    // - `line_len + 3 <= line.len()`: the last value byte's CRLF and the next line's first byte;
+    // - `0 < name_len <= line_len - 3`: name, `: `, a value byte. An empty value fails it: its
+    //   line is `Name: ` (`line_len == name_len + 2`), left to the general path as before.
+    if line_len.wrapping_sub(3) > max_line
+        || line_len + 3 > line.len()
+        || name_len.wrapping_sub(1) >= line_len - 3
     {
         return None;
     }
@@ -951,6 +975,14 @@ fn simple_header_line(
         value_start: value_start as u32,
         end: (pos + line_len + 2) as u32,
     })
+}
+
+/// [`simple_header_line`]'s bound on a line's content, less 3: the line limit capped at the
+/// buffer's length (a line past the end of `buf` fails its tests either way), so that sums with
+/// a line length cannot wrap.
+#[inline(always)]
+fn line_bound(buf: &[u8], opts: &ParseOptions) -> usize {
+    opts.max_line_len.min(buf.len()).saturating_sub(3)
 }
 
 /// SP and HTAB: what a value may not start or end with, and what makes the next line a fold.
@@ -1538,6 +1570,160 @@ X-A: 1\r\nx-a: 2\r\nmax-forwards: 69\r\nCall-ID: c\r\n\r\n";
         let m = parse_datagram(b"\r\n\r\nBYE sip:x SIP/2.0\r\n\r\n", &mut h).unwrap();
         assert_eq!(m.start(), 4);
         assert_eq!(m.method(), Some(Method::Bye));
+    }
+
+    #[test]
+    fn start_line_errors_come_before_the_header_blocks_outcome() {
+        // The start line is parsed after the header loop: its error must still be the answer,
+        // whatever the header lines give (an error, a partial message or a complete one), on
+        // every backend and framing.
+        let start_lines: [&[u8]; 6] = [
+            b"INVITE sip:x SIP/2.0 \r\n",
+            b"INVITE sip:x HTTP/1.1\r\n",
+            b"INV\x01TE sip:x SIP/2.0\r\n",
+            b" INVITE sip:x SIP/2.0\r\n",
+            b"SIP/2.0 99 Low\r\n",
+            b"SIP/2.0 200 O\x01K\r\n",
+        ];
+        let blocks: [&[u8]; 8] = [
+            b"Via: a\r\n\r\n",
+            b"Via: a\r\n",
+            b"Via: a",
+            b" :x\r\n\r\n",
+            b"Via a\r\n\r\n",
+            b"Via: a\x01b\r\n\r\n",
+            b"A: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\n\r\n",
+            b"l: 1\r\nl: 2\r\n\r\nxy",
+        ];
+        for line in start_lines {
+            for opts in [ParseOptions::DATAGRAM, ParseOptions::STREAM] {
+                let run = |m: &[u8], backend| {
+                    let mut h = [MaybeUninit::uninit(); 4];
+                    scan::dispatch_to(
+                        backend,
+                        ParseJob {
+                            buf: m,
+                            headers: &mut h,
+                            opts: &opts,
+                        },
+                    )
+                    .map(|r| r.err())
+                };
+                let mut alone = line.to_vec();
+                alone.extend_from_slice(b"\r\n");
+                let want = run(&alone, scan::Backend::Portable).unwrap();
+                assert!(want.is_some(), "{:?}", String::from_utf8_lossy(line));
+                for block in blocks {
+                    let mut m = line.to_vec();
+                    m.extend_from_slice(block);
+                    for backend in [
+                        scan::Backend::Portable,
+                        scan::Backend::Sse2,
+                        scan::Backend::Avx2,
+                    ] {
+                        if let Some(got) = run(&m, backend) {
+                            assert_eq!(got, want, "{backend}: {:?}", String::from_utf8_lossy(&m));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    /// The common shape's shortcut and the general path on one header line, with the backend's
+    /// scans: `None` when the shortcut does not take the line.
+    struct ShortcutJob<'b> {
+        buf: &'b [u8],
+        pos: usize,
+        opts: ParseOptions,
+    }
+
+    impl<'b> WithScan for ShortcutJob<'b> {
+        type Output = Option<(Header<'b>, Result<Option<Header<'b>>>)>;
+        fn run<S: Scan>(self, scan: S) -> Self::Output {
+            let (buf, pos) = (self.buf, self.pos);
+            let (name, name_len, line_len) = header_line_start(buf, pos, scan);
+            let max_line = line_bound(buf, &self.opts);
+            let simple = simple_header_line(buf, pos, name, name_len, line_len, max_line)?;
+            Some((
+                simple,
+                parse_header_line_general(buf, pos, name_len, &self.opts, scan),
+            ))
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(8192))]
+        /// Every line the shortcut takes, the general path gives the same header for, on every
+        /// backend: short lines from bytes that make and break the shape (CR, LF, colon, LWS,
+        /// control bytes, known names), after a prefix that moves the line against the end of
+        /// the buffer, under small line limits too.
+        #[test]
+        fn the_shortcut_agrees_with_the_general_path(
+            prefix in 0usize..40,
+            line in proptest::prop_oneof![
+                // A line built from parts that make or break the shape.
+                (
+                    proptest::sample::select(vec![
+                        &b"Via"[..], b"To", b"Call-ID", b"l", b"X-Foo", b"", b"Proxy-Authorization",
+                        b"v a", b"Content-Languagf",
+                    ]),
+                    proptest::prop_oneof![
+                        3 => proptest::strategy::Just(&b": "[..]),
+                        1 => proptest::sample::select(vec![
+                            &b":"[..], b" : ", b":\t", b": \t", b"", b":  ", b"\r\n",
+                        ]),
+                    ],
+                    proptest::collection::vec(
+                        proptest::prop_oneof![
+                            30 => proptest::sample::select(b"ab;<>:,".to_vec()),
+                            1 => proptest::sample::select(b" \t\\\x01\r\n".to_vec()),
+                            1 => proptest::arbitrary::any::<u8>(),
+                        ],
+                        0..40,
+                    ),
+                    proptest::prop_oneof![
+                        3 => proptest::strategy::Just(&b"\r\n"[..]),
+                        1 => proptest::sample::select(vec![
+                            &b"\n"[..], b"\r", b"", b"\r\n\r\n", b" \r\n", b"\t\r\n",
+                        ]),
+                    ],
+                    proptest::sample::select(vec![&b""[..], b" ", b"\t", b"X", b"\r\n", b"a: b"]),
+                )
+                    .prop_map(|(name, sep, value, end, next)| {
+                        [name, sep, &value, end, next].concat()
+                    }),
+                // Bytes that make and break the shape, anywhere.
+                proptest::collection::vec(
+                    proptest::prop_oneof![
+                        3 => proptest::sample::select(b"Via:To Call-ID\tC\r\n:ab\\\x01-l".to_vec()),
+                        1 => proptest::arbitrary::any::<u8>(),
+                    ],
+                    0..72,
+                ),
+            ],
+            max_line_len in proptest::prop_oneof![
+                1 => 0usize..10,
+                3 => proptest::strategy::Just(DEFAULT_MAX_LINE_LEN),
+            ],
+            stream in proptest::arbitrary::any::<bool>(),
+        ) {
+            let mut buf = vec![b'a'; prefix];
+            buf.extend_from_slice(&line);
+            let opts = ParseOptions {
+                framing: if stream { Framing::Stream } else { Framing::Datagram },
+                max_line_len,
+                ..ParseOptions::DATAGRAM
+            };
+            for backend in [scan::Backend::Portable, scan::Backend::Sse2, scan::Backend::Avx2] {
+                let job = ShortcutJob { buf: &buf, pos: prefix, opts };
+                if let Some(Some((simple, general))) = scan::dispatch_to(backend, job) {
+                    proptest::prop_assert_eq!(general, Ok(Some(simple)), "{}", backend);
+                }
+            }
+        }
     }
 
     #[test]

@@ -110,8 +110,39 @@ macro_rules! colon_value_len_fn {
                 let mut value = value_bad(first);
                 // The first colon or the first byte ending the content, whichever comes first.
                 let stop = colon_bad(first) | value;
+                if stop != 0 && $width == 32 {
+                    // AVX2: the returns taken apart (measured fewer instructions in the parser
+                    // with AVX2, more with SSE2's 16-byte vectors, which keep the loop below).
+                    let colon = stop.trailing_zeros() as usize;
+                    if value != 0 {
+                        return (colon, value.trailing_zeros() as usize);
+                    }
+                    let mut at = $width;
+                    if bytes.len() >= 2 * $width {
+                        value = value_bad(load(bytes, $width));
+                        if value != 0 {
+                            return (colon, $width + value.trailing_zeros() as usize);
+                        }
+                        at = 2 * $width;
+                    }
+                    while at + $width <= bytes.len() {
+                        value = value_bad(load(bytes, at));
+                        if value != 0 {
+                            return (colon, at + value.trailing_zeros() as usize);
+                        }
+                        at += $width;
+                    }
+                    return colon_value_len_slow(bytes);
+                }
                 if stop != 0 {
                     let mut at = 0;
+                    // The second vector unrolled (a typical header line is one to two vectors
+                    // long): one length test for it instead of the loop's per-vector test and
+                    // counter.
+                    if value == 0 && bytes.len() >= 2 * $width {
+                        at = $width;
+                        value = value_bad(load(bytes, $width));
+                    }
                     while value == 0 {
                         at += $width;
                         if at + $width > bytes.len() {
