@@ -69,6 +69,10 @@ impl<'a> NameAddrView<'a> {
     /// `NameAddr` for the structure (non-token display name, missing `>`, LWS inside `<>`, `,` or
     /// `?` in an addr-spec, junk after `>`), `QuotedString` for an unterminated or bad quoted
     /// display name, and the URI and parameter errors (`Uri`, `Host`, `Port`, `Param`).
+    // Always inline: a proxy reads a few of these per message, and the call's register saves and
+    // the returned view (written out, then read back for one field) cost about a quarter of a
+    // short name-addr's parse. The rare shapes' work is out of line (`parse_params`).
+    #[inline(always)]
     pub fn parse(value: &'a [u8]) -> Result<NameAddrView<'a>> {
         let (start, end) = trim_lws_range(value);
         let s = value.get(..end).unwrap_or_default();
