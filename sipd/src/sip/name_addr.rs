@@ -129,10 +129,11 @@ impl<'a> NameAddrView<'a> {
         }
         // `us <= raquot < s.len()`: in range.
         let uri_raw = &s[us..raquot];
+        // No LWS byte is above SP: one compare settles each end in the usual case.
         match (uri_raw.first(), uri_raw.last()) {
             (None, _) => return Err(err(us)),
-            (Some(&c), _) if is_lws_byte(c) => return Err(err(us)),
-            (_, Some(&c)) if is_lws_byte(c) => return Err(err(raquot - 1)),
+            (Some(&c), _) if c <= b' ' && is_lws_byte(c) => return Err(err(us)),
+            (_, Some(&c)) if c <= b' ' && is_lws_byte(c) => return Err(err(raquot - 1)),
             _ => {}
         }
         // Nothing after `>` (the common To and Route): no parameters, without the call.
@@ -194,7 +195,8 @@ impl<'a> NameAddrView<'a> {
         // A short tag (the usual 8-16 bytes) by table, a long one by a vector scan: the scan's
         // dispatch and tail cost more than a short loop.
         let token = if value.len() <= 16 {
-            value.iter().all(|&c| TOKEN[c as usize])
+            // No early exit: one load and an AND a byte (a failing tag is rare).
+            value.iter().fold(true, |ok, &c| ok & TOKEN[c as usize])
         } else {
             super::scan::token_len(value) == value.len()
         };
