@@ -378,7 +378,8 @@ impl<'a> Uri<'a> {
             return Err(Error::new(ErrorKind::Uri, se.min(end)));
         }
         let name = s.get(start..se).unwrap_or_default();
-        let scheme = if name.eq_ignore_ascii_case(b"sip") {
+        // `sip` already matched (any case): what the first compare below would find.
+        let scheme = if sip || name.eq_ignore_ascii_case(b"sip") {
             Scheme::Sip
         } else if name.eq_ignore_ascii_case(b"sips") {
             Scheme::Sips
