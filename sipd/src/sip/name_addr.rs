@@ -81,7 +81,10 @@ impl<'a> NameAddrView<'a> {
         }
         let mut display_name_raw = None;
         let laquot;
-        if s.get(start) == Some(&b'"') {
+        if s.get(start) == Some(&b'<') {
+            // No display name (the usual To and Route): what the token walk below would find.
+            laquot = start;
+        } else if s.get(start) == Some(&b'"') {
             let q = scan_quoted(s, start)?;
             display_name_raw = s.get(start..q);
             let i = skip_lws(s, q);

@@ -371,11 +371,14 @@ impl<'a> Uri<'a> {
         } else {
             run(s, start, &SCHEME)
         };
-        if !s.get(start).is_some_and(u8::is_ascii_alphabetic) {
-            return Err(Error::new(ErrorKind::Uri, start));
-        }
-        if s.get(se) != Some(&b':') {
-            return Err(Error::new(ErrorKind::Uri, se.min(end)));
+        // A matched `sip:` starts with a letter and has its colon at `se`.
+        if !sip {
+            if !s.get(start).is_some_and(u8::is_ascii_alphabetic) {
+                return Err(Error::new(ErrorKind::Uri, start));
+            }
+            if s.get(se) != Some(&b':') {
+                return Err(Error::new(ErrorKind::Uri, se.min(end)));
+            }
         }
         let name = s.get(start..se).unwrap_or_default();
         // `sip` already matched (any case): what the first compare below would find.
