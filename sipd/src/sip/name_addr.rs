@@ -190,9 +190,14 @@ impl<'a> NameAddrView<'a> {
     #[inline(always)]
     fn only_tag(s: &'a [u8], from: usize) -> Option<(Params<'a>, usize, Option<&'a [u8]>)> {
         let raw = s.get(from..).unwrap_or_default();
-        // A fixed-size compare (`strip_prefix` is a call).
+        // One 4-byte word and a byte (`strip_prefix` is a call).
         let value = match raw.split_first_chunk::<5>() {
-            Some((b";tag=", value)) if !value.is_empty() => value,
+            Some(([a, b, c, d, b'='], value))
+                if u32::from_le_bytes([*a, *b, *c, *d]) == u32::from_le_bytes(*b";tag")
+                    && !value.is_empty() =>
+            {
+                value
+            }
             _ => return None,
         };
         // A short tag (the usual 8-16 bytes) by table, a long one by a vector scan: the scan's

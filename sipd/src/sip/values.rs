@@ -391,6 +391,25 @@ pub fn parse_u32(value: &[u8]) -> Result<u32> {
     if start == end {
         return Err(Error::new(ErrorKind::Number, start));
     }
+    // Up to 9 digits cannot overflow (999,999,999 < u32::MAX): no checked arithmetic, and the
+    // only error is the first non-digit, where the checked loop below would report it.
+    if end - start <= 9 {
+        let mut n: u32 = 0;
+        for (k, &c) in value.get(start..end).unwrap_or_default().iter().enumerate() {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return Err(Error::new(ErrorKind::Number, start + k));
+            }
+            n = n * 10 + u32::from(d);
+        }
+        return Ok(n);
+    }
+    parse_u32_checked(value, start, end)
+}
+
+/// [`parse_u32`] of the non-empty `value[start..end]`, overflow checked at each digit.
+#[inline(never)]
+fn parse_u32_checked(value: &[u8], start: usize, end: usize) -> Result<u32> {
     let mut n: u32 = 0;
     for (k, &c) in value.get(start..end).unwrap_or_default().iter().enumerate() {
         if !c.is_ascii_digit() {
@@ -642,6 +661,14 @@ mod tests {
             for i in 0..v.len() + 2 {
                 prop_assert_eq!(scan_quoted(&v, i), scan_quoted_walk(&v, i), "{:?} {}", v, i);
             }
+        }
+
+        /// The short-number path finds what the checked loop finds (value or error offset).
+        #[test]
+        fn parse_u32_short_as_checked(v in "[ \t]{0,2}[0-9a+\\-]{1,11}[ \t]{0,2}") {
+            let v = v.as_bytes();
+            let (start, end) = trim_lws_range(v);
+            prop_assert_eq!(parse_u32(v), parse_u32_checked(v, start, end), "{:?}", v);
         }
 
         #[test]
