@@ -470,8 +470,11 @@ mod tests {
         }
     }
 
+    /// One visited parameter: name, value, whether the value is a token.
+    type Visited<'a> = (&'a [u8], Option<&'a [u8]>, bool);
+
     /// [`Params::parse_visit_tokens`] without its word shortcuts: what it must visit.
-    fn visit_walk(raw: &[u8]) -> Result<Vec<(&[u8], Option<&[u8]>, bool)>> {
+    fn visit_walk(raw: &[u8]) -> Result<Vec<Visited<'_>>> {
         let mut seen = Vec::new();
         let mut i = 0;
         loop {
