@@ -69,6 +69,10 @@ impl<'a> NameAddrView<'a> {
     /// `NameAddr` for the structure (non-token display name, missing `>`, LWS inside `<>`, `,` or
     /// `?` in an addr-spec, junk after `>`), `QuotedString` for an unterminated or bad quoted
     /// display name, and the URI and parameter errors (`Uri`, `Host`, `Port`, `Param`).
+    // Always inline: a proxy reads a few of these per message, and the call's register saves and
+    // the returned view (written out, then read back for one field) cost about a quarter of a
+    // short name-addr's parse. The rare shapes' work is out of line (`parse_params`).
+    #[inline(always)]
     pub fn parse(value: &'a [u8]) -> Result<NameAddrView<'a>> {
         let (start, end) = trim_lws_range(value);
         let s = value.get(..end).unwrap_or_default();
@@ -77,7 +81,10 @@ impl<'a> NameAddrView<'a> {
         }
         let mut display_name_raw = None;
         let laquot;
-        if s.get(start) == Some(&b'"') {
+        if s.get(start) == Some(&b'<') {
+            // No display name (the usual To and Route): what the token walk below would find.
+            laquot = start;
+        } else if s.get(start) == Some(&b'"') {
             let q = scan_quoted(s, start)?;
             display_name_raw = s.get(start..q);
             let i = skip_lws(s, q);
@@ -125,10 +132,11 @@ impl<'a> NameAddrView<'a> {
         }
         // `us <= raquot < s.len()`: in range.
         let uri_raw = &s[us..raquot];
+        // No LWS byte is above SP: one compare settles each end in the usual case.
         match (uri_raw.first(), uri_raw.last()) {
             (None, _) => return Err(err(us)),
-            (Some(&c), _) if is_lws_byte(c) => return Err(err(us)),
-            (_, Some(&c)) if is_lws_byte(c) => return Err(err(raquot - 1)),
+            (Some(&c), _) if c <= b' ' && is_lws_byte(c) => return Err(err(us)),
+            (_, Some(&c)) if c <= b' ' && is_lws_byte(c) => return Err(err(raquot - 1)),
             _ => {}
         }
         // Nothing after `>` (the common To and Route): no parameters, without the call.
@@ -138,6 +146,9 @@ impl<'a> NameAddrView<'a> {
                 s.len(),
                 None,
             )
+        } else if let Some(found) = Self::only_tag(s, raquot + 1) {
+            // Just `;tag=` and a token (the usual From): without the call either.
+            found
         } else {
             Self::parse_params(s, raquot + 1)?
         };
@@ -174,18 +185,45 @@ impl<'a> NameAddrView<'a> {
         })
     }
 
+    /// `s[from..]` if it is just `;tag=` and a token (the usual From, and To in a dialog): what
+    /// [`Self::parse_params`] would find, without its walk.
+    #[inline(always)]
+    fn only_tag(s: &'a [u8], from: usize) -> Option<(Params<'a>, usize, Option<&'a [u8]>)> {
+        let raw = s.get(from..).unwrap_or_default();
+        // One 4-byte word and a byte (`strip_prefix` is a call).
+        let value = match raw.split_first_chunk::<5>() {
+            Some(([a, b, c, d, b'='], value))
+                if u32::from_le_bytes([*a, *b, *c, *d]) == u32::from_le_bytes(*b";tag")
+                    && !value.is_empty() =>
+            {
+                value
+            }
+            _ => return None,
+        };
+        // A short tag (the usual 8-16 bytes) by table, a long one by a vector scan: the scan's
+        // dispatch and tail cost more than a short loop.
+        let token = if value.len() <= 16 {
+            // No early exit: one load and an AND a byte (a failing tag is rare).
+            value.iter().fold(true, |ok, &c| ok & TOKEN[c as usize])
+        } else {
+            super::scan::token_len(value) == value.len()
+        };
+        token.then(|| (Params::validated(raw), from, Some(value)))
+    }
+
     /// Header parameters from `s[from..]`: nothing but LWS, or `;...`.
     /// Also returns the first `tag` parameter's value, picked out while validating.
+    #[inline(never)]
     fn parse_params(s: &'a [u8], from: usize) -> Result<(Params<'a>, usize, Option<&'a [u8]>)> {
-        let raw = s.get(from..).unwrap_or_default();
-        // Just `;tag=` and a token (the usual From, and To in a dialog): what the walk below
-        // would find, without it.
-        if let Some(value) = raw.strip_prefix(b";tag=")
-            && !value.is_empty()
-            && super::scan::token_len(value) == value.len()
-        {
-            return Ok((Params::validated(raw), from, Some(value)));
+        if let Some(found) = Self::only_tag(s, from) {
+            return Ok(found);
         }
+        Self::params_walk(s, from)
+    }
+
+    /// [`Self::parse_params`] without its shortcut.
+    fn params_walk(s: &'a [u8], from: usize) -> Result<(Params<'a>, usize, Option<&'a [u8]>)> {
+        let raw = s.get(from..).unwrap_or_default();
         let i = skip_lws(s, from);
         match s.get(i) {
             // Nothing but LWS after the URI: an empty list (nothing to validate).
@@ -778,6 +816,22 @@ mod tests {
     }
 
     proptest! {
+        /// `;tag=` and a token, where the shortcut takes it, is what the parameter walk finds.
+        #[test]
+        fn only_tag_as_the_walk(
+            v in "(;tag=|;TAG=|;tag =|;tag=\"|;tag)?[a-z0-9.!%*_+`'~\\-;=\" \r\n,<>]{0,12}",
+            tail in proptest::collection::vec(any::<u8>(), 0..2),
+            at in 0..2usize,
+        ) {
+            let mut s = b">".repeat(at);
+            s.extend_from_slice(v.as_bytes());
+            s.extend_from_slice(&tail);
+            if let Some(found) = NameAddrView::only_tag(&s, at) {
+                prop_assert_eq!(Ok(found), NameAddrView::params_walk(&s, at), "{:?}", s);
+            }
+            prop_assert_eq!(NameAddrView::parse_params(&s, at), NameAddrView::params_walk(&s, at));
+        }
+
         #[test]
         fn name_addr_never_panics(v in proptest::collection::vec(
             prop_oneof![any::<u8>(), proptest::sample::select(b"sip:@;=<>\",?* \t\r\n\\ab.1".to_vec())], 0..96)) {

@@ -62,6 +62,11 @@ impl<'a> Params<'a> {
             // would end there.
             let name_end = if raw.get(i..i + 7) == Some(b"branch=") {
                 i + 6
+            } else if raw.get(i..i + 5) == Some(b"rport")
+                && !raw.get(i + 5).is_some_and(|&c| TOKEN[c as usize])
+            {
+                // `rport` (RFC 3581, in most Vias) then a non-token byte: where the run ends.
+                i + 5
             } else {
                 run(raw, i, &TOKEN)
             };
@@ -123,6 +128,9 @@ impl<'a> Params<'a> {
     /// [`Params::parse_uri`] of the bytes of `raw` before its first `?` (where a SIP URI's
     /// headers start), and their length: no byte of a parameter is a `?`, so the list ends there
     /// (or fails before it) exactly as a parse of just those bytes would.
+    // Always inline (two callers): the call's register saves and returned `Result` cost about
+    // as much as the usual one or two parameters.
+    #[inline(always)]
     pub(crate) fn parse_uri_until_query(raw: &'a [u8]) -> Result<(Self, usize)> {
         let mut i = 0;
         while let Some(&c) = raw.get(i) {
@@ -462,7 +470,75 @@ mod tests {
         }
     }
 
+    /// One visited parameter: name, value, whether the value is a token.
+    type Visited<'a> = (&'a [u8], Option<&'a [u8]>, bool);
+
+    /// [`Params::parse_visit_tokens`] without its word shortcuts: what it must visit.
+    fn visit_walk(raw: &[u8]) -> Result<Vec<Visited<'_>>> {
+        let mut seen = Vec::new();
+        let mut i = 0;
+        loop {
+            i = skip_lws(raw, i);
+            let Some(&c) = raw.get(i) else { break };
+            if c != b';' {
+                return Err(Error::new(ErrorKind::Param, i));
+            }
+            i = skip_lws(raw, i + 1);
+            let name_end = run(raw, i, &TOKEN);
+            if name_end == i {
+                return Err(Error::new(ErrorKind::Param, i));
+            }
+            let name = &raw[i..name_end];
+            i = skip_lws(raw, name_end);
+            let mut value = None;
+            let mut tok = false;
+            if raw.get(i) == Some(&b'=') {
+                let vs = skip_lws(raw, i + 1);
+                i = if raw.get(vs) == Some(&b'"') {
+                    scan_quoted(raw, vs)?
+                } else {
+                    let te = run(raw, vs, &TOKEN);
+                    let end = run(raw, te, &GEN_VALUE);
+                    if end == vs {
+                        return Err(Error::new(ErrorKind::Param, vs));
+                    }
+                    tok = end == te;
+                    end
+                };
+                value = Some(&raw[vs..i]);
+            }
+            seen.push((name, value, tok));
+        }
+        Ok(seen)
+    }
+
     proptest! {
+        /// The `branch=` and `rport` words are read where the token run would end.
+        #[test]
+        fn visit_words_as_the_walk(v in proptest::collection::vec(
+            prop_oneof![
+                any::<u8>().prop_map(|c| vec![c]),
+                proptest::sample::select(vec![
+                    b";".to_vec(), b"=".to_vec(), b" ".to_vec(), b"rport".to_vec(),
+                    b";rport".to_vec(), b";branch=".to_vec(), b"z9hG4bK1".to_vec(),
+                    b"x".to_vec(), b"5060".to_vec(), b"\"".to_vec(), b"[::1]".to_vec(),
+                ]),
+            ], 0..10)) {
+            let v = v.concat();
+            let mut seen = Vec::new();
+            let got = Params::parse_visit_tokens(&v, |n, val, tok| {
+                seen.push((n, val, tok));
+                Ok(())
+            });
+            match visit_walk(&v) {
+                Ok(want) => {
+                    prop_assert_eq!(got.map(|p| p.raw()), Ok(&v[..]));
+                    prop_assert_eq!(seen, want);
+                }
+                Err(e) => prop_assert_eq!(got.map(|p| p.raw()), Err(e)),
+            }
+        }
+
         #[test]
         fn uri_params_as_the_walk(v in proptest::collection::vec(
             prop_oneof![

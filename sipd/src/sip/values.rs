@@ -191,15 +191,24 @@ pub(crate) fn run_escaped(
 /// `s[start]` must be `"`: scans a quoted-string (RFC 3261 §25.1) and returns the index just past
 /// the closing quote. qdtext is LWS, `%x21 / %x23-5B / %x5D-7E` or any non-ASCII byte;
 /// quoted-pair is `\` followed by any ASCII byte other than CR and LF.
+#[inline(always)]
 pub fn scan_quoted(s: &[u8], start: usize) -> Result<usize> {
+    // Fast path, inline: no backslash before the closing quote and nothing but qdtext and
+    // SP/HTAB (one vector scan stops at the quote, a backslash or a control byte).
+    if s.get(start) == Some(&b'"') {
+        let len = super::scan::quoted_len(&s[start + 1..]);
+        if s.get(start + 1 + len) == Some(&b'"') {
+            return Ok(start + len + 2);
+        }
+    }
+    scan_quoted_walk(s, start)
+}
+
+/// [`scan_quoted`] byte by byte, out of line.
+#[inline(never)]
+fn scan_quoted_walk(s: &[u8], start: usize) -> Result<usize> {
     if s.get(start) != Some(&b'"') {
         return Err(Error::new(ErrorKind::QuotedString, start.min(s.len())));
-    }
-    // Fast path: no backslash before the closing quote and nothing but qdtext and SP/HTAB (one
-    // vector scan stops at the quote, a backslash or a control byte).
-    let len = super::scan::quoted_len(&s[start + 1..]);
-    if s.get(start + 1 + len) == Some(&b'"') {
-        return Ok(start + len + 2);
     }
     let mut i = start + 1;
     loop {
@@ -282,13 +291,54 @@ pub struct SplitComma<'a> {
 impl<'a> Iterator for SplitComma<'a> {
     type Item = Result<(usize, &'a [u8])>;
 
+    // Always inline: the call's register saves cost about as much as the inline cases.
+    #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         if self.done {
             return None;
         }
         let s = self.s;
         let start = self.pos;
-        let mut i = start;
+        // The usual last (or only) element, settled inline: a run without `,` `"` `<` to the
+        // end (a Via), or one `<...>` closing at the end or unclosed (a Route); what the loop in
+        // `next_from` would find.
+        match s.get(start) {
+            Some(&c) if !matches!(c, b',' | b'"' | b'<') => {
+                let i = start + super::scan::list_len(&s[start..]);
+                if i >= s.len() {
+                    self.done = true;
+                    return Some(Ok(trimmed(s, start)));
+                }
+                self.next_from(start, i)
+            }
+            Some(b'<') => {
+                let q = super::scan::angled_len(&s[start + 1..]);
+                if start + 2 + q >= s.len() {
+                    self.done = true;
+                    return Some(Ok(trimmed(s, start)));
+                }
+                // Past the `>`, as the loop would be.
+                self.next_from(start, start + q + 2)
+            }
+            _ => self.next_from(start, start),
+        }
+    }
+}
+
+/// `s[start..]` LWS-trimmed, with its offset in `s`.
+#[inline(always)]
+fn trimmed(s: &[u8], start: usize) -> (usize, &[u8]) {
+    let elem = s.get(start..).unwrap_or_default();
+    let (a, b) = trim_lws_range(elem);
+    (start + a, elem.get(a..b).unwrap_or_default())
+}
+
+impl<'a> SplitComma<'a> {
+    /// The element starting at `start`, scanned from `i` (the bytes before it settled: no `,`
+    /// outside quotes or brackets).
+    #[inline(never)]
+    fn next_from(&mut self, start: usize, mut i: usize) -> Option<Result<(usize, &'a [u8])>> {
+        let s = self.s;
         // Jump between the only bytes that matter (a vector scan): `,` ends the element, `"` opens
         // a quoted string, `<` opens a bracketed URI that may itself contain commas (in its user).
         let end = loop {
@@ -341,6 +391,25 @@ pub fn parse_u32(value: &[u8]) -> Result<u32> {
     if start == end {
         return Err(Error::new(ErrorKind::Number, start));
     }
+    // Up to 9 digits cannot overflow (999,999,999 < u32::MAX): no checked arithmetic, and the
+    // only error is the first non-digit, where the checked loop below would report it.
+    if end - start <= 9 {
+        let mut n: u32 = 0;
+        for (k, &c) in value.get(start..end).unwrap_or_default().iter().enumerate() {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return Err(Error::new(ErrorKind::Number, start + k));
+            }
+            n = n * 10 + u32::from(d);
+        }
+        return Ok(n);
+    }
+    parse_u32_checked(value, start, end)
+}
+
+/// [`parse_u32`] of the non-empty `value[start..end]`, overflow checked at each digit.
+#[inline(never)]
+fn parse_u32_checked(value: &[u8], start: usize, end: usize) -> Result<u32> {
     let mut n: u32 = 0;
     for (k, &c) in value.get(start..end).unwrap_or_default().iter().enumerate() {
         if !c.is_ascii_digit() {
@@ -564,6 +633,42 @@ mod tests {
             let got: Vec<_> = split_comma(joined.as_bytes()).map(|r| r.unwrap().1.to_vec()).collect();
             let want: Vec<_> = parts.iter().map(|p| p.as_bytes().to_vec()).collect();
             prop_assert_eq!(got, want);
+        }
+
+        /// The inline cases of `SplitComma::next` and of `scan_quoted` are what their general
+        /// loops find: the same elements, offsets and errors.
+        #[test]
+        fn split_comma_inline_cases_as_the_loop(v in proptest::collection::vec(
+            prop_oneof![
+                any::<u8>().prop_map(|c| vec![c]),
+                proptest::sample::select(vec![
+                    b",".to_vec(), b"\"".to_vec(), b"<".to_vec(), b">".to_vec(), b" ".to_vec(),
+                    b"\r\n ".to_vec(), b"\\".to_vec(), b"<sip:a@b.c;lr>".to_vec(),
+                    b"SIP/2.0/UDP h:5060;branch=z9".to_vec(), b"\"A B\" <sip:x>".to_vec(),
+                ]),
+            ], 0..10)) {
+            let v = v.concat();
+            let got: Vec<_> = split_comma(&v).collect();
+            let mut it = split_comma(&v);
+            let mut want = Vec::new();
+            while !it.done {
+                let pos = it.pos;
+                if let Some(r) = it.next_from(pos, pos) {
+                    want.push(r);
+                }
+            }
+            prop_assert_eq!(got, want, "{:?}", v);
+            for i in 0..v.len() + 2 {
+                prop_assert_eq!(scan_quoted(&v, i), scan_quoted_walk(&v, i), "{:?} {}", v, i);
+            }
+        }
+
+        /// The short-number path finds what the checked loop finds (value or error offset).
+        #[test]
+        fn parse_u32_short_as_checked(v in "[ \t]{0,2}[0-9a+\\-]{1,11}[ \t]{0,2}") {
+            let v = v.as_bytes();
+            let (start, end) = trim_lws_range(v);
+            prop_assert_eq!(parse_u32(v), parse_u32_checked(v, start, end), "{:?}", v);
         }
 
         #[test]

@@ -86,13 +86,12 @@ impl<'a> Via<'a> {
         };
         // Nearly always UDP, TCP or TLS and the SP before sent-by: token bytes then a non-token
         // byte, so the token run ends there, as `token` would find.
+        // Compared as one 4-byte word each.
+        const UDP: u32 = u32::from_le_bytes(*b"UDP ");
+        const TCP: u32 = u32::from_le_bytes(*b"TCP ");
+        const TLS: u32 = u32::from_le_bytes(*b"TLS ");
         let (transport, k) = match s.get(i..i + 4) {
-            Some([a, b, c, b' '])
-                if matches!(
-                    [a, b, c],
-                    [b'U', b'D', b'P'] | [b'T', b'C', b'P'] | [b'T', b'L', b'S']
-                ) =>
-            {
+            Some(&[a, b, c, d]) if matches!(u32::from_le_bytes([a, b, c, d]), UDP | TCP | TLS) => {
                 (&s[i..i + 3], i + 3)
             }
             _ => token(s, i)?,
