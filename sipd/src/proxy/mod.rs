@@ -256,6 +256,8 @@ struct RequestView<'a> {
     cseq: CSeq<'a>,
     max_forwards: Option<u32>,
     top_via: Via<'a>,
+    /// The top Via line holds only `top_via` (the split found no second value).
+    top_via_alone: bool,
 }
 
 /// The chosen next hop and an optional new Request-URI (location service contact).
@@ -561,7 +563,8 @@ impl Proxy {
         let via_value = msg
             .value(HeaderName::Via)
             .ok_or(Reject::new(400, "Missing Via"))?;
-        let top_via = first_via(via_value).ok_or(Reject::new(400, "Bad Via"))?;
+        let (top_via, top_via_alone) =
+            first_via_alone(via_value).ok_or(Reject::new(400, "Bad Via"))?;
         let from = msg.value(HeaderName::From).unwrap_or_default();
         // §16.3: syntax is checked as far as the proxy uses a field. From and To give tags (and
         // the caller for call records); their URIs are passed on untouched, not parsed.
@@ -603,6 +606,7 @@ impl Proxy {
             cseq,
             max_forwards,
             top_via,
+            top_via_alone,
         })
     }
 
@@ -632,10 +636,10 @@ impl Proxy {
         // with the same secret computes the same `h1` for the same request.
         // One Via value (the first hop's request): it was parsed already, its branch is checked
         // directly. Otherwise the Via lines are searched for our branch prefix first.
-        let single_via = !msg.is_repeated(HeaderName::Via)
-            && msg
-                .value(HeaderName::Via)
-                .is_some_and(|v| memchr::memchr(b',', v).is_none());
+        // The split in `validate` already knows whether the line has one value: no second
+        // search. (A line the old comma search called many, whose one value has a quoted or
+        // bracketed comma, checks the same Via here: our branch is in the line.)
+        let single_via = view.top_via_alone && !msg.is_repeated(HeaderName::Via);
         let looped = if single_via {
             self.is_our_via_for(&view.top_via, h1, input.local)
         } else {
@@ -1312,6 +1316,14 @@ fn first_via(value: &[u8]) -> Option<Via<'_>> {
     Via::parse(first).ok()
 }
 
+/// The first value of a Via header line, and whether it is the line's only value.
+fn first_via_alone(value: &[u8]) -> Option<(Via<'_>, bool)> {
+    let mut values = split_comma(value);
+    let (_, first) = values.next()?.ok()?;
+    let via = Via::parse(first).ok()?;
+    Some((via, values.next().is_none()))
+}
+
 /// The positions of the first, second and last Route values.
 struct RouteValues {
     first: Option<RouteValue>,
@@ -1481,7 +1493,8 @@ fn with_lower<T>(name: &[u8], f: impl FnOnce(&str) -> Option<T>) -> Option<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::{EditLines, sip_uri_hostport};
+    use super::{EditLines, first_via_alone, sip_uri_hostport};
+    use crate::sip::values::split_comma;
     use proptest::prelude::*;
 
     proptest! {
@@ -1499,6 +1512,22 @@ mod tests {
             want.sort_unstable();
             want.dedup();
             prop_assert_eq!(edits.as_slice(), &want[..]);
+        }
+
+        /// A Via line called alone is one the general loop check splits into just that value.
+        #[test]
+        fn top_via_alone_means_one_split_value(
+            extra in "[a-z0-9\\.;=,\"<> ]{0,24}",
+        ) {
+            let line = format!("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKx{extra}");
+            if let Some((via, alone)) = first_via_alone(line.as_bytes()) {
+                let values: Vec<&[u8]> =
+                    split_comma(line.as_bytes()).flatten().map(|(_, v)| v).collect();
+                if alone {
+                    prop_assert_eq!(values.len(), 1);
+                    prop_assert_eq!(values[0], via.raw());
+                }
+            }
         }
     }
 
