@@ -29,6 +29,30 @@ fn hex32_word(x: u32) -> u64 {
     v + b'0' as u64 * ONES + letters * (b'a' - b'0' - 10) as u64
 }
 
+/// Writes `ip` as a dotted quad at the start of `s` (at least 15 bytes); returns its length.
+#[inline(always)]
+fn ipv4_text(ip: std::net::Ipv4Addr, s: &mut [u8]) -> usize {
+    let s = &mut s[..15];
+    let mut n = 0;
+    for (i, o) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            s[n] = b'.';
+            n += 1;
+        }
+        if o >= 100 {
+            s[n] = b'0' + o / 100;
+            n += 1;
+        }
+        if o >= 10 {
+            s[n] = b'0' + o / 10 % 10;
+            n += 1;
+        }
+        s[n] = b'0' + o % 10;
+        n += 1;
+    }
+    n
+}
+
 pub struct Out<'b> {
     buf: &'b mut [u8],
     len: usize,
@@ -97,24 +121,15 @@ impl<'b> Out<'b> {
     /// Dotted quad without `core::fmt` (it was 7 % of forwarding an INVITE: sent-by,
     /// Record-Route and `received` each format an address).
     pub fn put_ipv4(&mut self, ip: std::net::Ipv4Addr) {
-        let mut s = [0u8; 15];
-        let mut n = 0;
-        for (i, o) in ip.octets().into_iter().enumerate() {
-            if i > 0 {
-                s[n] = b'.';
-                n += 1;
-            }
-            if o >= 100 {
-                s[n] = b'0' + o / 100;
-                n += 1;
-            }
-            if o >= 10 {
-                s[n] = b'0' + o / 10 % 10;
-                n += 1;
-            }
-            s[n] = b'0' + o % 10;
-            n += 1;
+        // With room for the longest address the digits go straight into the buffer (no
+        // variable-length copy); near the end they are staged so that overflow is as before.
+        if let Some(dst) = self.buf.get_mut(self.len..self.len + 15) {
+            let n = ipv4_text(ip, dst);
+            self.len += n;
+            return;
         }
+        let mut s = [0u8; 15];
+        let n = ipv4_text(ip, &mut s);
         self.put(&s[..n]);
     }
 
@@ -242,6 +257,25 @@ mod tests {
         out.put_hex64(0x0123_4567_89ab_cdef);
         assert_eq!(out.finish(), Some(16));
         assert_eq!(&buf, b"0123456789abcdef");
+    }
+
+    /// In place (room for 15) or staged (near the end): the same text, the same overflow.
+    #[test]
+    fn ipv4_in_place_or_staged_agree_at_every_room() {
+        for ip in ["1.2.3.4", "198.51.100.23", "255.255.255.255", "0.0.0.0"] {
+            let addr: std::net::Ipv4Addr = ip.parse().unwrap();
+            for room in 0..24 {
+                let mut buf = [0u8; 24];
+                let mut out = Out::new(&mut buf[..room]);
+                out.put_ipv4(addr);
+                if ip.len() <= room {
+                    assert_eq!(out.written(), ip.as_bytes(), "{ip} in {room}");
+                    assert!(!out.overflowed());
+                } else {
+                    assert!(out.overflowed() && out.is_empty(), "{ip} in {room}");
+                }
+            }
+        }
     }
 
     #[test]
