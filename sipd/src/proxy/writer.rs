@@ -87,8 +87,10 @@ impl<'b> Out<'b> {
 
     /// Decimal without allocation.
     pub fn put_u64(&mut self, mut n: u64) {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
+        // Digits end at 20; the 8 spare bytes after them let a short number (a port, a hop
+        // count) go out as one fixed 8-byte copy instead of a variable-length `memcpy` call.
+        let mut digits = [0u8; 28];
+        let mut i = 20;
         loop {
             i -= 1;
             digits[i] = b'0' + (n % 10) as u8;
@@ -97,7 +99,15 @@ impl<'b> Out<'b> {
                 break;
             }
         }
-        self.put(&digits[i..]);
+        let len = 20 - i;
+        if len <= 8
+            && let Some(dst) = self.buf.get_mut(self.len..self.len + 8)
+        {
+            dst.copy_from_slice(&digits[i..i + 8]);
+            self.len += len;
+            return;
+        }
+        self.put(&digits[i..20]);
     }
 
     /// Lower-case hex, fixed width (16 digits for a u64).
@@ -257,6 +267,25 @@ mod tests {
         out.put_hex64(0x0123_4567_89ab_cdef);
         assert_eq!(out.finish(), Some(16));
         assert_eq!(&buf, b"0123456789abcdef");
+    }
+
+    proptest::proptest! {
+        /// The 8-byte fast copy (short number, room for 8) and the exact put agree with the
+        /// formatter, and overflow exactly when the digits do not fit.
+        #[test]
+        fn u64_matches_display_at_every_room(n in proptest::num::u64::ANY, shift in 0u32..64, room in 0usize..24) {
+            let n = n >> shift;
+            let want = n.to_string();
+            let mut buf = [0u8; 24];
+            let mut out = Out::new(&mut buf[..room]);
+            out.put_u64(n);
+            if want.len() <= room {
+                proptest::prop_assert_eq!(out.written(), want.as_bytes());
+                proptest::prop_assert!(!out.overflowed());
+            } else {
+                proptest::prop_assert!(out.overflowed() && out.is_empty());
+            }
+        }
     }
 
     /// In place (room for 15) or staged (near the end): the same text, the same overflow.
