@@ -256,6 +256,8 @@ struct RequestView<'a> {
     cseq: CSeq<'a>,
     max_forwards: Option<u32>,
     top_via: Via<'a>,
+    /// The top Via line holds only `top_via` (the split found no second value).
+    top_via_alone: bool,
 }
 
 /// The chosen next hop and an optional new Request-URI (location service contact).
@@ -561,7 +563,8 @@ impl Proxy {
         let via_value = msg
             .value(HeaderName::Via)
             .ok_or(Reject::new(400, "Missing Via"))?;
-        let top_via = first_via(via_value).ok_or(Reject::new(400, "Bad Via"))?;
+        let (top_via, top_via_alone) =
+            first_via_alone(via_value).ok_or(Reject::new(400, "Bad Via"))?;
         let from = msg.value(HeaderName::From).unwrap_or_default();
         // §16.3: syntax is checked as far as the proxy uses a field. From and To give tags (and
         // the caller for call records); their URIs are passed on untouched, not parsed.
@@ -603,6 +606,7 @@ impl Proxy {
             cseq,
             max_forwards,
             top_via,
+            top_via_alone,
         })
     }
 
@@ -632,10 +636,10 @@ impl Proxy {
         // with the same secret computes the same `h1` for the same request.
         // One Via value (the first hop's request): it was parsed already, its branch is checked
         // directly. Otherwise the Via lines are searched for our branch prefix first.
-        let single_via = !msg.is_repeated(HeaderName::Via)
-            && msg
-                .value(HeaderName::Via)
-                .is_some_and(|v| memchr::memchr(b',', v).is_none());
+        // The split in `validate` already knows whether the line has one value: no second
+        // search. (A line the old comma search called many, whose one value has a quoted or
+        // bracketed comma, checks the same Via here: our branch is in the line.)
+        let single_via = view.top_via_alone && !msg.is_repeated(HeaderName::Via);
         let looped = if single_via {
             self.is_our_via_for(&view.top_via, h1, input.local)
         } else {
@@ -982,16 +986,26 @@ impl Proxy {
         let last_end = headers.last().map_or(msg.start(), |h| h.end as usize);
         // Header lines we do not change are copied in runs, one copy per run rather than per line.
         let mut copied_to = headers.first().map_or(last_end, |h| h.start as usize);
-        for (i, h) in headers.iter().enumerate() {
+        // The (at most four) lines that change, in message order: visiting only them, rather than
+        // testing every header line against each, is most of the loop's cost gone.
+        let mut edits = EditLines::default();
+        for i in [
+            top_via_index,
+            mf_index,
+            decision.strip_route.map(|r| r.header),
+            decision.strip_last_route.map(|r| r.header),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            edits.insert(i);
+        }
+        for &i in edits.as_slice() {
+            let Some(h) = headers.get(i) else {
+                continue;
+            };
             let strip = decision.strip_route.filter(|r| r.header == i);
             let strip_last = decision.strip_last_route.filter(|r| r.header == i);
-            if Some(i) != top_via_index
-                && Some(i) != mf_index
-                && strip.is_none()
-                && strip_last.is_none()
-            {
-                continue;
-            }
             out.put(&bytes[copied_to..h.start as usize]);
             copied_to = h.end as usize;
             if Some(i) == top_via_index {
@@ -1266,10 +1280,48 @@ fn method_label_index(method: Option<Method<'_>>) -> usize {
     }
 }
 
+/// Up to four distinct header indices, kept sorted ascending.
+#[derive(Default)]
+struct EditLines {
+    at: [usize; 4],
+    n: usize,
+}
+
+impl EditLines {
+    /// Adds `i` in order unless it is there already (or the set is full, which four distinct
+    /// sources cannot make happen).
+    fn insert(&mut self, i: usize) {
+        let mut k = 0;
+        while k < self.n && self.at[k] < i {
+            k += 1;
+        }
+        if (k < self.n && self.at[k] == i) || self.n == self.at.len() {
+            return;
+        }
+        for j in (k..self.n).rev() {
+            self.at[j + 1] = self.at[j];
+        }
+        self.at[k] = i;
+        self.n += 1;
+    }
+
+    fn as_slice(&self) -> &[usize] {
+        &self.at[..self.n]
+    }
+}
+
 /// The first value of a Via header line.
 fn first_via(value: &[u8]) -> Option<Via<'_>> {
     let (_, first) = split_comma(value).next()?.ok()?;
     Via::parse(first).ok()
+}
+
+/// The first value of a Via header line, and whether it is the line's only value.
+fn first_via_alone(value: &[u8]) -> Option<(Via<'_>, bool)> {
+    let mut values = split_comma(value);
+    let (_, first) = values.next()?.ok()?;
+    let via = Via::parse(first).ok()?;
+    Some((via, values.next().is_none()))
 }
 
 /// The positions of the first, second and last Route values.
@@ -1441,7 +1493,43 @@ fn with_lower<T>(name: &[u8], f: impl FnOnce(&str) -> Option<T>) -> Option<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::sip_uri_hostport;
+    use super::{EditLines, first_via_alone, sip_uri_hostport};
+    use crate::sip::values::split_comma;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The edited lines are visited as the full header loop met them: each index once,
+        /// ascending.
+        #[test]
+        fn edit_lines_are_the_sorted_distinct_indices(
+            picks in proptest::collection::vec(proptest::option::of(0usize..6), 4),
+        ) {
+            let mut edits = EditLines::default();
+            for i in picks.iter().flatten() {
+                edits.insert(*i);
+            }
+            let mut want: Vec<usize> = picks.iter().flatten().copied().collect();
+            want.sort_unstable();
+            want.dedup();
+            prop_assert_eq!(edits.as_slice(), &want[..]);
+        }
+
+        /// A Via line called alone is one the general loop check splits into just that value.
+        #[test]
+        fn top_via_alone_means_one_split_value(
+            extra in "[a-z0-9\\.;=,\"<> ]{0,24}",
+        ) {
+            let line = format!("SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKx{extra}");
+            if let Some((via, alone)) = first_via_alone(line.as_bytes()) {
+                let values: Vec<&[u8]> =
+                    split_comma(line.as_bytes()).flatten().map(|(_, v)| v).collect();
+                if alone {
+                    prop_assert_eq!(values.len(), 1);
+                    prop_assert_eq!(values[0], via.raw());
+                }
+            }
+        }
+    }
 
     #[test]
     fn sip_uri_host_and_port_are_located_without_a_parse() {
