@@ -7,7 +7,10 @@
 
 use std::hint::black_box;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
+};
 use sipd::sip::scan::{self, Backend};
 
 const MESSAGES: [(&str, &[u8]); 4] = [
@@ -38,6 +41,22 @@ use fields::sipd_fields;
 mod http_peer;
 use http_peer::{as_http, httparse_index, sipd_index};
 
+/// `f` on `bytes` timed once per SIMD backend this CPU has, as `sipd-<backend>/<name>`.
+fn on_each_backend(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    bytes: &[u8],
+    f: impl Fn(&[u8]) -> usize + Copy,
+) {
+    for backend in Backend::ALL {
+        if scan::set_backend(backend).is_err() {
+            continue;
+        }
+        let id = BenchmarkId::new(format!("sipd-{}", backend.name()), name);
+        group.bench_with_input(id, bytes, |b, m| b.iter(|| f(black_box(m))));
+    }
+}
+
 fn parse(c: &mut Criterion) {
     let mut group = c.benchmark_group("parse_fields");
     for (name, bytes) in MESSAGES {
@@ -46,13 +65,7 @@ fn parse(c: &mut Criterion) {
             "{name} parses with both"
         );
         group.throughput(Throughput::Bytes(bytes.len() as u64));
-        for backend in Backend::ALL {
-            if scan::set_backend(backend).is_err() {
-                continue;
-            }
-            let id = BenchmarkId::new(format!("sipd-{}", backend.name()), name);
-            group.bench_with_input(id, bytes, |b, m| b.iter(|| sipd_fields(black_box(m))));
-        }
+        on_each_backend(&mut group, name, bytes, sipd_fields);
         group.bench_with_input(BenchmarkId::new("rsip", name), bytes, |b, m| {
             b.iter(|| rsip_fields(black_box(m)))
         });
@@ -71,13 +84,7 @@ fn index(c: &mut Criterion) {
             "{name}: both index the same head"
         );
         group.throughput(Throughput::Bytes(bytes.len() as u64));
-        for backend in Backend::ALL {
-            if scan::set_backend(backend).is_err() {
-                continue;
-            }
-            let id = BenchmarkId::new(format!("sipd-{}", backend.name()), name);
-            group.bench_with_input(id, bytes, |b, m| b.iter(|| sipd_index(black_box(m))));
-        }
+        on_each_backend(&mut group, name, bytes, sipd_index);
         group.bench_with_input(BenchmarkId::new("httparse", name), &http, |b, m| {
             b.iter(|| httparse_index(black_box(m)))
         });

@@ -1158,6 +1158,26 @@ fn parse_content_length(value: &[u8]) -> Option<u32> {
 mod tests {
     use super::*;
 
+    /// Parses `m` with `backend`'s scans into fresh storage of `N` slots and hands the outcome
+    /// to `f`; `None` when this CPU lacks the backend.
+    fn parse_on<'a, const N: usize, T>(
+        backend: scan::Backend,
+        m: &'a [u8],
+        opts: &ParseOptions,
+        f: impl FnOnce(Result<Status<Message<'a, '_>>>) -> T,
+    ) -> Option<T> {
+        let mut headers = [MaybeUninit::uninit(); N];
+        scan::dispatch_to(
+            backend,
+            ParseJob {
+                buf: m,
+                headers: &mut headers,
+                opts,
+            },
+        )
+        .map(f)
+    }
+
     const INVITE: &[u8] = b"INVITE sip:bob@biloxi.com SIP/2.0\r\n\
 Via: SIP/2.0/UDP pc33.atlanta.com;branch=z9hG4bK776asdhds\r\n\
 Max-Forwards: 70\r\n\
@@ -1477,16 +1497,7 @@ X-A: 1\r\nx-a: 2\r\nmax-forwards: 69\r\nCall-ID: c\r\n\r\n";
         for m in &inputs {
             for opts in [ParseOptions::DATAGRAM, ParseOptions::STREAM] {
                 let run = |backend| {
-                    let mut h = [MaybeUninit::uninit(); 64];
-                    scan::dispatch_to(
-                        backend,
-                        ParseJob {
-                            buf: m,
-                            headers: &mut h,
-                            opts: &opts,
-                        },
-                    )
-                    .map(|r| {
+                    parse_on::<64, _>(backend, m, &opts, |r| {
                         r.map(|s| match s {
                             Status::Complete(msg) => Some((
                                 *msg.start_line(),
@@ -1597,18 +1608,7 @@ X-A: 1\r\nx-a: 2\r\nmax-forwards: 69\r\nCall-ID: c\r\n\r\n";
         ];
         for line in start_lines {
             for opts in [ParseOptions::DATAGRAM, ParseOptions::STREAM] {
-                let run = |m: &[u8], backend| {
-                    let mut h = [MaybeUninit::uninit(); 4];
-                    scan::dispatch_to(
-                        backend,
-                        ParseJob {
-                            buf: m,
-                            headers: &mut h,
-                            opts: &opts,
-                        },
-                    )
-                    .map(|r| r.err())
-                };
+                let run = |m: &[u8], backend| parse_on::<4, _>(backend, m, &opts, |r| r.err());
                 let mut alone = line.to_vec();
                 alone.extend_from_slice(b"\r\n");
                 let want = run(&alone, scan::Backend::Portable).unwrap();
