@@ -988,19 +988,19 @@ impl Proxy {
         let mut copied_to = headers.first().map_or(last_end, |h| h.start as usize);
         // The (at most four) lines that change, in message order: visiting only them, rather than
         // testing every header line against each, is most of the loop's cost gone.
-        let mut edits = EditLines::default();
-        for i in [
+        let mut edits = [
             top_via_index,
             mf_index,
             decision.strip_route.map(|r| r.header),
             decision.strip_last_route.map(|r| r.header),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            edits.insert(i);
-        }
-        for &i in edits.as_slice() {
+        ];
+        edits.sort_unstable();
+        let mut previous = None;
+        for i in edits.into_iter().flatten() {
+            // The same line may be named twice (a Route both first and last): visited once.
+            if previous.replace(i) == Some(i) {
+                continue;
+            }
             let Some(h) = headers.get(i) else {
                 continue;
             };
@@ -1280,36 +1280,6 @@ fn method_label_index(method: Option<Method<'_>>) -> usize {
     }
 }
 
-/// Up to four distinct header indices, kept sorted ascending.
-#[derive(Default)]
-struct EditLines {
-    at: [usize; 4],
-    n: usize,
-}
-
-impl EditLines {
-    /// Adds `i` in order unless it is there already (or the set is full, which four distinct
-    /// sources cannot make happen).
-    fn insert(&mut self, i: usize) {
-        let mut k = 0;
-        while k < self.n && self.at[k] < i {
-            k += 1;
-        }
-        if (k < self.n && self.at[k] == i) || self.n == self.at.len() {
-            return;
-        }
-        for j in (k..self.n).rev() {
-            self.at[j + 1] = self.at[j];
-        }
-        self.at[k] = i;
-        self.n += 1;
-    }
-
-    fn as_slice(&self) -> &[usize] {
-        &self.at[..self.n]
-    }
-}
-
 /// The first value of a Via header line.
 fn first_via(value: &[u8]) -> Option<Via<'_>> {
     let (_, first) = split_comma(value).next()?.ok()?;
@@ -1493,27 +1463,11 @@ fn with_lower<T>(name: &[u8], f: impl FnOnce(&str) -> Option<T>) -> Option<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::{EditLines, first_via_alone, sip_uri_hostport};
+    use super::{first_via_alone, sip_uri_hostport};
     use crate::sip::values::split_comma;
     use proptest::prelude::*;
 
     proptest! {
-        /// The edited lines are visited as the full header loop met them: each index once,
-        /// ascending.
-        #[test]
-        fn edit_lines_are_the_sorted_distinct_indices(
-            picks in proptest::collection::vec(proptest::option::of(0usize..6), 4),
-        ) {
-            let mut edits = EditLines::default();
-            for i in picks.iter().flatten() {
-                edits.insert(*i);
-            }
-            let mut want: Vec<usize> = picks.iter().flatten().copied().collect();
-            want.sort_unstable();
-            want.dedup();
-            prop_assert_eq!(edits.as_slice(), &want[..]);
-        }
-
         /// A Via line called alone is one the general loop check splits into just that value.
         #[test]
         fn top_via_alone_means_one_split_value(
